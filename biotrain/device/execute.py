@@ -1,0 +1,193 @@
+"""Proof that a memory plan is right: run the planned step on one flat buffer.
+
+Every tensor of the step lives in a single byte arena at its planned offset: persistent
+state is copied in once, every op runs on *views* of the arena and its fresh outputs are
+copied into their planned slots (views and in-place ops write straight into the arena), and
+each kernel's scratch region is filled with NaN while the kernel runs (the device writes its
+im2col there). A plan that lets two live tensors share bytes therefore corrupts the result.
+The updated weights, momentum and norm buffers are then compared with eager PyTorch running
+``torch.optim.SGD`` on the same model, batch and initial state.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .capture import StepProgram, strategy_setup
+from .kernels import return_alias
+from .memory import MemoryPlan, StepGraph, validate_plan
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    max_rel_error: float
+    worst_tensor: str
+    tol: float
+    errors: dict
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "max_rel_error": self.max_rel_error, "worst_tensor": self.worst_tensor,
+                "tol": self.tol}
+
+
+def initial_state(model: nn.Module, program: StepProgram, seed: int = 0) -> tuple[dict, list]:
+    """Initial persistent state (from the model, plus a non-zero momentum) and the batch."""
+    g = torch.Generator().manual_seed(seed)
+    params = dict(model.named_parameters())
+    bufs = dict(model.named_buffers())
+    state = {}
+    for name, spec in program.states.items():
+        kind, _, key = name.partition(":")
+        if kind == "param":
+            state[name] = params[key].detach().clone()
+        elif kind == "buffer":
+            state[name] = bufs[key].detach().clone()
+        elif kind == "momentum":
+            state[name] = 1e-2 * torch.randn(spec.shape, generator=g)
+        elif kind == "accum":
+            state[name] = torch.zeros(spec.shape)
+    n_out = int(getattr(model, "n_outputs", 2))
+    x_shape = program.states["x"].shape
+    batches = [(torch.randn(x_shape, generator=g), torch.randint(0, n_out, x_shape[:1], generator=g))
+               for _ in range(program.accum)]
+    return state, batches
+
+
+def eager_step(model: nn.Module, program: StepProgram, state: dict, batches: list) -> dict:
+    """The same step in plain eager PyTorch with ``torch.optim.SGD``."""
+    m = copy.deepcopy(model)
+    trainable, training = strategy_setup(m, program.strategy)
+    m.train(training)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            p.copy_(state[f"param:{n}"])
+            p.requires_grad_(n in trainable)
+        for n, b in m.named_buffers():
+            b.copy_(state[f"buffer:{n}"])
+    tp = [p for n, p in m.named_parameters() if n in trainable]
+    hp = program.hparams
+    opt = torch.optim.SGD(tp, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+    names = [n for n, _ in m.named_parameters() if n in trainable]
+    for n, p in zip(names, tp):
+        opt.state[p]["momentum_buffer"] = state[f"momentum:{n}"].clone()
+    opt.zero_grad()
+    for x, y in batches:
+        loss = F.cross_entropy(m(x), y)
+        if program.accum > 1:
+            loss = loss * (1.0 / program.accum)
+        loss.backward()
+    opt.step()
+    out = {f"param:{n}": p.detach().clone() for n, p in m.named_parameters()}
+    out.update({f"buffer:{n}": b.detach().clone() for n, b in m.named_buffers()})
+    out.update({f"momentum:{n}": opt.state[p]["momentum_buffer"].clone() for n, p in zip(names, tp)})
+    return out
+
+
+def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list, validate: bool = True) -> dict:
+    """Run the step with every tensor at its planned offset in one arena; return the final state."""
+    if validate:
+        bad = validate_plan(graph, plan)
+        if bad:
+            a, b = graph.storages[bad[0][0]], graph.storages[bad[0][1]]
+            raise ValueError(f"invalid plan: {len(bad)} overlapping live pairs, e.g. {a.name} and {b.name}")
+    program = graph.program
+    size = max([plan.peak] + [plan.offsets[s.sid] + s.size for s in graph.storages if s.nbytes])
+    arena = torch.zeros(size, dtype=torch.uint8)
+
+    def view(sid: int, shape, dtype) -> torch.Tensor:
+        o = plan.offsets[sid]
+        nb = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        return arena[o:o + nb].view(dtype).view(tuple(shape))
+
+    def state_view(name: str) -> torch.Tensor:
+        spec = program.states[name]
+        return view(graph.state_storage[name], spec.shape, spec.dtype)
+
+    for name, value in state.items():
+        state_view(name).copy_(value)
+
+    ops_by_phase: dict[int, list] = {}
+    for rec in graph.ops:
+        ops_by_phase.setdefault(rec.phase, []).append(rec)
+
+    for pi, phase in enumerate(program.phases):
+        recs = {rec.node.name: rec for rec in ops_by_phase.get(pi, [])}
+        for rep in range(phase.repeat):
+            if "x" in phase.inputs:
+                x, y = batches[rep]
+                state_view("x").copy_(x)
+                state_view("y").copy_(y)
+            env: dict = {}
+            placeholders = [n for n in phase.gm.graph.nodes if n.op == "placeholder"]
+            for n, st in zip(placeholders, phase.inputs):
+                env[n] = state_view(st)
+            for node in phase.gm.graph.nodes:
+                if node.op == "get_attr":
+                    env[node] = getattr(phase.gm, node.target)
+                    continue
+                if node.op != "call_function":
+                    continue
+                rec = recs[node.name]
+                args = torch.fx.node.map_arg(node.args, lambda a: env[a])
+                kwargs = torch.fx.node.map_arg(node.kwargs, lambda a: env[a])
+                for sid in rec.scratch:  # the kernel's scratch: garbage while it runs
+                    s = graph.storages[sid]
+                    arena[plan.offsets[sid]:plan.offsets[sid] + s.nbytes].fill_(0xFF)
+                out = node.target(*args, **kwargs)
+                if rec.name == "getitem":
+                    env[node] = out
+                    continue
+                single = isinstance(out, torch.Tensor)
+                items = [out] if single else list(out) if isinstance(out, (tuple, list)) else None
+                if items is not None:
+                    for i, v in enumerate(items):
+                        if not isinstance(v, torch.Tensor) or return_alias(node, i) is not None:
+                            continue
+                        sid = graph.value_storage.get((pi, node.name, i))
+                        if sid is None:
+                            continue
+                        dst = view(sid, v.shape, v.dtype)
+                        dst.copy_(v)
+                        items[i] = dst
+                    out = items[0] if single else tuple(items)
+                env[node] = out
+    return {name: state_view(name).clone() for name in state}
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    den = float(b.norm())
+    err = float((a - b).norm())
+    if den == 0.0:
+        return err
+    r = err / den
+    return r if r == r else float("inf")  # NaN -> inf
+
+
+def compare(result: dict, reference: dict, tol: float = 1e-5) -> CheckResult:
+    errors = {}
+    for k, ref in reference.items():
+        if k not in result:
+            continue
+        if ref.dtype.is_floating_point:
+            errors[k] = rel_error(result[k], ref)
+        else:
+            errors[k] = 0.0 if torch.equal(result[k], ref) else float("inf")
+    worst = max(errors, key=errors.get) if errors else ""
+    mx = errors.get(worst, 0.0)
+    return CheckResult(bool(mx <= tol), mx, worst, tol, errors)
+
+
+def check_plan(model: nn.Module, graph: StepGraph, plan: MemoryPlan, tol: float = 1e-5, seed: int = 0,
+               validate: bool = True) -> CheckResult:
+    """Execute the planned step on the arena and compare it with eager PyTorch."""
+    state, batches = initial_state(model, graph.program, seed)
+    ref = eager_step(model, graph.program, state, batches)
+    got = execute_plan(graph, plan, state, batches, validate=validate)
+    return compare(got, ref, tol)

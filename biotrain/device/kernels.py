@@ -1,0 +1,176 @@
+"""Map aten ops of a captured step onto PULP-TrainLib-style kernels (BRIEF section 5).
+
+For every ``call_function`` node this module says which device kernel runs it, how many MACs or
+elements it touches, and which kernel scratch buffers it needs (im2col, transposed weights).
+Shapes come from the ``val`` metadata that ``make_fx`` records on each node.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+
+import torch
+
+aten = torch.ops.aten
+
+NORM_FWD = {
+    "native_group_norm",
+    "native_batch_norm",
+    "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training",
+    "_native_batch_norm_legit_functional",
+    "native_layer_norm",
+}
+NORM_BWD = {"native_group_norm_backward", "native_batch_norm_backward", "native_layer_norm_backward"}
+# ops that create no data on the device (views, metadata, bookkeeping)
+FREE = {"view", "_unsafe_view", "t", "detach", "expand", "alias", "permute", "transpose", "unsqueeze",
+        "squeeze", "reshape", "as_strided", "slice", "select", "empty", "lift_fresh_copy", "sym_size"}
+# out-of-place ops whose output may overwrite an input that dies at the op: (op, input arg index)
+INPLACE_OK = {
+    "relu": 0, "threshold_backward": 0, "add": 0, "sub": 0, "mul": 0, "div": 0, "neg": 0,
+    "_log_softmax": 0, "_log_softmax_backward_data": 0, "native_group_norm_backward": 0,
+    "native_batch_norm_backward": 0, "hardtanh": 0, "gelu": 0, "sigmoid": 0, "tanh": 0, "clone": 0,
+}
+
+
+def op_name(node: torch.fx.Node) -> str:
+    t = node.target
+    if t is operator.getitem:
+        return "getitem"
+    if isinstance(t, torch._ops.OpOverload):
+        return t._schema.name.split("::")[-1]
+    return getattr(t, "__name__", str(t))
+
+
+def _val(x):
+    if isinstance(x, torch.fx.Node):
+        return x.meta.get("val")
+    return None
+
+
+def _numel(v) -> int:
+    return int(v.numel()) if isinstance(v, torch.Tensor) else 0
+
+
+def tensor_outputs(node: torch.fx.Node) -> list[tuple[int, torch.Tensor]]:
+    v = node.meta.get("val")
+    if isinstance(v, torch.Tensor):
+        return [(0, v)]
+    if isinstance(v, (tuple, list)):
+        return [(i, t) for i, t in enumerate(v) if isinstance(t, torch.Tensor)]
+    return []
+
+
+def tensor_inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
+    out: list[torch.fx.Node] = []
+    for a in node.all_input_nodes:
+        if isinstance(a.meta.get("val"), (torch.Tensor, tuple, list)):
+            out.append(a)
+    return out
+
+
+def return_alias(node: torch.fx.Node, idx: int) -> int | None:
+    """Index of the positional argument that output ``idx`` aliases (views, in-place ops), else None."""
+    t = node.target
+    if not isinstance(t, torch._ops.OpOverload):
+        return None
+    rets = t._schema.returns
+    if idx >= len(rets) or rets[idx].alias_info is None:
+        return None
+    sets = rets[idx].alias_info.before_set
+    for i, arg in enumerate(t._schema.arguments):
+        if arg.alias_info is not None and arg.alias_info.before_set & sets:
+            return i
+    return 0
+
+
+def is_view(node: torch.fx.Node, idx: int) -> bool:
+    """Output ``idx`` is a read-only alias (a view) of an input: no data moves."""
+    t = node.target
+    if not isinstance(t, torch._ops.OpOverload):
+        return False
+    rets = t._schema.returns
+    return idx < len(rets) and rets[idx].alias_info is not None and not rets[idx].alias_info.is_write
+
+
+@dataclass
+class Kernel:
+    kind: str  # conv_fwd | conv_bwd | dw_fwd | dw_bwd | linear_fwd | linear_bwd | norm_fwd | norm_bwd | elementwise | free
+    macs: int = 0  # by MAC class below
+    macs_by: dict = field(default_factory=dict)  # {"conv_fwd": n, "conv_bwd": n, "dw_fwd": ...}
+    elems: int = 0  # element-wise work (elements)
+    im2col_elems: int = 0
+    transpose_elems: int = 0
+    scratch: list = field(default_factory=list)  # [(label, nbytes)]
+
+
+def classify(node: torch.fx.Node, backward: bool) -> Kernel:
+    name = op_name(node)
+    outs = tensor_outputs(node)
+    if name == "getitem" or name in FREE or (outs and all(is_view(node, i) for i, _ in outs)):
+        return Kernel("free")
+    if name == "convolution":
+        x, w = _val(node.args[0]), _val(node.args[1])
+        groups = int(node.args[8])
+        out = node.meta["val"]
+        n, cin, _, _ = x.shape
+        cout, cin_g, kh, kw = w.shape
+        _, _, ho, wo = out.shape
+        macs = n * cout * ho * wo * cin_g * kh * kw
+        if groups > 1 and cin_g == 1:
+            return Kernel("dw_fwd", macs, {"dw_fwd": macs})
+        k = Kernel("conv_fwd", macs, {"conv_fwd": macs})
+        if kh * kw > 1:
+            k.im2col_elems = n * kh * kw * cin * ho * wo
+            k.scratch.append(("im2col", k.im2col_elems * 4))
+        return k
+    if name == "convolution_backward":
+        go, x, w = _val(node.args[0]), _val(node.args[1]), _val(node.args[2])
+        groups = int(node.args[9])
+        mask = list(node.args[10])
+        n, cin, hin, win = x.shape
+        cout, cin_g, kh, kw = w.shape
+        _, _, ho, wo = go.shape
+        macs_one = n * cout * ho * wo * cin_g * kh * kw
+        n_grads = int(bool(mask[0])) + int(bool(mask[1]))
+        dw = groups > 1 and cin_g == 1
+        key = "dw_bwd" if dw else "conv_bwd"
+        k = Kernel(key, macs_one * n_grads, {key: macs_one * n_grads})
+        k.elems = _numel(go) if (len(mask) > 2 and mask[2]) else 0  # bias gradient: a reduction
+        if not dw and kh * kw > 1:
+            cols = 0
+            if mask[1]:
+                cols = max(cols, n * kh * kw * cin * ho * wo)
+            if mask[0]:
+                cols = max(cols, n * cout * kh * kw * hin * win)
+            k.im2col_elems = cols
+            if cols:
+                k.scratch.append(("im2col", cols * 4))
+        if mask[0] and not dw:
+            k.transpose_elems = kh * kw * cin_g * cout
+            k.scratch.append(("transposed_weights", k.transpose_elems * 4))
+        return k
+    if name in ("addmm", "mm", "bmm"):
+        a, b = (_val(node.args[1]), _val(node.args[2])) if name == "addmm" else (_val(node.args[0]), _val(node.args[1]))
+        m, kk = a.shape[-2], a.shape[-1]
+        nn_ = b.shape[-1]
+        batch = math.prod(a.shape[:-2]) if a.dim() > 2 else 1
+        macs = int(batch * m * kk * nn_)
+        key = "linear_bwd" if backward else "linear_fwd"
+        k = Kernel(key, macs, {key: macs})
+        if name == "addmm":
+            k.elems = _numel(node.meta["val"])
+        for operand in (a, b):
+            if backward and isinstance(operand, torch.Tensor) and operand.dim() == 2 and not operand.is_contiguous():
+                k.transpose_elems += _numel(operand)
+        if k.transpose_elems:
+            k.scratch.append(("transposed_operand", k.transpose_elems * 4))
+        return k
+    if name in NORM_FWD:
+        return Kernel("norm_fwd", elems=_numel(_val(node.args[0])))
+    if name in NORM_BWD:
+        return Kernel("norm_bwd", elems=_numel(_val(node.args[0])))
+    elems = max([_numel(t) for _, t in outs] + [_numel(a.meta.get("val")) for a in tensor_inputs(node)] + [0])
+    return Kernel("elementwise", elems=elems)

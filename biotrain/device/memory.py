@@ -1,0 +1,358 @@
+"""Static L2 memory plan of a captured step: lifetimes, in-place reuse, placement, lower bound.
+
+Every tensor of the step gets a *storage*: persistent state (weights, momentum, accumulated
+gradients, norm buffers), the micro-batch input, every op output (activations, activation
+gradients, parameter gradients) and every kernel's scratch (im2col, transposed weights).
+Views and in-place ops share their input's storage (from the aten schema's alias annotations);
+an element-wise op may also overwrite an input that dies at that op ("in-place where legal").
+
+A storage is live from the op that writes it to the last op that reads any alias of it;
+persistent state is live over the whole step. Placement assigns each storage an offset in one
+arena so that storages live at the same time never overlap: a best-fit heuristic first, then
+OR-Tools CP-SAT (``AddNoOverlap2D`` over time x address, minimising the peak) seeded with it.
+The lower bound is the largest number of bytes live at any one op: no placement can beat it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .capture import StepProgram
+from .kernels import INPLACE_OK, Kernel, classify, op_name, return_alias, tensor_inputs, tensor_outputs
+
+ALIGN = 8  # bytes; fp32 and int64 views of the byte arena need aligned offsets
+PERSISTENT_KINDS = ("weights", "frozen_weights", "buffers", "optimizer_state", "accumulated_gradients")
+
+
+def _align(n: int) -> int:
+    return (int(n) + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass
+class Storage:
+    sid: int
+    name: str
+    kind: str
+    nbytes: int
+    start: int
+    end: int
+    shape: tuple = ()
+    dtype: torch.dtype = torch.float32
+    persistent: bool = False
+    members: list = field(default_factory=list)  # value names merged into this storage (in-place)
+
+    @property
+    def size(self) -> int:
+        return _align(self.nbytes)
+
+
+@dataclass
+class OpRecord:
+    t: int
+    phase: int
+    node: torch.fx.Node
+    name: str
+    kernel: Kernel
+    backward: bool
+    scratch: list = field(default_factory=list)  # storage ids
+    inputs: list = field(default_factory=list)  # storage ids read
+    outputs: list = field(default_factory=list)  # storage ids written (fresh or merged)
+
+
+@dataclass
+class StepGraph:
+    """The step's timeline of ops and its storages, ready to be placed."""
+
+    program: StepProgram
+    ops: list[OpRecord]
+    storages: list[Storage]
+    # (phase index, node name, output index) -> storage id ; None for non-tensor values
+    value_storage: dict
+    state_storage: dict  # state name -> storage id
+    n_times: int
+    inplace_merges: int = 0
+
+    def root(self, sid: int) -> int:
+        return sid
+
+    def live_bytes(self) -> list[int]:
+        live = [0] * self.n_times
+        for s in self.storages:
+            if s.nbytes == 0:
+                continue
+            for t in range(s.start, s.end + 1):
+                live[t] += s.size
+        return live
+
+
+def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
+    storages: list[Storage] = []
+
+    def new(name, kind, nbytes, start, end, shape=(), dtype=torch.float32, persistent=False):
+        s = Storage(len(storages), name, kind, int(nbytes), start, end, tuple(shape), dtype, persistent, [name])
+        storages.append(s)
+        return s.sid
+
+    state_storage = {}
+    for name, spec in program.states.items():
+        nb = (torch.Size(spec.shape).numel()) * torch.empty((), dtype=spec.dtype).element_size()
+        persistent = spec.kind in PERSISTENT_KINDS
+        state_storage[name] = new(name, spec.kind, nb, 0, 0, spec.shape, spec.dtype, persistent)
+
+    value_storage: dict = {}
+    ops: list[OpRecord] = []
+    t = 0
+    def find(s):
+        while parent[s] != s:
+            parent[s] = parent[parent[s]]
+            s = parent[s]
+        return s
+
+    # pass 1: storages, aliases, uses
+    last_use: dict[int, int] = {}
+    for pi, phase in enumerate(program.phases):
+        placeholders = [n for n in phase.gm.graph.nodes if n.op == "placeholder"]
+        for n, state in zip(placeholders, phase.inputs):
+            value_storage[(pi, n.name, 0)] = state_storage[state]
+        backward = False
+        for node in phase.gm.graph.nodes:
+            if node.op != "call_function":
+                continue
+            kern = classify(node, backward)
+            rec = OpRecord(t, pi, node, op_name(node), kern, backward)
+            for a in tensor_inputs(node):
+                for key in [k for k in ((pi, a.name, i) for i in range(8)) if k in value_storage]:
+                    sid = value_storage[key]
+                    if sid is not None:
+                        rec.inputs.append(sid)
+                        last_use[sid] = t
+            if rec.name == "getitem":
+                src, idx = node.args
+                value_storage[(pi, node.name, 0)] = value_storage.get((pi, src.name, idx))
+            else:
+                for i, v in tensor_outputs(node):
+                    ai = return_alias(node, i)
+                    if ai is not None:
+                        arg = node.args[ai] if ai < len(node.args) else None
+                        value_storage[(pi, node.name, i)] = (
+                            value_storage.get((pi, arg.name, 0)) if isinstance(arg, torch.fx.Node) else None
+                        )
+                        continue
+                    nb = v.numel() * v.element_size()
+                    if nb == 0:
+                        value_storage[(pi, node.name, i)] = None
+                        continue
+                    kind = "activation_gradients" if backward else "activations"
+                    if phase.name == "update":
+                        kind = "optimizer_temp"
+                    sid = new(f"{node.name}" + (f"[{i}]" if i else ""), kind, nb, t, t, v.shape, v.dtype)
+                    value_storage[(pi, node.name, i)] = sid
+                    rec.outputs.append(sid)
+                for label, nb in kern.scratch:
+                    rec.scratch.append(new(f"{node.name}:{label}", "scratch", nb, t, t))
+            ops.append(rec)
+            if phase.loss_node is not None and node.name == phase.loss_node:
+                backward = True
+            t += 1
+        for g in phase.grad_nodes:
+            sid = value_storage.get((pi, g, 0))
+            if sid is not None and not storages[sid].persistent:
+                storages[sid].kind = "gradients"
+    n_times = max(t, 1)
+
+    # lifetimes
+    for s in storages:
+        if s.persistent:
+            s.start, s.end = 0, n_times - 1
+        else:
+            s.end = max(s.end, last_use.get(s.sid, s.start))
+    for name in ("x", "y"):
+        s = storages[state_storage[name]]
+        s.start, s.end = 0, last_use.get(s.sid, 0)
+
+    # pass 2: in-place reuse of inputs that die at an element-wise op
+    merges = 0
+    parent = list(range(len(storages)))  # union-find for in-place merges
+    if inplace:
+        for rec in ops:
+            arg_i = INPLACE_OK.get(rec.name)
+            if arg_i is None or not rec.outputs or arg_i >= len(rec.node.args):
+                continue
+            arg = rec.node.args[arg_i]
+            if not isinstance(arg, torch.fx.Node):
+                continue
+            src = value_storage.get((rec.phase, arg.name, 0))
+            if src is None:
+                continue
+            r = find(src)
+            out = rec.outputs[0]
+            rs, so = storages[r], storages[out]
+            if rs.persistent or rs.kind in ("input", "scratch") or rs.end != rec.t or rs.size != so.size:
+                continue
+            parent[out] = r
+            rs.end = max(rs.end, so.end)
+            rs.members += so.members
+            if so.kind == "gradients":
+                rs.kind = "gradients"
+            merges += 1
+    remap = {s.sid: find(s.sid) for s in storages}
+    kept = [s for s in storages if remap[s.sid] == s.sid]
+    new_id = {s.sid: i for i, s in enumerate(kept)}
+    for s in kept:
+        s.sid = new_id[s.sid]
+    fix = lambda sid: None if sid is None else new_id[remap[sid]]  # noqa: E731
+    value_storage = {k: fix(v) for k, v in value_storage.items()}
+    state_storage = {k: fix(v) for k, v in state_storage.items()}
+    for rec in ops:
+        rec.inputs = [fix(s) for s in rec.inputs]
+        rec.outputs = [fix(s) for s in rec.outputs]
+        rec.scratch = [fix(s) for s in rec.scratch]
+    return StepGraph(program, ops, kept, value_storage, state_storage, n_times, merges)
+
+
+@dataclass
+class MemoryPlan:
+    offsets: list[int]  # by storage id
+    peak: int
+    lower_bound: int
+    lower_bound_t: int
+    method: str
+    solve_s: float = 0.0
+    heuristic_peak: int = 0
+    status: str = ""
+
+    @property
+    def overhead(self) -> float:
+        return self.peak / self.lower_bound if self.lower_bound else 1.0
+
+
+def _overlap_t(a: Storage, b: Storage) -> bool:
+    return a.start <= b.end and b.start <= a.end
+
+
+def best_fit(storages: list[Storage], base: int = 0, order: str = "size") -> dict[int, int]:
+    """Greedy placement: largest first, each into the tightest gap among time-overlapping tensors."""
+    if order == "size":
+        items = sorted(storages, key=lambda s: (-s.size, -(s.end - s.start), s.sid))
+    else:
+        items = sorted(storages, key=lambda s: (-(s.end - s.start + 1) * s.size, s.sid))
+    placed: list[tuple[Storage, int]] = []
+    out: dict[int, int] = {}
+    for s in items:
+        busy = sorted((o, o + p.size) for p, o in placed if _overlap_t(p, s))
+        best, best_gap, cur = None, None, base
+        for lo, hi in busy:
+            if lo - cur >= s.size:
+                gap = lo - cur
+                if best_gap is None or gap < best_gap:
+                    best, best_gap = cur, gap
+            cur = max(cur, hi)
+        if best is None:
+            best = cur
+        out[s.sid] = best
+        placed.append((s, best))
+    return out
+
+
+def plan_memory(graph: StepGraph, solver: str = "auto", time_limit_s: float = 1.0, max_cpsat_items: int = 400,
+                seed: int = 0) -> MemoryPlan:
+    """Place every storage of ``graph`` in one arena. ``solver``: auto | cpsat | bestfit."""
+    t0 = time.perf_counter()
+    st = [s for s in graph.storages if s.nbytes > 0]
+    live = graph.live_bytes()
+    lb = max(live)
+    lb_t = live.index(lb)
+    offsets = [0] * len(graph.storages)
+    # persistent state lives throughout: stack it at the bottom of the arena
+    base = 0
+    for s in sorted((s for s in st if s.persistent), key=lambda s: (-s.size, s.sid)):
+        offsets[s.sid] = base
+        base += s.size
+    rest = [s for s in st if not s.persistent]
+    cands = [best_fit(rest, base, "size"), best_fit(rest, base, "area")]
+    peaks = [max([base] + [c[s.sid] + s.size for s in rest]) for c in cands]
+    bf = cands[peaks.index(min(peaks))]
+    heur_peak = min(peaks)
+    for sid, o in bf.items():
+        offsets[sid] = o
+    peak, method, status = heur_peak, "best-fit", "heuristic"
+    use_cpsat = solver == "cpsat" or (solver == "auto" and len(rest) <= max_cpsat_items)
+    if use_cpsat and heur_peak > lb and rest:
+        res = _cpsat(rest, base, lb, heur_peak, bf, time_limit_s, seed)
+        if res is not None:
+            offs, p, status = res
+            if p <= heur_peak:
+                for sid, o in offs.items():
+                    offsets[sid] = o
+                peak, method = p, "cp-sat"
+    elif heur_peak <= lb:
+        status = "optimal (heuristic meets the lower bound)"
+    return MemoryPlan(offsets, peak, lb, lb_t, method, time.perf_counter() - t0, heur_peak, status)
+
+
+def _cpsat(rest, base, lb, ub, hint, time_limit_s, seed):
+    from ortools.sat.python import cp_model
+
+    u = ALIGN
+    m = cp_model.CpModel()
+    ub_u = (ub - base) // u + 1
+    xs, ys, offs = [], [], {}
+    peak = m.NewIntVar(max(0, (lb - base) // u), ub_u, "peak")
+    for s in rest:
+        sz = s.size // u
+        o = m.NewIntVar(0, ub_u - sz, f"o{s.sid}")
+        offs[s.sid] = o
+        xs.append(m.NewFixedSizeIntervalVar(s.start, s.end - s.start + 1, f"t{s.sid}"))
+        ys.append(m.NewFixedSizeIntervalVar(o, sz, f"m{s.sid}"))
+        m.Add(o + sz <= peak)
+        m.AddHint(o, (hint[s.sid] - base) // u)
+    m.AddNoOverlap2D(xs, ys)
+    m.Minimize(peak)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = float(time_limit_s)
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = int(seed)
+    r = solver.Solve(m)
+    if r not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    out = {sid: base + solver.Value(o) * u for sid, o in offs.items()}
+    p = max([base] + [out[s.sid] + s.size for s in rest])
+    return out, p, solver.StatusName(r).lower()
+
+
+def validate_plan(graph: StepGraph, plan: MemoryPlan) -> list[tuple[int, int]]:
+    """Pairs of storages that are live at the same time and overlap in the arena (empty if valid)."""
+    st = sorted((s for s in graph.storages if s.nbytes > 0), key=lambda s: plan.offsets[s.sid])
+    bad = []
+    for i, a in enumerate(st):
+        ao = plan.offsets[a.sid]
+        for b in st[i + 1:]:
+            bo = plan.offsets[b.sid]
+            if bo >= ao + a.size:
+                break
+            if _overlap_t(a, b):
+                bad.append((a.sid, b.sid))
+    return bad
+
+
+def breakdown_at(graph: StepGraph, t: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in graph.storages:
+        if s.nbytes and s.start <= t <= s.end:
+            out[s.kind] = out.get(s.kind, 0) + s.size
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def dominant_at(graph: StepGraph, t: int, k: int = 8) -> list[dict]:
+    live = [s for s in graph.storages if s.nbytes and s.start <= t <= s.end]
+    live.sort(key=lambda s: -s.size)
+    phases = graph.program.phases
+    out = []
+    for s in live[:k]:
+        out.append({"name": s.name, "kind": s.kind, "bytes": s.size, "shape": list(s.shape),
+                    "live_ops": [s.start, s.end]})
+    _ = phases
+    return out
