@@ -70,6 +70,7 @@ class StepProgram:
     frozen: list[str]
     buffers: list[str]
     hparams: dict
+    rematerialized: list = field(default_factory=list)
 
 
 def strategy_setup(model: nn.Module, strategy: str) -> tuple[list[str], bool]:
@@ -132,6 +133,7 @@ def capture_step(
     accum: int | None = None,
     hparams: dict | None = None,
     tracing_mode: str = "fake",
+    remat: bool = True,
 ) -> StepProgram:
     """Trace the training step of ``model`` under ``strategy`` into a :class:`StepProgram`."""
     hp = {**SGD_DEFAULTS, **(hparams or {})}
@@ -231,7 +233,13 @@ def capture_step(
         gm2 = make_fx(update, tracing_mode=tracing_mode)(tr_ex2, mo_ex, ac_ex)
         phases.append(_phase("update", gm2, 1, in_tr + in_mo + in_ac, has_loss=False))
 
+    rematerialized = []
+    if remat:
+        for ph in phases:
+            rematerialized += rematerialize(ph.gm, ph.loss_node)
+
     return StepProgram(
+        rematerialized=rematerialized,
         strategy=strategy,
         batch_size=batch_size,
         micro_batch=micro_batch,
@@ -243,6 +251,47 @@ def capture_step(
         buffers=buf_names,
         hparams=hp,
     )
+
+
+def rematerialize(gm: torch.fx.GraphModule, loss_node: str | None, max_macs_per_output: int = 16) -> list[str]:
+    """Recompute cheap forward convolutions of step inputs in the backward pass.
+
+    A forward ``aten.convolution`` whose operands are all step inputs (the micro-batch and the
+    weights, which stay in L2 anyway and do not change before the update) and which costs at
+    most ``max_macs_per_output`` MACs per output element is run again right before its first
+    backward use instead of being kept alive across the whole forward and backward pass. This
+    is exact (same op, same operands) and trades a few MACs for a large activation.
+    Returns the names of the rematerialised nodes.
+    """
+    if loss_node is None:
+        return []
+    g = gm.graph
+    nodes = list(g.nodes)
+    idx = {n: i for i, n in enumerate(nodes)}
+    loss_i = next(i for n, i in idx.items() if n.name == loss_node)
+    done = []
+    for n in nodes[:loss_i]:
+        if n.op != "call_function" or n.target is not torch.ops.aten.convolution.default:
+            continue
+        if not all(a.op == "placeholder" for a in n.all_input_nodes):
+            continue
+        w = n.args[1].meta["val"]
+        if w[0].numel() > max_macs_per_output:
+            continue
+        bw_users = [u for u in n.users if idx[u] > loss_i]
+        if not bw_users:
+            continue
+        first = min(bw_users, key=lambda u: idx[u])
+        with g.inserting_before(first):
+            r = g.call_function(n.target, n.args, dict(n.kwargs))
+        r.meta = dict(n.meta)
+        for u in bw_users:
+            u.replace_input_with(n, r)
+        done.append(n.name)
+    if done:
+        g.lint()
+        gm.recompile()
+    return done
 
 
 def _phase(name: str, gm: torch.fx.GraphModule, repeat: int, inputs: list[str], has_loss: bool = True) -> Phase:

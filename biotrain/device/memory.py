@@ -280,7 +280,7 @@ def plan_memory(graph: StepGraph, solver: str = "auto", time_limit_s: float = 1.
         offsets[sid] = o
     peak, method, status = heur_peak, "best-fit", "heuristic"
     use_cpsat = solver == "cpsat" or (solver == "auto" and len(rest) <= max_cpsat_items)
-    if use_cpsat and heur_peak > lb and rest:
+    if use_cpsat and rest and (heur_peak > lb or solver == "cpsat"):
         res = _cpsat(rest, base, lb, heur_peak, bf, time_limit_s, seed)
         if res is not None:
             offs, p, status = res

@@ -1,0 +1,149 @@
+"""``biotrain device estimate``: cost one training step on the simulated GAP9.
+
+Wire it into the top-level CLI with ``add_subparser(subparsers)``; ``main_device(argv)`` runs
+it standalone (``python -m biotrain.device.cli estimate ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .capture import STRATEGIES
+from .constants import load_constants
+
+MODEL_DEFAULTS = {
+    "mi_bminet": {"n_chans": 8, "n_times": 1900, "n_outputs": 2},
+    "epidenet": {"n_chans": 2, "n_times": 1000, "n_outputs": 11},
+}
+SHAPE_KEYS = {"C": "n_chans", "T": "n_times", "classes": "n_outputs", "n_chans": "n_chans",
+              "n_times": "n_times", "n_outputs": "n_outputs"}
+
+
+def _parse_value(text: str):
+    if "," in text:
+        return tuple(_parse_value(t) for t in text.split(",") if t)
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def split_sets(pairs: list[str], model_name: str) -> tuple[dict, dict]:
+    """``KEY=VALUE`` pairs -> (model kwargs, device constant overrides)."""
+    consts = load_constants()
+    model_kw = dict(MODEL_DEFAULTS[model_name])
+    overrides = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        key = key.strip()
+        if key in SHAPE_KEYS:
+            model_kw[SHAPE_KEYS[key]] = int(value)
+        elif key in consts:
+            overrides[key] = value
+        else:
+            model_kw[key] = _parse_value(value)
+    return model_kw, overrides
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, choices=sorted(MODEL_DEFAULTS))
+    p.add_argument("--strategy", required=True, choices=list(STRATEGIES))
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--micro-batch", type=int, default=None)
+    p.add_argument("--accum", type=int, default=None)
+    p.add_argument("--backend", default="gap9-sim", choices=["gap9-sim", "gap9-board"])
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", nargs="+",
+                   help="model shape/arguments (C, T, classes, F1, F2, Nf, ...) or device constants (gap9.yaml keys)")
+    p.add_argument("--check", action="store_true", help="also execute the plan on one flat buffer vs eager PyTorch")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_subparser(subparsers) -> argparse.ArgumentParser:
+    """Register ``device estimate`` on an argparse subparsers object."""
+    device = subparsers.add_parser("device", help="on-device cost of a training step (gap9-sim backend)")
+    dsub = device.add_subparsers(dest="device_command", required=True)
+    est = dsub.add_parser("estimate", help="memory plan, latency and energy of one training step")
+    _add_arguments(est)
+    est.set_defaults(func=run_estimate)
+    return device
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..models import build_model
+    from .estimate import estimate_step
+
+    torch.set_num_threads(1)
+    sets = [s for group in args.sets for s in (group if isinstance(group, list) else [group])]
+    model_kw, overrides = split_sets(sets, args.model)
+    model_kw.setdefault("norm", "group" if args.strategy == "edge" else "batch")
+    name = args.model
+    try:
+        model = build_model(name, **model_kw)
+    except TypeError as exc:  # an unknown model argument given with --set
+        raise ValueError(f"--set: {exc} (device constants are the keys of gap9.yaml)") from None
+    est = estimate_step(model, args.strategy, batch_size=args.batch_size, micro_batch=args.micro_batch,
+                        accum=args.accum, backend=args.backend, constants=overrides, check=args.check)
+    d = est.to_dict()
+    d["model_name"] = name
+    d["model_args"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kw.items()}
+    if args.json:
+        print(json.dumps(d, default=str))
+    else:
+        print(format_table(d))
+    return 0
+
+
+def _fmt(v, unit="", nd=2):
+    if v is None:
+        return "n/a (does not fit)"
+    return f"{v:.{nd}f}{unit}"
+
+
+def format_table(d: dict) -> str:
+    rows = [
+        ("model / strategy", f"{d['model_name']} / {d['strategy']} (batch {d['batch_size']} = "
+                             f"{d['accum']} x micro-batch {d['micro_batch']})"),
+        ("fits on chip", str(d["fits_on_chip"])),
+        ("peak L2", f"{d['peak_l2_bytes'] / 1e6:.3f} MB (budget {d['l2_budget_bytes'] / 1e6:.3f} MB)"),
+        ("L2 lower bound", f"{d['lower_bound_l2_bytes'] / 1e6:.3f} MB (planner overhead {d['planner_overhead']:.3f})"),
+        ("peak L1 tile", f"{d['peak_l1_bytes'] / 1e3:.1f} kB (budget {d['l1_budget_bytes'] / 1e3:.1f} kB)"),
+        ("latency / step", _fmt(d["latency_ms_per_step"], " ms", 1)),
+        ("throughput", _fmt(d["samples_per_s"], " samples/s", 1)),
+        ("power", _fmt(d["power_mw"], " mW", 1)),
+        ("energy / step", _fmt(d["energy_mj_per_step"], " mJ", 2)),
+        ("energy / session", _fmt(d["energy_mj_per_session"], " mJ", 0)),
+        ("sessions / charge", _fmt(d["sessions_per_charge"], "", 0)),
+        ("MAC / step", f"{d['macs_per_step'] / 1e6:.1f} M"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(w)}  {v}" for k, v in rows]
+    lines.append("memory at peak: " + ", ".join(f"{k} {v / 1e3:.0f} kB" for k, v in d["breakdown"].items()))
+    if not d["fits_on_chip"]:
+        lines.append(d["message"])
+        lines.append("dominant tensors: " + ", ".join(f"{t['name']} ({t['kind']}, {t['bytes'] / 1e3:.0f} kB)"
+                                                    for t in d["dominant_tensors"][:5]))
+    return "\n".join(lines)
+
+
+def main_device(argv: list[str] | None = None) -> int:
+    """``biotrain device ...`` without the top-level CLI (argv excludes the word ``device``)."""
+    parser = argparse.ArgumentParser(prog="biotrain")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subparser(sub)
+    args = parser.parse_args(["device", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        parser.exit(2, f"biotrain device: error: {exc}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main_device())

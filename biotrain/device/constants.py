@@ -1,0 +1,41 @@
+"""Device constants of the ``gap9-sim`` backend, read from the documented ``gap9.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+CONSTANTS_FILE = Path(__file__).with_name("gap9.yaml")
+
+
+def _coerce(key: str, value, default):
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"device constant {key!r} expects a boolean, got {value!r}")
+        return bool(value)
+    if isinstance(default, (int, float)):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"device constant {key!r} expects a number, got {value!r}") from None
+        return int(v) if isinstance(default, int) and v.is_integer() else v
+    return value
+
+
+def load_constants(overrides: dict | None = None) -> dict:
+    """The GAP9 constants of ``gap9.yaml``, with ``overrides`` applied (unknown keys are an error)."""
+    with open(CONSTANTS_FILE) as fh:
+        consts = yaml.safe_load(fh)
+    for key, value in (overrides or {}).items():
+        if key not in consts:
+            raise ValueError(f"unknown device constant {key!r}; valid keys are {sorted(consts)}")
+        consts[key] = _coerce(key, value, consts[key])
+    for key in ("freq_mhz", "n_cores", "dma_bytes_per_cycle", "l1_budget_bytes", "l2_budget_bytes"):
+        if consts[key] <= 0:
+            raise ValueError(f"device constant {key!r} must be > 0, got {consts[key]!r}")
+    return consts

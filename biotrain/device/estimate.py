@@ -1,0 +1,190 @@
+"""``estimate_step``: memory, latency and energy of one training step on the simulated GAP9."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+from torch import nn
+
+from .capture import STRATEGIES, capture_step
+from .constants import load_constants
+from .cost import step_cost
+from .memory import breakdown_at, build_graph, dominant_at, plan_memory
+
+BACKENDS = ("gap9-sim", "gap9-board")
+
+
+@dataclass
+class DeviceEstimate:
+    backend: str
+    model: str
+    strategy: str
+    batch_size: int
+    micro_batch: int
+    accum: int
+    n_parameters: int
+    n_trainable: int
+    # memory
+    peak_l2_bytes: int
+    lower_bound_l2_bytes: int
+    planner_overhead: float
+    l2_budget_bytes: int
+    peak_l1_bytes: int
+    peak_l1_op: str
+    l1_budget_bytes: int
+    fits_l2: bool
+    fits_l1: bool
+    fits_on_chip: bool
+    breakdown: dict
+    dominant_tensors: list
+    planner: dict
+    # time and energy (None when the step does not fit on the chip)
+    latency_ms_per_step: float | None
+    samples_per_s: float | None
+    power_mw: float
+    energy_mj_per_step: float | None
+    energy_mj_per_sample: float | None
+    energy_mj_per_session: float | None
+    sessions_per_charge: float | None
+    session: dict
+    # work
+    macs_per_step: int
+    cycles_per_step: float
+    cycles_by_kernel: dict
+    cycles_by_part: dict
+    cycles_by_phase: dict
+    freq_mhz: float
+    voltage_v: float
+    estimate_s: float
+    plan_check: dict | None = None
+    message: str = ""
+    constants: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["peak_l2_mb"] = round(self.peak_l2_bytes / 1e6, 4)
+        d["lower_bound_l2_mb"] = round(self.lower_bound_l2_bytes / 1e6, 4)
+        return d
+
+
+def _power_mw(c: dict) -> float:
+    return float(c["power_static_mw"]) + float(c["power_dyn_mw_per_mhz_v2"]) * float(c["freq_mhz"]) * float(c["voltage_v"]) ** 2
+
+
+def estimate_step(
+    model: nn.Module,
+    strategy: str,
+    batch_size: int = 8,
+    micro_batch: int | None = None,
+    accum: int | None = None,
+    backend: str = "gap9-sim",
+    constants: dict | None = None,
+    *,
+    check: bool = False,
+    solver: str = "auto",
+) -> DeviceEstimate:
+    """Capture, plan and cost one training step of ``batch_size`` samples of ``model``.
+
+    ``strategy`` is one of ``last_layer``, ``full``, ``edge``. ``edge`` defaults to micro-batch 1
+    with the gradient accumulated over ``batch_size``; the others run the whole batch at once.
+    ``check=True`` also executes the planned step on one flat buffer and compares it with eager
+    PyTorch (adds ``plan_check``). ``solver``: ``auto`` | ``cpsat`` | ``bestfit``.
+    """
+    t0 = time.perf_counter()
+    if backend == "gap9-board":
+        raise NotImplementedError(
+            "backend 'gap9-board' (measuring on a real GAP9 board) is not implemented; use backend='gap9-sim'"
+        )
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown device backend {backend!r}; choose one of {list(BACKENDS)}")
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"unknown strategy {strategy!r} for a device estimate; choose one of {list(STRATEGIES)}"
+            + (" ('none' trains nothing, so it has no training step to cost)" if strategy == "none" else "")
+        )
+    c = load_constants(constants)
+    program = capture_step(model, strategy, batch_size, micro_batch, accum)
+    graph = build_graph(program)
+    plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
+                       max_cpsat_items=int(c["cpsat_max_tensors"]))
+    cost = step_cost(graph, c)
+
+    fits_l2 = plan.peak <= int(c["l2_budget_bytes"])
+    fits_l1 = cost.l1_fits and cost.peak_l1_bytes <= int(c["l1_budget_bytes"])
+    fits = fits_l2 and fits_l1
+    power = _power_mw(c)
+    latency_ms = cost.cycles / (float(c["freq_mhz"]) * 1e3)
+    session_samples = int(c["session_samples"])
+    steps_per_epoch = math.ceil(session_samples / batch_size)
+    session = {"samples": session_samples, "epochs": int(c["session_epochs"]),
+               "steps": steps_per_epoch * int(c["session_epochs"])}
+    battery_mj = float(c["battery_mah"]) * 3.6 * float(c["battery_v"]) * 1e3 * float(c["regulator_efficiency"])
+    if fits:
+        energy_step = power * latency_ms / 1e3  # mW * s = mJ
+        energy_session = energy_step * session["steps"]
+        values = dict(latency_ms_per_step=latency_ms, samples_per_s=batch_size / (latency_ms / 1e3),
+                      energy_mj_per_step=energy_step, energy_mj_per_sample=energy_step / batch_size,
+                      energy_mj_per_session=energy_session,
+                      sessions_per_charge=battery_mj / energy_session if energy_session else None)
+        msg = "fits on chip"
+    else:
+        values = dict(latency_ms_per_step=None, samples_per_s=None, energy_mj_per_step=None,
+                      energy_mj_per_sample=None, energy_mj_per_session=None, sessions_per_charge=None)
+        why = []
+        if not fits_l2:
+            why.append(f"L2 plan needs {plan.peak} B but the budget is {int(c['l2_budget_bytes'])} B "
+                       f"({plan.peak / int(c['l2_budget_bytes']):.2f}x)")
+        if not fits_l1:
+            why.append(f"a kernel's L1 working set ({cost.peak_l1_bytes} B at {cost.peak_l1_op}) exceeds "
+                       f"the L1 budget {int(c['l1_budget_bytes'])} B")
+        msg = "does not fit on chip: " + "; ".join(why) + " — no throughput reported"
+    session["battery_mj"] = battery_mj
+    t_peak = plan.lower_bound_t
+    n_train = sum(p.numel() for n, p in model.named_parameters() if n in set(program.trainable))
+    est = DeviceEstimate(
+        backend=backend,
+        model=type(model).__name__,
+        strategy=strategy,
+        batch_size=batch_size,
+        micro_batch=program.micro_batch,
+        accum=program.accum,
+        n_parameters=sum(p.numel() for p in model.parameters()),
+        n_trainable=int(n_train),
+        peak_l2_bytes=int(plan.peak),
+        lower_bound_l2_bytes=int(plan.lower_bound),
+        planner_overhead=round(plan.overhead, 4),
+        l2_budget_bytes=int(c["l2_budget_bytes"]),
+        peak_l1_bytes=int(cost.peak_l1_bytes),
+        peak_l1_op=cost.peak_l1_op,
+        l1_budget_bytes=int(c["l1_budget_bytes"]),
+        fits_l2=fits_l2,
+        fits_l1=fits_l1,
+        fits_on_chip=fits,
+        breakdown=breakdown_at(graph, t_peak),
+        dominant_tensors=dominant_at(graph, t_peak, 8),
+        planner={"method": plan.method, "status": plan.status, "solve_s": round(plan.solve_s, 4),
+                 "best_fit_peak_bytes": int(plan.heuristic_peak), "n_tensors": len(graph.storages),
+                 "n_ops": len(graph.ops), "inplace_reuses": graph.inplace_merges,
+                 "peak_at_op": graph.ops[t_peak].node.name if graph.ops else ""},
+        power_mw=power,
+        session=session,
+        macs_per_step=int(cost.macs),
+        cycles_per_step=float(cost.cycles),
+        cycles_by_kernel={k: round(v) for k, v in sorted(cost.cycles_by_kernel.items(), key=lambda kv: -kv[1])},
+        cycles_by_part={k: round(v) for k, v in cost.cycles_by_part.items()},
+        cycles_by_phase={k: round(v) for k, v in cost.cycles_by_phase.items()},
+        freq_mhz=float(c["freq_mhz"]),
+        voltage_v=float(c["voltage_v"]),
+        estimate_s=0.0,
+        message=msg,
+        constants=dict(c),
+        **values,
+    )
+    if check:
+        from .execute import check_plan
+
+        est.plan_check = check_plan(model, graph, plan).to_dict()
+    est.estimate_s = round(time.perf_counter() - t0, 3)
+    return est
