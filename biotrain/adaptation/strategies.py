@@ -1,0 +1,97 @@
+"""The four adaptation strategies of BRIEF section 2.
+
+| name       | what trains     | normalization              | batching                            |
+|------------|-----------------|----------------------------|-------------------------------------|
+| none       | nothing         | BatchNorm                  | -                                   |
+| last_layer | classifier only | BatchNorm (frozen, eval)   | batch 8                             |
+| full       | every layer     | BatchNorm (batch stats)    | batch 8                             |
+| edge       | every layer     | GroupNorm, 1 group         | micro-batch 1, gradients summed x 8 |
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .training import as_tensor, seeded_generator
+
+STRATEGIES = ("none", "last_layer", "full", "edge")
+NORM_OF = {"none": "batch", "last_layer": "batch", "full": "batch", "edge": "group"}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """BRIEF: SGD momentum 0.9, lr 5e-3, weight decay 1e-3, cosine annealing, 30 epochs, batch 8."""
+
+    epochs: int = 30
+    lr: float = 5e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    batch_size: int = 8
+    micro_batch: int = 1  # edge only: samples per forward/backward; batch_size must be a multiple
+
+
+@dataclass
+class AdaptInfo:
+    n_calib: int
+    optimizer_steps: int
+    train_seconds: float
+
+
+def _trainable(model: nn.Module, strategy: str) -> list[nn.Parameter]:
+    if strategy == "last_layer":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.classifier.parameters():
+            p.requires_grad_(True)
+        return list(model.classifier.parameters())
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return list(model.parameters())
+
+
+def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: FinetuneConfig, seed: int) -> AdaptInfo:
+    """Fine-tune ``model`` in place on the calibration windows ``X, y`` with ``strategy``."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy {strategy!r} is not supported; use one of {list(STRATEGIES)}")
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if strategy == "edge" and has_bn:
+        raise ValueError("strategy 'edge' needs a GroupNorm model (micro-batch 1 breaks BatchNorm)")
+    if strategy == "edge" and cfg.batch_size % cfg.micro_batch:
+        raise ValueError(f"adapt.batch_size={cfg.batch_size} must be a multiple of adapt.micro_batch={cfg.micro_batch}")
+    if strategy == "none":
+        return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
+
+    start = time.perf_counter()
+    params = _trainable(model, strategy)
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    gen = seeded_generator(seed)
+    xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
+    micro = cfg.micro_batch if strategy == "edge" else cfg.batch_size
+    steps = 0
+    for _ in range(cfg.epochs):
+        # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
+        # full uses batch statistics; edge's GroupNorm has none.
+        model.train(strategy != "last_layer")
+        order = torch.randperm(len(ys), generator=gen)
+        for i in range(0, len(ys), cfg.batch_size):
+            batch = order[i:i + cfg.batch_size]
+            if strategy == "full" and len(batch) < 2:
+                continue  # BatchNorm cannot use batch statistics of one sample
+            opt.zero_grad(set_to_none=True)
+            for j in range(0, len(batch), micro):  # edge: gradients accumulate over micro-batches
+                idx = batch[j:j + micro]
+                loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
+                loss.backward()
+            opt.step()
+            steps += 1
+        sched.step()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return AdaptInfo(n_calib=len(y), optimizer_steps=steps, train_seconds=time.perf_counter() - start)

@@ -1,0 +1,181 @@
+"""Validation of the study parameters, before any expensive work starts.
+
+The library never reads ``params.yaml``: stages load it and call :func:`validate_params` on the
+resulting dict. Each bad value raises :class:`ParamsError` naming the key, the value and what
+would be allowed, and every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .adaptation.strategies import STRATEGIES
+from .data.datasets import MODALITIES, dataset_class
+from .models import MODELS
+
+RUNNERS = ("threads", "dask")
+
+
+class ParamsError(ValueError):
+    """One or more parameters are invalid; ``problems`` lists them as (key, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = "\n".join(f"  - {key}: {msg}" for key, msg in problems)
+        super().__init__(f"invalid parameters ({len(problems)}):\n{lines}")
+
+
+class _Checker:
+    def __init__(self, params: dict):
+        self.params = params
+        self.problems: list[tuple[str, str]] = []
+
+    def get(self, key: str, default: Any = KeyError) -> Any:
+        node: Any = self.params
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is KeyError:
+                    self.fail(key, None, "is missing")
+                    return None
+                return default
+            node = node[part]
+        return node
+
+    def fail(self, key: str, value: Any, allowed: str) -> None:
+        if value is None and allowed == "is missing":
+            self.problems.append((key, "is missing"))
+        else:
+            self.problems.append((key, f"got {value!r}; allowed: {allowed}"))
+
+    def number(self, key: str, *, minimum=None, maximum=None, exclusive_min=False, integer=False, default=KeyError):
+        value = self.get(key, default)
+        if value is None and default is not KeyError:
+            return value
+        kind = int if integer else (int, float)
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+        if ok and minimum is not None:
+            ok = value > minimum if exclusive_min else value >= minimum
+        if ok and maximum is not None:
+            ok = value <= maximum
+        if not ok and value is not None:
+            what = "an integer" if integer else "a number"
+            bounds = []
+            if minimum is not None:
+                bounds.append(f"{'>' if exclusive_min else '>='} {minimum}")
+            if maximum is not None:
+                bounds.append(f"<= {maximum}")
+            self.fail(key, value, f"{what} {' and '.join(bounds)}".strip())
+        return value if ok else None
+
+    def choice(self, key: str, options, default=KeyError):
+        value = self.get(key, default)
+        if value not in options and value is not None:
+            self.fail(key, value, f"one of {list(options)}")
+        return value
+
+    def subset(self, key: str, options):
+        value = self.get(key)
+        if not isinstance(value, list) or not value:
+            if value is not None:
+                self.fail(key, value, f"a non-empty list drawn from {list(options)}")
+            return []
+        bad = [v for v in value if v not in options]
+        if bad:
+            self.fail(key, value, f"a list drawn from {list(options)} ({bad} unknown)")
+        if len(set(map(str, value))) != len(value):
+            self.fail(key, value, "a list without duplicates")
+        return value
+
+
+def validate_params(params: dict) -> dict:
+    """Check every section of the study parameters; return them unchanged if valid."""
+    if not isinstance(params, dict):
+        raise ParamsError([("<root>", f"params must be a mapping, got {type(params).__name__}")])
+    c = _Checker(params)
+    c.number("seed", integer=True, minimum=0)
+
+    # data
+    name = c.get("data.dataset.name")
+    kwargs = c.get("data.dataset.kwargs", {}) or {}
+    if not isinstance(kwargs, dict):
+        c.fail("data.dataset.kwargs", kwargs, "a mapping of constructor arguments")
+    modalities = c.subset("data.modalities", MODALITIES)
+    if isinstance(name, str):
+        for modality in modalities:
+            try:
+                dataset_class(name, modality)
+            except ValueError as err:
+                c.problems.append(("data.dataset.name", str(err)))
+                break
+        if name not in ("synthetic", "SyntheticEOG") and "eog" in modalities:
+            c.fail("data.modalities", modalities,
+                   "'eog' only with an eye-movement dataset (data.dataset.name: synthetic)")
+    elif name is not None:
+        c.fail("data.dataset.name", name, "'synthetic' or a moabb.datasets class name")
+    for modality in modalities:
+        base = f"data.{modality}"
+        sfreq = c.number(f"{base}.sfreq", minimum=0, exclusive_min=True)
+        c.number(f"{base}.n_times", integer=True, minimum=64)
+        c.number(f"{base}.tmin", minimum=0)
+        fmin = c.number(f"{base}.fmin", minimum=0)
+        fmax = c.number(f"{base}.fmax", minimum=0, exclusive_min=True)
+        if fmin is not None and fmax is not None and fmin >= fmax:
+            c.fail(f"{base}.fmin", fmin, f"a number below {base}.fmax={fmax}")
+        if fmax is not None and sfreq is not None and fmax >= sfreq / 2:
+            c.fail(f"{base}.fmax", fmax, f"a number below Nyquist ({base}.sfreq/2 = {sfreq / 2:g})")
+        for key in ("channels", "events"):
+            value = c.get(f"{base}.{key}", None)
+            if value is not None and not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+                c.fail(f"{base}.{key}", value, "null or a non-empty list of names")
+        events = c.get(f"{base}.events", None)
+        if isinstance(events, list) and len(events) < 2:
+            c.fail(f"{base}.events", events, "at least 2 classes")
+        c.choice(f"models.{modality}.name", sorted(MODELS))
+        model_kwargs = c.get(f"models.{modality}.kwargs", {}) or {}
+        if not isinstance(model_kwargs, dict):
+            c.fail(f"models.{modality}.kwargs", model_kwargs, "a mapping of model arguments")
+
+    # split
+    c.number("split.calib_fraction", minimum=0, exclusive_min=True, maximum=0.99)
+
+    # pretrain
+    c.number("pretrain.epochs", integer=True, minimum=1)
+    c.number("pretrain.batch_size", integer=True, minimum=2)
+    c.number("pretrain.lr", minimum=0, exclusive_min=True)
+    c.number("pretrain.weight_decay", minimum=0)
+    c.number("pretrain.torch_threads", integer=True, minimum=1)
+
+    # adapt
+    strategies = c.subset("adapt.strategies", STRATEGIES)
+    seeds = c.get("adapt.seeds")
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)) or (
+        isinstance(seeds, list) and len(set(seeds)) != len(seeds)
+    ):
+        if seeds is not None:
+            c.fail("adapt.seeds", seeds, "a non-empty list of distinct integers >= 0")
+    c.number("adapt.epochs", integer=True, minimum=1)
+    c.number("adapt.lr", minimum=0, exclusive_min=True)
+    c.number("adapt.momentum", minimum=0, maximum=0.999)
+    c.number("adapt.weight_decay", minimum=0)
+    batch = c.number("adapt.batch_size", integer=True, minimum=2)
+    micro = c.number("adapt.micro_batch", integer=True, minimum=1)
+    if batch and micro and batch % micro:
+        c.fail("adapt.micro_batch", micro, f"a divisor of adapt.batch_size={batch}")
+    if "edge" in strategies and micro and batch and micro > batch:
+        c.fail("adapt.micro_batch", micro, f"<= adapt.batch_size={batch}")
+    c.number("adapt.retries", integer=True, minimum=0)
+    c.choice("adapt.runner.name", RUNNERS)
+    c.number("adapt.runner.workers", integer=True, minimum=1)
+
+    # tracking and report
+    uri = c.get("tracking.uri", None)
+    if uri is not None and not isinstance(uri, str):
+        c.fail("tracking.uri", uri, "null or a tracking URI string such as sqlite:////abs/path/mlflow.db")
+    experiment = c.get("tracking.experiment")
+    if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
+        c.fail("tracking.experiment", experiment, "a non-empty name")
+    c.number("report.dpi", integer=True, minimum=30, default=120)
+
+    if c.problems:
+        raise ParamsError(c.problems)
+    return params

@@ -1,0 +1,1 @@
+"""Data: MOABB datasets (synthetic or real), paradigms, windows, splits and their files."""

@@ -1,0 +1,148 @@
+"""Recordings to model-ready windows, through MOABB's paradigms.
+
+``extract_windows`` is the whole ``data`` stage for one modality: pick and order the channels
+the model expects, band-pass, resample, cut a window of ``n_times`` samples from each event,
+and keep subject / session / run plus the trial's position in time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from moabb.datasets.base import BaseDataset
+from moabb.paradigms import MotorImagery
+
+from .paradigms import EyeMovement
+from .synthetic import GLASSES_CHANNELS
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How to cut windows for one modality (the ``data.<modality>`` block of params)."""
+
+    modality: str
+    sfreq: float
+    n_times: int
+    fmin: float
+    fmax: float
+    tmin: float = 0.0
+    channels: list[str] | None = None
+    events: list[str] | None = None
+
+    @property
+    def window_s(self) -> float:
+        return self.n_times / self.sfreq
+
+
+@dataclass
+class Windows:
+    """Arrays of one modality: ``X (n, C, T) float32``, ``y (n,) int64`` and metadata."""
+
+    X: np.ndarray
+    y: np.ndarray
+    meta: pd.DataFrame  # subject, session, run, trial (position in time within the session)
+    ch_names: list[str]
+    class_names: list[str]
+    sfreq: float
+    info: dict = field(default_factory=dict)
+
+
+def check_window_fits(dataset: BaseDataset, spec: WindowSpec) -> None:
+    """Fail before loading anything when the window cannot lie inside a trial."""
+    trial_s = float(dataset.interval[1] - dataset.interval[0])
+    if spec.tmin + spec.window_s > trial_s + 1e-9:
+        raise ValueError(
+            f"data.{spec.modality}.n_times={spec.n_times} at data.{spec.modality}.sfreq={spec.sfreq:g} Hz "
+            f"from tmin={spec.tmin:g} s is a {spec.tmin + spec.window_s:.3f} s window, longer than the "
+            f"{trial_s:g} s trial of {dataset.code}; allowed: n_times <= "
+            f"{int((trial_s - spec.tmin) * spec.sfreq)}"
+        )
+    if spec.fmax >= spec.sfreq / 2:
+        raise ValueError(
+            f"data.{spec.modality}.fmax={spec.fmax:g} must be below Nyquist (sfreq/2 = {spec.sfreq / 2:g} Hz)"
+        )
+
+
+def _paradigm(dataset: BaseDataset, spec: WindowSpec):
+    tmax = spec.tmin + (spec.n_times + 1) / spec.sfreq  # one spare sample, cut below
+    if spec.modality == "eeg":
+        events = spec.events or list(dataset.event_id)
+        return MotorImagery(
+            events=events, n_classes=len(events), fmin=spec.fmin, fmax=spec.fmax,
+            tmin=spec.tmin, tmax=tmax, channels=spec.channels, resample=spec.sfreq,
+        ), events
+    channels = spec.channels or list(GLASSES_CHANNELS)
+    events = spec.events or list(dataset.event_id)
+    return EyeMovement(
+        fmin=spec.fmin, fmax=spec.fmax, events=events, tmin=spec.tmin, tmax=tmax,
+        channels=channels, resample=spec.sfreq,
+    ), events
+
+
+def derive_glasses_channels(X: np.ndarray) -> np.ndarray:
+    """Smart-glasses electrodes e1, e2, e3 -> vertical = e2 - (e1+e3)/2, horizontal = e1 - e3."""
+    e1, e2, e3 = X[:, 0], X[:, 1], X[:, 2]
+    return np.stack([e2 - (e1 + e3) / 2, e1 - e3], axis=1)
+
+
+def _natural_key(value: str):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(value))]
+
+
+def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] | None = None) -> Windows:
+    """Run MOABB's paradigm on ``dataset`` and return time-ordered windows of ``spec.n_times``."""
+    check_window_fits(dataset, spec)
+    paradigm, events = _paradigm(dataset, spec)
+    if not paradigm.is_valid(dataset):
+        raise ValueError(
+            f"dataset {dataset.code} (paradigm {dataset.paradigm!r}, events {list(dataset.event_id)}) "
+            f"cannot feed the {spec.modality} task with events {events}"
+        )
+    subjects = list(subjects) if subjects is not None else list(dataset.subject_list)
+    epochs, labels, meta = paradigm.get_data(dataset, subjects=subjects, return_epochs=True)
+    # same scaling MOABB applies to arrays (volts -> the dataset's unit, e.g. microvolts)
+    X = epochs.get_data(copy=False) * dataset.unit_factor
+    if X.shape[-1] < spec.n_times:
+        raise ValueError(
+            f"data.{spec.modality}.n_times={spec.n_times} but {dataset.code} only yields "
+            f"{X.shape[-1]} samples per window"
+        )
+    X = np.ascontiguousarray(X[..., : spec.n_times], dtype=np.float32)
+    ch_names = list(epochs.ch_names)
+    if spec.modality == "eog":
+        X = derive_glasses_channels(X).astype(np.float32)
+        ch_names = ["vertical", "horizontal"]
+
+    meta = meta[["subject", "session", "run"]].reset_index(drop=True).copy()
+    meta["subject"] = meta["subject"].astype(int)
+    meta["session"] = meta["session"].astype(str)
+    meta["run"] = meta["run"].astype(str)
+    # MOABB returns each run's epochs in time order; number them within each session
+    meta["trial"] = meta.groupby(["subject", "session"], sort=False).cumcount()
+    order = sorted(range(len(meta)), key=lambda i: (
+        meta.at[i, "subject"], _natural_key(meta.at[i, "session"]), meta.at[i, "trial"]))
+    meta = meta.iloc[order].reset_index(drop=True)
+    class_index = {name: k for k, name in enumerate(events)}
+    y = np.array([class_index[label] for label in np.asarray(labels)[order]], dtype=np.int64)
+    return Windows(
+        X=X[order], y=y, meta=meta, ch_names=ch_names, class_names=list(events),
+        sfreq=float(spec.sfreq), info={"dataset": dataset.code},
+    )
+
+
+def concat_windows(parts: list[Windows]) -> Windows:
+    """Join per-subject windows (same channels, classes and rate) into one set."""
+    if not parts:
+        raise ValueError("no windows to join: the dataset yielded no subjects")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.ch_names != first.ch_names or p.class_names != first.class_names or p.X.shape[1:] != first.X.shape[1:]:
+            raise ValueError("subjects disagree on channels, classes or window shape; cannot join them")
+    return Windows(
+        X=np.concatenate([p.X for p in parts]), y=np.concatenate([p.y for p in parts]),
+        meta=pd.concat([p.meta for p in parts], ignore_index=True), ch_names=first.ch_names,
+        class_names=first.class_names, sfreq=first.sfreq, info=first.info,
+    )

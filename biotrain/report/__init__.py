@@ -1,0 +1,1 @@
+"""Report: result tables, the DVC metric, and the study report with its plots."""

@@ -1,0 +1,95 @@
+"""MLflow runs for a flow: one parent run per flow run, one child run per task.
+
+Uses :class:`mlflow.MlflowClient` with explicit run ids rather than the fluent API: the fluent
+"active run" is per thread, and tasks run in worker threads (or processes), so each child run
+names its parent through the ``mlflow.parentRunId`` tag, the same link ``parent_run_id`` sets.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+_LOCK = threading.Lock()  # one writer at a time: SQLite stores dislike concurrent writers
+
+
+def default_tracking_uri(project_root: str | Path) -> str:
+    """An absolute-path SQLite store in the project root.
+
+    DVC runs queued experiments in copies under ``<project>/.dvc/tmp/exps/``; the store is
+    placed in the real project root so runs from those copies are not scattered.
+    """
+    root = Path(project_root).resolve()
+    parts = root.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            root = Path(*parts[:i])
+            break
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    return None
+
+
+class Tracker:
+    """Thin, thread-safe wrapper around one MLflow experiment."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        with _LOCK:
+            exp = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (
+                exp.experiment_id if exp is not None
+                else self.client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+            )
+
+    def start_run(self, name: str, tags: dict | None = None, params: dict | None = None, parent_run_id: str | None = None) -> str:
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        tags[MLFLOW_RUN_NAME] = name
+        if parent_run_id:
+            tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        with _LOCK:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            if params:
+                self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict, step: int = 0) -> None:
+        import time
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+        with _LOCK:
+            self.client.log_batch(run_id, metrics=batch)
+
+    def set_tags(self, run_id: str, tags: dict) -> None:
+        with _LOCK:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        with _LOCK:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        with _LOCK:
+            self.client.set_terminated(run_id, status=status)
+
+    @contextmanager
+    def run(self, name: str, tags: dict | None = None, params: dict | None = None, parent_run_id: str | None = None):
+        """A run that ends FINISHED, or FAILED if the body raises (never left RUNNING)."""
+        run_id = self.start_run(name, tags, params, parent_run_id)
+        try:
+            yield run_id
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
+        self.end_run(run_id, "FINISHED")

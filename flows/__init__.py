@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration wiring only; the work is done by the ``biotrain`` library."""
