@@ -235,8 +235,10 @@ def capture_step(
 
     rematerialized = []
     if remat:
+        from .passes import optimize_phase
+
         for ph in phases:
-            rematerialized += rematerialize(ph.gm, ph.loss_node)
+            rematerialized += optimize_phase(ph)
 
     return StepProgram(
         rematerialized=rematerialized,
@@ -251,47 +253,6 @@ def capture_step(
         buffers=buf_names,
         hparams=hp,
     )
-
-
-def rematerialize(gm: torch.fx.GraphModule, loss_node: str | None, max_macs_per_output: int = 16) -> list[str]:
-    """Recompute cheap forward convolutions of step inputs in the backward pass.
-
-    A forward ``aten.convolution`` whose operands are all step inputs (the micro-batch and the
-    weights, which stay in L2 anyway and do not change before the update) and which costs at
-    most ``max_macs_per_output`` MACs per output element is run again right before its first
-    backward use instead of being kept alive across the whole forward and backward pass. This
-    is exact (same op, same operands) and trades a few MACs for a large activation.
-    Returns the names of the rematerialised nodes.
-    """
-    if loss_node is None:
-        return []
-    g = gm.graph
-    nodes = list(g.nodes)
-    idx = {n: i for i, n in enumerate(nodes)}
-    loss_i = next(i for n, i in idx.items() if n.name == loss_node)
-    done = []
-    for n in nodes[:loss_i]:
-        if n.op != "call_function" or n.target is not torch.ops.aten.convolution.default:
-            continue
-        if not all(a.op == "placeholder" for a in n.all_input_nodes):
-            continue
-        w = n.args[1].meta["val"]
-        if w[0].numel() > max_macs_per_output:
-            continue
-        bw_users = [u for u in n.users if idx[u] > loss_i]
-        if not bw_users:
-            continue
-        first = min(bw_users, key=lambda u: idx[u])
-        with g.inserting_before(first):
-            r = g.call_function(n.target, n.args, dict(n.kwargs))
-        r.meta = dict(n.meta)
-        for u in bw_users:
-            u.replace_input_with(n, r)
-        done.append(n.name)
-    if done:
-        g.lint()
-        gm.recompile()
-    return done
 
 
 def _phase(name: str, gm: torch.fx.GraphModule, repeat: int, inputs: list[str], has_loss: bool = True) -> Phase:

@@ -136,6 +136,8 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                 rec = recs[node.name]
                 args = torch.fx.node.map_arg(node.args, lambda a: env[a])
                 kwargs = torch.fx.node.map_arg(node.kwargs, lambda a: env[a])
+                if _pure(node):  # strided arena views (padded interiors): read them as they are now
+                    args, kwargs = _dense(args), _dense(kwargs)
                 for sid in rec.scratch:  # the kernel's scratch: garbage while it runs
                     s = graph.storages[sid]
                     arena[plan.offsets[sid]:plan.offsets[sid] + s.nbytes].fill_(0xFF)
@@ -150,14 +152,40 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                         if not isinstance(v, torch.Tensor) or return_alias(node, i) is not None:
                             continue
                         sid = graph.value_storage.get((pi, node.name, i))
-                        if sid is None:
-                            continue
-                        dst = view(sid, v.shape, v.dtype)
+                        if sid is None or graph.storages[sid].nbytes == 0:
+                            continue  # no arena slot (fused into its consumer)
+                        padded = graph.value_interior.get((pi, node.name, i))
+                        if padded is None:
+                            dst = view(sid, v.shape, v.dtype)
+                        else:  # written into the interior of a zero-bordered padded buffer
+                            shape, pads = padded
+                            full = view(sid, shape, v.dtype)
+                            full.zero_()
+                            dst = full
+                            for d in range(len(pads) // 2):
+                                dim = full.dim() - 1 - d
+                                dst = dst.narrow(dim, pads[2 * d], v.shape[dim])
                         dst.copy_(v)
                         items[i] = dst
                     out = items[0] if single else tuple(items)
                 env[node] = out
     return {name: state_view(name).clone() for name in state}
+
+
+def _pure(node) -> bool:
+    t = node.target
+    return isinstance(t, torch._ops.OpOverload) and not t._schema.is_mutable and not any(
+        r.alias_info is not None for r in t._schema.returns)
+
+
+def _dense(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.is_contiguous() else obj.contiguous()
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_dense(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _dense(v) for k, v in obj.items()}
+    return obj
 
 
 def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -31,7 +31,8 @@ FREE = {"view", "_unsafe_view", "t", "detach", "expand", "alias", "permute", "tr
 INPLACE_OK = {
     "relu": 0, "threshold_backward": 0, "add": 0, "sub": 0, "mul": 0, "div": 0, "neg": 0,
     "_log_softmax": 0, "_log_softmax_backward_data": 0, "native_group_norm_backward": 0,
-    "native_batch_norm_backward": 0, "hardtanh": 0, "gelu": 0, "sigmoid": 0, "tanh": 0, "clone": 0,
+    "native_batch_norm_backward": 0, "native_group_norm": 0, "native_layer_norm": 0,
+    "native_batch_norm": 0, "_native_batch_norm_legit_no_training": 0, "hardtanh": 0, "gelu": 0, "sigmoid": 0, "tanh": 0, "clone": 0,
 }
 
 
@@ -106,6 +107,14 @@ class Kernel:
     scratch: list = field(default_factory=list)  # [(label, nbytes)]
 
 
+def _im2col_is_identity(kh: int, kw: int, ho: int, stride) -> bool:
+    """im2col copies nothing for 1x1 kernels, and for (H x 1) kernels spanning the whole input
+    height (one output row, e.g. a spatial convolution over all channels): the column matrix
+    [Cin*Kh, Wo] is then the input's own memory layout."""
+    unit = all(int(s) == 1 for s in stride)
+    return unit and ((kh == 1 and kw == 1) or (kw == 1 and ho == 1))
+
+
 def classify(node: torch.fx.Node, backward: bool) -> Kernel:
     name = op_name(node)
     outs = tensor_outputs(node)
@@ -122,7 +131,7 @@ def classify(node: torch.fx.Node, backward: bool) -> Kernel:
         if groups > 1 and cin_g == 1:
             return Kernel("dw_fwd", macs, {"dw_fwd": macs})
         k = Kernel("conv_fwd", macs, {"conv_fwd": macs})
-        if kh * kw > 1:
+        if not _im2col_is_identity(kh, kw, ho, node.args[3]):
             k.im2col_elems = n * kh * kw * cin * ho * wo
             k.scratch.append(("im2col", k.im2col_elems * 4))
         return k
@@ -139,9 +148,9 @@ def classify(node: torch.fx.Node, backward: bool) -> Kernel:
         key = "dw_bwd" if dw else "conv_bwd"
         k = Kernel(key, macs_one * n_grads, {key: macs_one * n_grads})
         k.elems = _numel(go) if (len(mask) > 2 and mask[2]) else 0  # bias gradient: a reduction
-        if not dw and kh * kw > 1:
+        if not dw and not (_im2col_is_identity(kh, kw, ho, node.args[4]) and not mask[0]):
             cols = 0
-            if mask[1]:
+            if mask[1] and not _im2col_is_identity(kh, kw, ho, node.args[4]):
                 cols = max(cols, n * kh * kw * cin * ho * wo)
             if mask[0]:
                 cols = max(cols, n * cout * kh * kw * hin * win)

@@ -24,6 +24,8 @@ from .capture import StepProgram
 from .kernels import INPLACE_OK, Kernel, classify, op_name, return_alias, tensor_inputs, tensor_outputs
 
 ALIGN = 8  # bytes; fp32 and int64 views of the byte arena need aligned offsets
+FUSABLE_ACTIVATIONS = ("relu", "hardtanh", "sigmoid", "tanh", "gelu")
+POOLS = ("avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "mean")
 PERSISTENT_KINDS = ("weights", "frozen_weights", "buffers", "optimizer_state", "accumulated_gradients")
 
 
@@ -60,6 +62,7 @@ class OpRecord:
     scratch: list = field(default_factory=list)  # storage ids
     inputs: list = field(default_factory=list)  # storage ids read
     outputs: list = field(default_factory=list)  # storage ids written (fresh or merged)
+    out_idx: list = field(default_factory=list)  # output index of each entry of ``outputs``
 
 
 @dataclass
@@ -74,6 +77,8 @@ class StepGraph:
     state_storage: dict  # state name -> storage id
     n_times: int
     inplace_merges: int = 0
+    # (phase, node, output) -> (padded shape, pads) for values written into a padded buffer
+    value_interior: dict = field(default_factory=dict)
 
     def root(self, sid: int) -> int:
         return sid
@@ -124,7 +129,8 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
             kern = classify(node, backward)
             rec = OpRecord(t, pi, node, op_name(node), kern, backward)
             for a in tensor_inputs(node):
-                for key in [k for k in ((pi, a.name, i) for i in range(8)) if k in value_storage]:
+                idxs = [node.args[1]] if rec.name == "getitem" else range(8)  # getitem reads one element
+                for key in [k for k in ((pi, a.name, i) for i in idxs) if k in value_storage]:
                     sid = value_storage[key]
                     if sid is not None:
                         rec.inputs.append(sid)
@@ -146,11 +152,14 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
                         value_storage[(pi, node.name, i)] = None
                         continue
                     kind = "activation_gradients" if backward else "activations"
+                    if node.meta.get("recomputed"):
+                        kind = "recomputed_activations"
                     if phase.name == "update":
                         kind = "optimizer_temp"
                     sid = new(f"{node.name}" + (f"[{i}]" if i else ""), kind, nb, t, t, v.shape, v.dtype)
                     value_storage[(pi, node.name, i)] = sid
                     rec.outputs.append(sid)
+                    rec.out_idx.append(i)
                 for label, nb in kern.scratch:
                     rec.scratch.append(new(f"{node.name}:{label}", "scratch", nb, t, t))
             ops.append(rec)
@@ -173,13 +182,62 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
         s = storages[state_storage[name]]
         s.start, s.end = 0, last_use.get(s.sid, 0)
 
-    # pass 2: in-place reuse of inputs that die at an element-wise op
+    # pass 2: reuse of storages that die at an op
     merges = 0
     parent = list(range(len(storages)))  # union-find for in-place merges
+    interior: dict = {}  # storage id -> (padded shape, pads): written straight into a padded buffer
     if inplace:
+        # 2a. padding elision: a zero pad whose input dies there makes the producer write into the
+        #     interior of the padded buffer (borders zeroed), so the pad copies nothing
+        producer = {sid: rec for rec in ops for sid, i in zip(rec.outputs, rec.out_idx) if i == 0}
+        for rec in ops:
+            if rec.name != "constant_pad_nd" or not rec.outputs:
+                continue
+            node = rec.node
+            pads = [int(p) for p in node.args[1]]
+            value = node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0)
+            arg = node.args[0]
+            if value not in (0, 0.0, None) or any(p < 0 for p in pads) or not isinstance(arg, torch.fx.Node):
+                continue
+            src = value_storage.get((rec.phase, arg.name, 0))
+            if src is None or find(src) != src:
+                continue
+            rs, so = storages[src], storages[rec.outputs[0]]
+            if len(rs.members) != 1 or rs.persistent or rs.kind in ("input", "scratch") or rs.end != rec.t:
+                continue
+            parent[src] = so.sid
+            so.start = min(so.start, rs.start)
+            so.members = rs.members + so.members
+            interior[src] = (tuple(so.shape), tuple(pads))
+            rec.kernel = Kernel("free")
+            merges += 1
+            # walk up: an element-wise/norm producer may also work inside the padded buffer, in place
+            cur = src
+            while True:
+                prod = producer.get(cur)
+                if prod is None or INPLACE_OK.get(prod.name) is None or prod.name == "constant_pad_nd":
+                    break
+                a = prod.node.args[INPLACE_OK[prod.name]]
+                up = value_storage.get((prod.phase, a.name, 0)) if isinstance(a, torch.fx.Node) else None
+                if up is None or find(up) != up:
+                    break
+                us = storages[up]
+                if (len(us.members) != 1 or us.persistent or us.kind in ("input", "scratch") or us.end != prod.t
+                        or us.nbytes != storages[cur].nbytes):
+                    break
+                parent[up] = so.sid
+                so.start = min(so.start, us.start)
+                so.members = us.members + so.members
+                interior[up] = (tuple(so.shape), tuple(pads))
+                merges += 1
+                cur = up
+        # 2b. in-place: an op overwrites an input that dies at it (element-wise ops, norms, and the
+        #     input gradient of a depthwise convolution over its own input, channel block by block)
         for rec in ops:
             arg_i = INPLACE_OK.get(rec.name)
-            if arg_i is None or not rec.outputs or arg_i >= len(rec.node.args):
+            if rec.name == "convolution_backward" and rec.kernel.kind == "dw_bwd":
+                arg_i = 1
+            if arg_i is None or 0 not in rec.out_idx or arg_i >= len(rec.node.args):
                 continue
             arg = rec.node.args[arg_i]
             if not isinstance(arg, torch.fx.Node):
@@ -188,16 +246,58 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
             if src is None:
                 continue
             r = find(src)
-            out = rec.outputs[0]
+            out = rec.outputs[rec.out_idx.index(0)]
+            if find(out) != out:
+                continue
             rs, so = storages[r], storages[out]
             if rs.persistent or rs.kind in ("input", "scratch") or rs.end != rec.t or rs.size != so.size:
                 continue
+            if src in interior:
+                continue  # the value read sits inside a padded buffer: layouts differ
             parent[out] = r
             rs.end = max(rs.end, so.end)
             rs.members += so.members
             if so.kind == "gradients":
                 rs.kind = "gradients"
             merges += 1
+        # 2c. fused gradient accumulation: a parameter gradient consumed only by ``accum += g``
+        #     right where it dies is accumulated by its kernel (C += A.B), with no buffer of its own
+        for rec in ops:
+            if rec.name != "add_" or len(rec.node.args) < 2:
+                continue
+            a0, a1 = rec.node.args[0], rec.node.args[1]
+            if not isinstance(a0, torch.fx.Node) or not isinstance(a1, torch.fx.Node):
+                continue
+            s0 = value_storage.get((rec.phase, a0.name, 0))
+            s1 = value_storage.get((rec.phase, a1.name, 0))
+            if s0 is None or s1 is None or storages[s0].kind != "accumulated_gradients" or find(s1) != s1:
+                continue
+            g1 = storages[s1]
+            if len(g1.members) != 1 or g1.persistent or g1.kind != "gradients" or g1.end != rec.t or s1 in interior:
+                continue
+            g1.nbytes = 0
+            g1.kind = "gradients_fused_into_accumulation"
+            merges += 1
+        # 2d. activation fused into a pooling consumer: relu(y) read once, by the pooling op where it
+        #     dies, is computed on the fly by the pooling kernel and never stored
+        uses: dict = {}
+        for rec in ops:
+            if rec.kernel.kind != "free":
+                for sid in set(rec.inputs):
+                    uses.setdefault(sid, []).append(rec)
+        for rec in ops:
+            if rec.name not in FUSABLE_ACTIVATIONS or not rec.outputs:
+                continue
+            sid = rec.outputs[0]
+            st = storages[sid]
+            if find(sid) != sid or len(st.members) != 1 or sid in interior or st.persistent:
+                continue
+            consumers = uses.get(sid, [])
+            if len(consumers) == 1 and consumers[0].name in POOLS and st.end == consumers[0].t:
+                st.nbytes = 0
+                st.kind = "activations_fused_into_pooling"
+                merges += 1
+    value_interior = {k: interior[v] for k, v in value_storage.items() if v in interior}
     remap = {s.sid: find(s.sid) for s in storages}
     kept = [s for s in storages if remap[s.sid] == s.sid]
     new_id = {s.sid: i for i, s in enumerate(kept)}
@@ -210,7 +310,7 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
         rec.inputs = [fix(s) for s in rec.inputs]
         rec.outputs = [fix(s) for s in rec.outputs]
         rec.scratch = [fix(s) for s in rec.scratch]
-    return StepGraph(program, ops, kept, value_storage, state_storage, n_times, merges)
+    return StepGraph(program, ops, kept, value_storage, state_storage, n_times, merges, value_interior)
 
 
 @dataclass
