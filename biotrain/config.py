@@ -123,6 +123,9 @@ def validate_params(params: dict) -> dict:
             c.fail(f"{base}.fmin", fmin, f"a number below {base}.fmax={fmax}")
         if fmax is not None and sfreq is not None and fmax >= sfreq / 2:
             c.fail(f"{base}.fmax", fmax, f"a number below Nyquist ({base}.sfreq/2 = {sfreq / 2:g})")
+        extra = c.get(f"{base}.dataset_kwargs", {}) or {}
+        if not isinstance(extra, dict):
+            c.fail(f"{base}.dataset_kwargs", extra, "a mapping merged over data.dataset.kwargs")
         for key in ("channels", "events"):
             value = c.get(f"{base}.{key}", None)
             if value is not None and not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):

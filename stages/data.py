@@ -19,7 +19,8 @@ def main() -> None:
         spec = WindowSpec(modality=modality, sfreq=float(cfg["sfreq"]), n_times=int(cfg["n_times"]),
                           fmin=float(cfg["fmin"]), fmax=float(cfg["fmax"]), tmin=float(cfg["tmin"]),
                           channels=cfg.get("channels"), events=cfg.get("events"))
-        dataset = make_dataset(data["dataset"]["name"], data["dataset"].get("kwargs"), modality)
+        kwargs = {**(data["dataset"].get("kwargs") or {}), **(cfg.get("dataset_kwargs") or {})}
+        dataset = make_dataset(data["dataset"]["name"], kwargs, modality)
         check_window_fits(dataset, spec)
         jobs.append((modality, dataset, spec))
     for modality, dataset, spec in jobs:

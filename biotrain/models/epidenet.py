@@ -24,8 +24,8 @@ class EpiDeNet(BiosignalModel):
     ):
         super().__init__(n_chans, n_times, n_outputs, norm)
         f1, f2, f3 = filters
-        if (((n_times - 3) // 8 - 15) // 4 - 7) // 4 < 1:
-            raise ValueError(f"EpiDeNet needs n_times >= 360 to survive its pools, got {n_times}")
+        if n_times < self.min_times():
+            raise ValueError(f"EpiDeNet needs n_times >= {self.min_times()} to survive its pools, got {n_times}")
 
         def block(c_in, c_out, kernel, pool):
             layers = [nn.Conv2d(c_in, c_out, kernel, bias=False), make_norm(norm, c_out), nn.ReLU()]
@@ -41,6 +41,14 @@ class EpiDeNet(BiosignalModel):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.classifier = nn.Linear(f3, n_outputs)
+
+    @staticmethod
+    def min_times() -> int:
+        """Shortest input whose time axis survives conv 4, pool 8, conv 16, pool 4, conv 8, pool 4."""
+        t = 1
+        while ((((t - 3) // 8) - 15) // 4 - 7) // 4 < 1:
+            t += 1
+        return t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(x)))
