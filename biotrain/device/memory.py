@@ -79,6 +79,8 @@ class StepGraph:
     inplace_merges: int = 0
     # (phase, node, output) -> (padded shape, pads) for values written into a padded buffer
     value_interior: dict = field(default_factory=dict)
+    # op index -> storage id: the input micro-batch is DMA'd again from L3 into this slot before the op
+    refetch: dict = field(default_factory=dict)
 
     def root(self, sid: int) -> int:
         return sid
@@ -93,7 +95,7 @@ class StepGraph:
         return live
 
 
-def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
+def build_graph(program: StepProgram, inplace: bool = True, refetch_input: bool = True) -> StepGraph:
     storages: list[Storage] = []
 
     def new(name, kind, nbytes, start, end, shape=(), dtype=torch.float32, persistent=False):
@@ -118,6 +120,7 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
 
     # pass 1: storages, aliases, uses
     last_use: dict[int, int] = {}
+    use_times: dict[int, list] = {}
     for pi, phase in enumerate(program.phases):
         placeholders = [n for n in phase.gm.graph.nodes if n.op == "placeholder"]
         for n, state in zip(placeholders, phase.inputs):
@@ -135,6 +138,7 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
                     if sid is not None:
                         rec.inputs.append(sid)
                         last_use[sid] = t
+                        use_times.setdefault(sid, []).append(t)
             if rec.name == "getitem":
                 src, idx = node.args
                 value_storage[(pi, node.name, 0)] = value_storage.get((pi, src.name, idx))
@@ -181,6 +185,28 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
     for name in ("x", "y"):
         s = storages[state_storage[name]]
         s.start, s.end = 0, last_use.get(s.sid, 0)
+
+    # re-fetch of the input: the micro-batch lives in L3 (external RAM) anyway, so when the forward
+    # pass is done with it and only the backward of the first layer reads it again, it is DMA'd
+    # into L2 a second time instead of being held across the whole step
+    refetch: dict = {}
+    if refetch_input:
+        xs = state_storage["x"]
+        times = sorted(set(use_times.get(xs, [])))
+        if len(times) > 1:
+            gap, i = max((times[k + 1] - times[k], k) for k in range(len(times) - 1))
+            t_b = times[i + 1]
+            later = [rec for rec in ops if rec.t >= t_b and xs in rec.inputs]
+            direct = all(any(a.op == "placeholder" and program.phases[rec.phase].inputs[
+                [n for n in program.phases[rec.phase].gm.graph.nodes if n.op == "placeholder"].index(a)] == "x"
+                for a in rec.node.all_input_nodes if a.op == "placeholder") for rec in later)
+            if gap > 1 and later and direct and all(rec.phase == later[0].phase for rec in later):
+                sx = storages[xs]
+                x2 = new("x (re-fetched from L3)", "input", sx.nbytes, t_b, times[-1], sx.shape, sx.dtype)
+                sx.end = times[i]
+                for rec in later:
+                    rec.inputs = [x2 if sid == xs else sid for sid in rec.inputs]
+                refetch[t_b] = x2
 
     # pass 2: reuse of storages that die at an op
     merges = 0
@@ -310,7 +336,8 @@ def build_graph(program: StepProgram, inplace: bool = True) -> StepGraph:
         rec.inputs = [fix(s) for s in rec.inputs]
         rec.outputs = [fix(s) for s in rec.outputs]
         rec.scratch = [fix(s) for s in rec.scratch]
-    return StepGraph(program, ops, kept, value_storage, state_storage, n_times, merges, value_interior)
+    refetch = {t: fix(sid) for t, sid in refetch.items()}
+    return StepGraph(program, ops, kept, value_storage, state_storage, n_times, merges, value_interior, refetch)
 
 
 @dataclass

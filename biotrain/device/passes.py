@@ -26,7 +26,7 @@ aten = torch.ops.aten
 DETACH = {aten.detach.default, aten.alias.default}
 CHEAP_CONV_MACS_PER_OUTPUT = 16
 CHEAP = {aten.relu.default, aten.constant_pad_nd.default, aten.native_group_norm.default, aten.view.default,
-         aten._unsafe_view.default}
+         aten._unsafe_view.default, aten.native_batch_norm.default}
 
 
 def _base(n):
@@ -100,6 +100,9 @@ def rematerialize(gm: torch.fx.GraphModule, loss_node: str, min_numel: int = 102
                 return clones[n]
             args = torch.fx.node.map_arg(n.args, clone)
             kwargs = torch.fx.node.map_arg(n.kwargs, clone)
+            if n.target is aten.native_batch_norm.default:
+                # recompute with the same batch statistics but without touching the running stats again
+                args = (args[0], args[1], args[2], None, None, *args[5:])
             with g.inserting_before(first):
                 c = g.call_function(n.target, args, kwargs)
             c.meta = dict(n.meta)
@@ -114,12 +117,18 @@ def rematerialize(gm: torch.fx.GraphModule, loss_node: str, min_numel: int = 102
     return done
 
 
-def _recon(group: int):
+def _recon(group: int | None):
+    """x = (y - beta) / gamma / rstd + mean, with GroupNorm (per sample, group) or BatchNorm
+    (per channel) statistics."""
+
     def recon(y, gamma, beta, mean, rstd):
         n, c = y.shape[0], y.shape[1]
         bshape = (1, c) + (1,) * (y.dim() - 2)
         z = (y - beta.view(bshape)) / gamma.view(bshape)
-        z = z.reshape(n, group, -1) / rstd.view(n, group, 1) + mean.view(n, group, 1)
+        if group is None:
+            z = z / rstd.view(bshape) + mean.view(bshape)
+        else:
+            z = z.reshape(n, group, -1) / rstd.view(n, group, 1) + mean.view(n, group, 1)
         return z.reshape(y.shape)
 
     return recon
@@ -129,13 +138,20 @@ def norm_from_output(gm: torch.fx.GraphModule, loss_node: str) -> list[str]:
     g = gm.graph
     order, loss_i = _loss_index(g, loss_node)
     done = []
-    for b in [n for n in g.nodes if n.op == "call_function" and n.target is aten.native_group_norm_backward.default]:
-        _grad, inp, mean, rstd, gamma = b.args[:5]
-        group = int(b.args[8])
+    for b in [n for n in g.nodes if n.op == "call_function"
+              and n.target in (aten.native_group_norm_backward.default, aten.native_batch_norm_backward.default)]:
+        if b.target is aten.native_group_norm_backward.default:
+            _grad, inp, mean, rstd, gamma = b.args[:5]
+            group, fwd_target = int(b.args[8]), aten.native_group_norm.default
+        else:  # BatchNorm in training mode: the saved batch statistics
+            _grad, inp, gamma, _rm, _rv, mean, rstd, train = b.args[:8]
+            if not train:
+                continue
+            group, fwd_target = None, aten.native_batch_norm.default
         inp0 = _base(inp)
-        if recomputable(inp0) or gamma is None:
+        if recomputable(inp0) or gamma is None or mean is None or rstd is None:
             continue  # rematerialisation handles cheap inputs better
-        norms = [u for u in inp0.users if u.target is aten.native_group_norm.default and order[u] < loss_i]
+        norms = [u for u in inp0.users if u.target is fwd_target and order[u] < loss_i]
         if len(norms) != 1 or norms[0].args[2] is None:
             continue
         nrm = norms[0]
