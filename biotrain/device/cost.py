@@ -137,6 +137,20 @@ def step_cost(graph: StepGraph, c: dict) -> StepCost:
             peak_l1, peak_op = oc.l1_bytes, f"{oc.name} ({oc.kernel})"
         if oc.l1_fixed_bytes > int(c["l1_budget_bytes"]):
             fits = False
+    # the micro-batch comes from L3 (external RAM) into L2 at the start of each repetition of a
+    # phase that reads it, and once more for each planned re-fetch
+    prog = graph.program
+    x_bytes = sum(graph.storages[graph.state_storage[k]].nbytes for k in ("x", "y"))
+    l3 = 0.0
+    for pi, ph in enumerate(phases):
+        if "x" in ph.inputs:
+            n_loads = 1 + sum(1 for t in graph.refetch if graph.ops[t].phase == pi)
+            per = x_bytes / float(c["l3_bytes_per_cycle"]) + float(c["dma_setup_cycles"])
+            l3 += n_loads * per * ph.repeat
+            by_phase[ph.name] = by_phase.get(ph.name, 0.0) + n_loads * per * ph.repeat
+    by_part["l3_input_dma"] = l3
+    total += l3
+    _ = prog
     return StepCost(ops, total, macs, by_kernel, by_part, by_phase, peak_l1, peak_op, fits)
 
 

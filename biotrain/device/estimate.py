@@ -84,6 +84,7 @@ def estimate_step(
     *,
     check: bool = False,
     solver: str = "auto",
+    optimize: bool = True,
 ) -> DeviceEstimate:
     """Capture, plan and cost one training step of ``batch_size`` samples of ``model``.
 
@@ -91,6 +92,8 @@ def estimate_step(
     with the gradient accumulated over ``batch_size``; the others run the whole batch at once.
     ``check=True`` also executes the planned step on one flat buffer and compares it with eager
     PyTorch (adds ``plan_check``). ``solver``: ``auto`` | ``cpsat`` | ``bestfit``.
+    ``optimize=False`` plans the step as traced (element-wise in-place reuse only), without the
+    exact memory-saving rewrites of ``passes.py`` and ``memory.build_graph`` (an ablation).
     """
     t0 = time.perf_counter()
     if backend == "gap9-board":
@@ -105,8 +108,8 @@ def estimate_step(
             + (" ('none' trains nothing, so it has no training step to cost)" if strategy == "none" else "")
         )
     c = load_constants(constants)
-    program = capture_step(model, strategy, batch_size, micro_batch, accum)
-    graph = build_graph(program)
+    program = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
+    graph = build_graph(program, rewrites=optimize)
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
     cost = step_cost(graph, c)
@@ -164,7 +167,7 @@ def estimate_step(
         fits_on_chip=fits,
         breakdown=breakdown_at(graph, t_peak),
         dominant_tensors=dominant_at(graph, t_peak, 8),
-        planner={"method": plan.method, "status": plan.status, "solve_s": round(plan.solve_s, 4),
+        planner={"rewrites": program.rematerialized if optimize else "off", "method": plan.method, "status": plan.status, "solve_s": round(plan.solve_s, 4),
                  "best_fit_peak_bytes": int(plan.heuristic_peak), "n_tensors": len(graph.storages),
                  "n_ops": len(graph.ops), "inplace_reuses": graph.inplace_merges,
                  "peak_at_op": graph.ops[t_peak].node.name if graph.ops else ""},

@@ -95,7 +95,14 @@ class StepGraph:
         return live
 
 
-def build_graph(program: StepProgram, inplace: bool = True, refetch_input: bool = True) -> StepGraph:
+def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = True) -> StepGraph:
+    """Storages and lifetimes of a captured step.
+
+    ``inplace``: element-wise ops and norms may overwrite an input that dies at them.
+    ``rewrites``: also the layout/fusion rewrites (padding elision, in-place depthwise input
+    gradient, gradients accumulated by their kernel, activation fused into pooling, input re-fetch).
+    """
+    refetch_input = rewrites
     storages: list[Storage] = []
 
     def new(name, kind, nbytes, start, end, shape=(), dtype=torch.float32, persistent=False):
@@ -217,7 +224,7 @@ def build_graph(program: StepProgram, inplace: bool = True, refetch_input: bool 
         #     interior of the padded buffer (borders zeroed), so the pad copies nothing
         producer = {sid: rec for rec in ops for sid, i in zip(rec.outputs, rec.out_idx) if i == 0}
         for rec in ops:
-            if rec.name != "constant_pad_nd" or not rec.outputs:
+            if not rewrites or rec.name != "constant_pad_nd" or not rec.outputs:
                 continue
             node = rec.node
             pads = [int(p) for p in node.args[1]]
@@ -261,7 +268,7 @@ def build_graph(program: StepProgram, inplace: bool = True, refetch_input: bool 
         #     input gradient of a depthwise convolution over its own input, channel block by block)
         for rec in ops:
             arg_i = INPLACE_OK.get(rec.name)
-            if rec.name == "convolution_backward" and rec.kernel.kind == "dw_bwd":
+            if rewrites and rec.name == "convolution_backward" and rec.kernel.kind == "dw_bwd":
                 arg_i = 1
             if arg_i is None or 0 not in rec.out_idx or arg_i >= len(rec.node.args):
                 continue
@@ -289,7 +296,7 @@ def build_graph(program: StepProgram, inplace: bool = True, refetch_input: bool 
         # 2c. fused gradient accumulation: a parameter gradient consumed only by ``accum += g``
         #     right where it dies is accumulated by its kernel (C += A.B), with no buffer of its own
         for rec in ops:
-            if rec.name != "add_" or len(rec.node.args) < 2:
+            if not rewrites or rec.name != "add_" or len(rec.node.args) < 2:
                 continue
             a0, a1 = rec.node.args[0], rec.node.args[1]
             if not isinstance(a0, torch.fx.Node) or not isinstance(a1, torch.fx.Node):
@@ -312,7 +319,7 @@ def build_graph(program: StepProgram, inplace: bool = True, refetch_input: bool 
                 for sid in set(rec.inputs):
                     uses.setdefault(sid, []).append(rec)
         for rec in ops:
-            if rec.name not in FUSABLE_ACTIVATIONS or not rec.outputs:
+            if not rewrites or rec.name not in FUSABLE_ACTIVATIONS or not rec.outputs:
                 continue
             sid = rec.outputs[0]
             st = storages[sid]

@@ -1,0 +1,88 @@
+"""The gap9-sim estimate against BRIEF's MI-BMINet reference figures (C=8, T=1900, batch 8)."""
+
+import json
+
+import pytest
+import torch
+
+from biotrain.device import DeviceEstimate, estimate_step
+from biotrain.models import build_model
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def ref():
+    torch.manual_seed(0)
+    edge = estimate_step(build_model("mi_bminet", 8, 1900, 2, norm="group"), "edge")
+    full = estimate_step(build_model("mi_bminet", 8, 1900, 2, norm="batch"), "full")
+    return edge, full
+
+
+def test_full_needs_several_mb_and_does_not_fit(ref):
+    _, full = ref
+    assert full.peak_l2_bytes > 3e6
+    assert not full.fits_on_chip and not full.fits_l2
+    # no throughput for a step the chip cannot run, but the reason and the culprits are given
+    assert full.latency_ms_per_step is None and full.samples_per_s is None and full.energy_mj_per_step is None
+    assert "does not fit" in full.message and str(full.peak_l2_bytes) in full.message
+    assert full.dominant_tensors and full.dominant_tensors[0]["bytes"] >= full.dominant_tensors[-1]["bytes"]
+
+
+def test_edge_fits_at_or_under_the_reference_peak(ref):
+    edge, full = ref
+    assert edge.fits_on_chip
+    assert edge.peak_l2_bytes <= 0.67e6
+    assert full.peak_l2_bytes / edge.peak_l2_bytes > 4
+    assert edge.peak_l1_bytes <= edge.l1_budget_bytes
+
+
+def test_planner_overhead_is_small(ref):
+    for est in ref:
+        assert est.lower_bound_l2_bytes <= est.peak_l2_bytes
+        assert est.planner_overhead <= 1.10
+
+
+def test_latency_and_power_within_10_percent_of_brief(ref):
+    edge, _ = ref
+    assert abs(edge.latency_ms_per_step / 469.6 - 1) <= 0.10
+    assert abs(edge.power_mw / 43.8 - 1) <= 0.10
+    assert edge.samples_per_s == pytest.approx(8 / (edge.latency_ms_per_step / 1e3))
+    assert edge.energy_mj_per_step == pytest.approx(edge.power_mw * edge.latency_ms_per_step / 1e3)
+    assert edge.energy_mj_per_sample == pytest.approx(edge.energy_mj_per_step / 8)
+    assert edge.sessions_per_charge > 0
+
+
+def test_to_dict_is_json_with_the_agreed_keys(ref):
+    d = ref[0].to_dict()
+    json.dumps(d)
+    for key in ("peak_l2_bytes", "lower_bound_l2_bytes", "peak_l1_bytes", "l2_budget_bytes", "l1_budget_bytes",
+                "planner_overhead", "latency_ms_per_step", "samples_per_s", "power_mw", "energy_mj_per_step",
+                "energy_mj_per_sample", "fits_on_chip", "breakdown", "dominant_tensors", "cycles_by_kernel",
+                "energy_mj_per_session", "sessions_per_charge"):
+        assert key in d
+    assert sum(d["breakdown"].values()) == d["lower_bound_l2_bytes"]
+
+
+def test_bad_arguments_are_explained():
+    m = build_model("epidenet", 2, 500, 11, norm="group")
+    with pytest.raises(ValueError, match="'none'.*last_layer"):
+        estimate_step(m, "none")
+    with pytest.raises(NotImplementedError, match="gap9-board"):
+        estimate_step(m, "edge", backend="gap9-board")
+    with pytest.raises(ValueError, match="micro_batch \\* accum"):
+        estimate_step(m, "edge", micro_batch=2, accum=2)
+    with pytest.raises(ValueError, match="GroupNorm"):
+        estimate_step(build_model("epidenet", 2, 500, 11, norm="batch"), "edge")
+    with pytest.raises(ValueError, match="unknown device constant 'freq'"):
+        estimate_step(m, "edge", constants={"freq": 1})
+
+
+def test_constants_change_the_estimate():
+    m = build_model("epidenet", 2, 500, 11, norm="group")
+    base = estimate_step(m, "edge")
+    slow = estimate_step(m, "edge", constants={"freq_mhz": 185})
+    assert isinstance(base, DeviceEstimate)
+    assert slow.latency_ms_per_step == pytest.approx(2 * base.latency_ms_per_step)
+    tiny = estimate_step(m, "edge", constants={"l2_budget_bytes": 1000})
+    assert not tiny.fits_on_chip and tiny.latency_ms_per_step is None
