@@ -108,7 +108,7 @@ def op_cost(graph: StepGraph, rec, c: dict) -> OpCost:
     transfers = n_fixed_ops + n_tile_ops * tiles
     dma = (fixed + tileable) / float(c["dma_bytes_per_cycle"])
     setup = transfers * float(c["dma_setup_cycles"])
-    sync = float(c["fork_cycles"]) + tiles * float(c["barrier_cycles"])
+    sync = float(c["fork_cycles"]) + tiles * float(c["barrier_cycles"]) + float(c["per_op_overhead_cycles"])
     body = max(compute, dma) if c["dma_overlap"] else compute + dma
     return OpCost(rec.t, rec.node.name, k.kind, compute, dma, setup, sync, body + setup + sync, tiles, int(l1),
                   int(fixed), int(k.macs))
