@@ -367,10 +367,15 @@ def _overlap_t(a: Storage, b: Storage) -> bool:
     return a.start <= b.end and b.start <= a.end
 
 
-def best_fit(storages: list[Storage], base: int = 0, order: str = "size") -> dict[int, int]:
-    """Greedy placement: largest first, each into the tightest gap among time-overlapping tensors."""
+def best_fit(storages: list[Storage], base: int = 0, order: str = "size", first: bool = False) -> dict[int, int]:
+    """Greedy placement in the given order, each tensor into the tightest gap (``first``: the
+    lowest gap) left by the already placed tensors that overlap it in time."""
     if order == "size":
         items = sorted(storages, key=lambda s: (-s.size, -(s.end - s.start), s.sid))
+    elif order == "start":
+        items = sorted(storages, key=lambda s: (s.start, -s.size, s.sid))
+    elif order == "length":
+        items = sorted(storages, key=lambda s: (-(s.end - s.start), -s.size, s.sid))
     else:
         items = sorted(storages, key=lambda s: (-(s.end - s.start + 1) * s.size, s.sid))
     placed: list[tuple[Storage, int]] = []
@@ -383,6 +388,8 @@ def best_fit(storages: list[Storage], base: int = 0, order: str = "size") -> dic
                 gap = lo - cur
                 if best_gap is None or gap < best_gap:
                     best, best_gap = cur, gap
+                if first:
+                    break
             cur = max(cur, hi)
         if best is None:
             best = cur
@@ -406,7 +413,7 @@ def plan_memory(graph: StepGraph, solver: str = "auto", time_limit_s: float = 1.
         offsets[s.sid] = base
         base += s.size
     rest = [s for s in st if not s.persistent]
-    cands = [best_fit(rest, base, "size"), best_fit(rest, base, "area")]
+    cands = [best_fit(rest, base, o, f) for o in ("size", "area", "start", "length") for f in (False, True)]
     peaks = [max([base] + [c[s.sid] + s.size for s in rest]) for c in cands]
     bf = cands[peaks.index(min(peaks))]
     heur_peak = min(peaks)
