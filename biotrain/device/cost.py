@@ -129,7 +129,7 @@ def step_cost(graph: StepGraph, c: dict) -> StepCost:
         if oc.kernel != "free":
             by_kernel[oc.kernel] = by_kernel.get(oc.kernel, 0.0) + oc.cycles * rep
         by_part["compute"] += oc.compute * rep
-        by_part["dma_exposed"] += max(0.0, oc.dma - oc.compute if graph_overlap(graph, c) else oc.dma) * rep
+        by_part["dma_exposed"] += max(0.0, oc.dma - oc.compute if c["dma_overlap"] else oc.dma) * rep
         by_part["dma_setup"] += oc.setup * rep
         by_part["fork_barrier"] += oc.sync * rep
         by_phase[phases[rec.phase].name] = by_phase.get(phases[rec.phase].name, 0.0) + oc.cycles * rep
@@ -139,7 +139,6 @@ def step_cost(graph: StepGraph, c: dict) -> StepCost:
             fits = False
     # the micro-batch comes from L3 (external RAM) into L2 at the start of each repetition of a
     # phase that reads it, and once more for each planned re-fetch
-    prog = graph.program
     x_bytes = sum(graph.storages[graph.state_storage[k]].nbytes for k in ("x", "y"))
     l3 = 0.0
     for pi, ph in enumerate(phases):
@@ -150,9 +149,4 @@ def step_cost(graph: StepGraph, c: dict) -> StepCost:
             by_phase[ph.name] = by_phase.get(ph.name, 0.0) + n_loads * per * ph.repeat
     by_part["l3_input_dma"] = l3
     total += l3
-    _ = prog
     return StepCost(ops, total, macs, by_kernel, by_part, by_phase, peak_l1, peak_op, fits)
-
-
-def graph_overlap(_graph, c) -> bool:
-    return bool(c["dma_overlap"])

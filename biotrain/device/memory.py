@@ -82,9 +82,6 @@ class StepGraph:
     # op index -> storage id: the input micro-batch is DMA'd again from L3 into this slot before the op
     refetch: dict = field(default_factory=dict)
 
-    def root(self, sid: int) -> int:
-        return sid
-
     def live_bytes(self) -> list[int]:
         live = [0] * self.n_times
         for s in self.storages:
@@ -490,10 +487,8 @@ def breakdown_at(graph: StepGraph, t: int) -> dict[str, int]:
 def dominant_at(graph: StepGraph, t: int, k: int = 8) -> list[dict]:
     live = [s for s in graph.storages if s.nbytes and s.start <= t <= s.end]
     live.sort(key=lambda s: -s.size)
-    phases = graph.program.phases
     out = []
     for s in live[:k]:
         out.append({"name": s.name, "kind": s.kind, "bytes": s.size, "shape": list(s.shape),
                     "live_ops": [s.start, s.end]})
-    _ = phases
     return out

@@ -8,7 +8,8 @@ plan-execution check (the rewritten step must reproduce eager PyTorch):
   ``y`` right before the norm's backward (``x = (y - beta) / gamma / rstd + mean``), so neither
   the norm's input nor the ReLU output is held across the pass. Needs ``gamma != 0``.
 * ``rematerialize``: a forward value that is cheap to recompute from the step inputs alone
-  (small convolutions, GroupNorm, padding, ReLU on the micro-batch and the weights) is computed
+  (small convolutions, GroupNorm, BatchNorm with its batch statistics but without updating the
+  running statistics again, padding, ReLU on the micro-batch and the weights) is computed
   again right before its backward use instead of being kept alive.
 * ``hoist_accumulation``: each parameter gradient is added into its accumulation buffer as soon
   as it is produced, so it does not wait for the end of the backward pass.
