@@ -101,13 +101,15 @@ def validate_params(params: dict) -> dict:
         c.fail("data.dataset.kwargs", kwargs, "a mapping of constructor arguments")
     modalities = c.subset("data.modalities", MODALITIES)
     if isinstance(name, str):
+        known = True
         for modality in modalities:
             try:
                 dataset_class(name, modality)
             except ValueError as err:
                 c.problems.append(("data.dataset.name", str(err)))
+                known = False
                 break
-        if name not in ("synthetic", "SyntheticEOG") and "eog" in modalities:
+        if known and name not in ("synthetic", "SyntheticEOG") and "eog" in modalities:
             c.fail("data.modalities", modalities,
                    "'eog' only with an eye-movement dataset (data.dataset.name: synthetic)")
     elif name is not None:

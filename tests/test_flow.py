@@ -1,0 +1,95 @@
+"""The Prefect flow on a small in-memory cohort, tracked in a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from biotrain.adaptation.plan import plan_jobs, pretrained_path
+from biotrain.data.split import make_splits
+from biotrain.data.store import save_windows
+from biotrain.data.windows import Windows
+from biotrain.io import write_json
+from biotrain.models import build_model
+from biotrain.models.checkpoint import save_checkpoint
+from flows.adapt_cohort import run_adapt_cohort
+
+C, T, K = 3, 128, 2
+KWARGS = {"F1": 4, "F2": 4, "Nf": 8, "Nf2": 4}
+
+
+def _cohort(tmp_path, n_subjects=3, n_sessions=2, n=10):
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame([{"subject": s, "session": str(k), "run": "0", "trial": t}
+                         for s in range(1, n_subjects + 1) for k in range(n_sessions) for t in range(n)])
+    w = Windows(X=rng.standard_normal((len(meta), C, T)).astype(np.float32), y=rng.integers(0, K, len(meta)),
+                meta=meta, ch_names=["a", "b", "c"], class_names=["l", "r"], sfreq=64.0)
+    save_windows(tmp_path / "w.npz", w)
+    folds = make_splits(meta, 0.8)
+    write_json(tmp_path / "s.json", {"folds": folds})
+    for fold in folds:
+        for norm in ("batch", "group"):
+            torch.manual_seed(fold["subject"])
+            save_checkpoint(pretrained_path(tmp_path / "models", "eeg", norm, fold["subject"]),
+                            build_model("mi_bminet", C, T, K, norm, **KWARGS), "mi_bminet", KWARGS)
+    inputs = {"eeg": {"windows": tmp_path / "w.npz", "splits": tmp_path / "s.json", "models_dir": tmp_path / "models",
+                      "dataset": "synthetic", "model": "mi_bminet"}}
+    return inputs, {"eeg": folds}
+
+
+def _settings(uri, experiment):
+    return {"finetune": {"epochs": 2, "lr": 5e-3, "momentum": 0.9, "weight_decay": 1e-3, "batch_size": 8, "micro_batch": 1},
+            "tracking_uri": uri, "experiment": experiment, "retries": 0, "torch_threads": 1}
+
+
+def test_flow_one_parent_and_one_child_run_per_task(tmp_path, prefect_harness):
+    inputs, folds = _cohort(tmp_path)
+    strategies, seeds = ["none", "last_layer", "full", "edge"], [0, 1]
+    jobs = plan_jobs(inputs, folds, strategies, seeds)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rows = run_adapt_cohort(jobs, _settings(uri, "flow-test"), "threads", 2)
+
+    n_tasks = 2 * len(jobs)  # a day-1 task and a longitudinal task per job
+    assert len(jobs) == 3 * 4 * 2 and len(rows) == n_tasks  # two sessions: one row per task
+    none_rows = [r for r in rows if r["strategy"] == "none"]
+    assert all(r["acc_before"] == r["acc_after"] for r in none_rows)
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["flow-test"])
+    parents = runs[runs["tags.kind"] == "flow"]
+    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    children = runs[runs["tags.mlflow.parentRunId"] == parents.iloc[0]["run_id"]]
+    assert len(children) == n_tasks and (children["status"] == "FINISHED").all()
+    keys = set(zip(children["tags.subject"], children["tags.scenario"], children["tags.strategy"], children["tags.seed"]))
+    assert len(keys) == n_tasks  # exactly one child per (subject, scenario, strategy, seed)
+    for col in ("metrics.acc_before", "metrics.acc_after", "metrics.n_calib", "metrics.host_train_seconds"):
+        assert children[col].notna().all()
+    for tag in ("dataset", "modality", "subject", "session", "scenario", "strategy", "seed"):
+        assert children[f"tags.{tag}"].notna().all()
+
+
+def test_same_results_whatever_the_concurrency(tmp_path, prefect_harness):
+    inputs, folds = _cohort(tmp_path, n_subjects=2)
+    jobs = plan_jobs(inputs, folds, ["full", "edge"], [3])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    one = run_adapt_cohort(jobs, _settings(uri, "a"), "threads", 1)
+    two = run_adapt_cohort(jobs, _settings(uri, "b"), "threads", 2)
+    key = lambda r: (r["subject"], r["scenario"], r["strategy"], r["session"])  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "train_seconds"} for r in sorted(rs, key=key)]  # noqa: E731
+    assert strip(one) == strip(two)
+
+
+def test_failed_task_leaves_no_run_marked_running(tmp_path, prefect_harness):
+    inputs, folds = _cohort(tmp_path, n_subjects=2)
+    jobs = plan_jobs(inputs, folds, ["full"], [0])
+    jobs[0]["pretrained"] = str(tmp_path / "missing.pt")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(Exception):
+        run_adapt_cohort(jobs, _settings(uri, "failing"), "threads", 1)
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["failing"])
+    assert len(runs) >= 1 and not (runs["status"] == "RUNNING").any()
+    assert (runs[runs["tags.kind"] == "flow"]["status"] == "FAILED").all()

@@ -1,0 +1,83 @@
+"""Bad values stop the run before any work, naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from biotrain.config import ParamsError, validate_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def _with(key: str, value):
+    params = copy.deepcopy(DEFAULT)
+    node = params
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return params
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml"])
+def test_shipped_profiles_are_valid(profile):
+    validate_params(yaml.safe_load((ROOT / profile).read_text()))
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("data.dataset.name", "NotADataset", "'synthetic' or a moabb.datasets class name"),
+    ("adapt.strategies", ["none", "sparse"], "['sparse'] unknown"),
+    ("adapt.lr", -0.001, "a number > 0"),
+    ("pretrain.lr", 0, "a number > 0"),
+    ("adapt.micro_batch", 3, "a divisor of adapt.batch_size=8"),
+    ("adapt.runner.name", "spark", "one of ['threads', 'dask']"),
+    ("data.modalities", ["eeg", "emg"], "['emg'] unknown"),
+    ("split.calib_fraction", 1.0, "<= 0.99"),
+    ("data.eeg.fmax", 150.0, "below Nyquist"),
+    ("adapt.seeds", [0, 0], "distinct integers"),
+])
+def test_bad_value_is_named(key, value, expected):
+    with pytest.raises(ParamsError) as err:
+        validate_params(_with(key, value))
+    text = str(err.value)
+    assert key in text and repr(value) in text or key in text and str(value) in text
+    assert expected in text
+
+
+def _run_stage(tmp_path, params, stage="data"):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_window_longer_than_recording_stops_the_data_stage(tmp_path):
+    params = _with("data.eeg.n_times", 2000)  # 10 s at 200 Hz; the synthetic trial lasts 4 s
+    proc = _run_stage(tmp_path, params)
+    assert proc.returncode != 0
+    assert "data.eeg.n_times=2000" in proc.stderr and "longer than the 4 s trial" in proc.stderr
+    assert "allowed: n_times <= 700" in proc.stderr
+    assert not (tmp_path / "data").exists()  # nothing half-written
+
+
+def test_unknown_strategy_stops_before_pretraining(tmp_path):
+    proc = _run_stage(tmp_path, _with("adapt.strategies", ["full", "lora"]), "pretrain")
+    assert proc.returncode != 0 and "adapt.strategies" in proc.stderr and "'lora'" in proc.stderr
+    assert not (tmp_path / "models").exists()
+
+
+def test_cli_validate_reports_every_problem(tmp_path):
+    bad = _with("adapt.lr", -1)
+    bad["data"]["dataset"]["name"] = "Nope"
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    proc = subprocess.run([sys.executable, "-m", "biotrain.cli", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "adapt.lr" in proc.stderr and "data.dataset.name" in proc.stderr and "invalid parameters (2)" in proc.stderr
