@@ -75,6 +75,15 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
+    """Run ``device estimate``; bad arguments print one error line and return 2."""
+    try:
+        return _run_estimate(args)
+    except (ValueError, NotImplementedError) as exc:
+        print(f"biotrain device: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_estimate(args: argparse.Namespace) -> int:
     import torch
 
     from ..models import build_model
@@ -139,10 +148,7 @@ def main_device(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_subparser(sub)
     args = parser.parse_args(["device", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ValueError as exc:
-        parser.exit(2, f"biotrain device: error: {exc}\n")
+    return args.func(args)
 
 
 if __name__ == "__main__":
