@@ -148,7 +148,7 @@ def validate_params(params: dict) -> dict:
     c.number("pretrain.batch_size", integer=True, minimum=2)
     c.number("pretrain.lr", minimum=0, exclusive_min=True)
     c.number("pretrain.weight_decay", minimum=0)
-    c.number("pretrain.torch_threads", integer=True, minimum=1)
+    c.number("pretrain.workers", integer=True, minimum=1)
 
     # adapt
     strategies = c.subset("adapt.strategies", STRATEGIES)

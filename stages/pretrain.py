@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 from biotrain.adaptation import NORM_OF, PretrainConfig
 from biotrain.adaptation.pretraining import pretrain_folds
 from biotrain.data.store import load_windows
@@ -16,7 +14,6 @@ from stages.common import load_params, modality_paths, stage_args
 def main() -> None:
     params = load_params(stage_args(__doc__).params)
     p = params["pretrain"]
-    torch.set_num_threads(p["torch_threads"])
     cfg = PretrainConfig(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"])
     norms = sorted({NORM_OF[s] for s in params["adapt"]["strategies"]})
     summary = []
@@ -27,7 +24,7 @@ def main() -> None:
             folds = json.load(fh)["folds"]
         model = params["models"][modality]
         summary += pretrain_folds(w.X, w.y, len(w.class_names), folds, model["name"], model.get("kwargs") or {},
-                                  norms, cfg, params["seed"], paths["models_dir"], modality)
+                                  norms, cfg, params["seed"], paths["models_dir"], modality, p["workers"])
     write_json("models/pretrained/summary.json", summary)
 
 

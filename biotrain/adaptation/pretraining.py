@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from ..models import build_model
@@ -14,19 +16,30 @@ from .training import PretrainConfig, accuracy, pretrain
 
 
 def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dict], model_name: str, model_kwargs: dict,
-                   norms: list[str], cfg: PretrainConfig, seed: int, models_dir: str | Path, modality: str) -> list[dict]:
-    """Train and save every base model; returns one summary dict per model."""
-    summaries = []
-    total = len(folds) * len(norms) * cfg.epochs
-    with tqdm(total=total, desc=f"pretrain {modality}", unit="epoch") as bar:
-        for norm in norms:
-            for fold in folds:
-                idx = np.asarray(fold["pretrain"])
-                model = build_model(model_name, X.shape[1], X.shape[2], n_classes, norm, **model_kwargs)
-                history = pretrain(model, X[idx], y[idx], cfg, seed=seed, progress=bar)
-                save_checkpoint(pretrained_path(models_dir, modality, norm, fold["subject"]), model, model_name, model_kwargs)
-                summaries.append({
-                    "modality": modality, "norm": norm, "held_out": fold["subject"],
-                    "final_loss": round(history[-1], 6), "train_acc": round(accuracy(model, X[idx], y[idx]), 6),
-                })
-    return summaries
+                   norms: list[str], cfg: PretrainConfig, seed: int, models_dir: str | Path, modality: str,
+                   workers: int = 2) -> list[dict]:
+    """Train and save every base model; returns one summary dict per model.
+
+    Models train side by side in ``workers`` threads with one torch thread each: multi-threaded
+    kernels are not bit-for-bit reproducible on CPU, single-threaded ones are.
+    """
+    torch.set_num_threads(1)
+    jobs = []
+    for norm in norms:
+        for fold in folds:  # built here, in order: weight init draws from torch's global RNG
+            torch.manual_seed(seed)
+            jobs.append((norm, fold, build_model(model_name, X.shape[1], X.shape[2], n_classes, norm, **model_kwargs)))
+
+    def train_one(job, bar):
+        norm, fold, model = job
+        idx = np.asarray(fold["pretrain"])
+        history = pretrain(model, X[idx], y[idx], cfg, seed=seed, progress=bar)
+        save_checkpoint(pretrained_path(models_dir, modality, norm, fold["subject"]), model, model_name, model_kwargs)
+        return {
+            "modality": modality, "norm": norm, "held_out": fold["subject"],
+            "final_loss": round(history[-1], 6), "train_acc": round(accuracy(model, X[idx], y[idx]), 6),
+        }
+
+    with tqdm(total=len(jobs) * cfg.epochs, desc=f"pretrain {modality}", unit="epoch") as bar:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda job: train_one(job, bar), jobs))

@@ -44,8 +44,7 @@ class PretrainConfig:
 
 def pretrain(model: nn.Module, X: np.ndarray, y: np.ndarray, cfg: PretrainConfig, seed: int, progress=None) -> list[float]:
     """Train every parameter on the pooled subjects; returns the mean loss of each epoch."""
-    torch.manual_seed(seed)
-    gen = seeded_generator(seed)
+    gen = seeded_generator(seed)  # batch order; the weight init was drawn when the model was built
     xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss()

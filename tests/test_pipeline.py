@@ -1,0 +1,120 @@
+"""The whole DVC pipeline on the tiny profile, as a user runs it: ``dvc repro``.
+
+One project copy per module: the first ``dvc repro`` feeds every check; the last test deletes
+the outputs, reruns, and expects the very same metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = ["data/windows", "data/splits", "models/pretrained", "results", "metrics", "reports"]
+pytestmark = pytest.mark.slow
+
+
+def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    project = tmp_path_factory.mktemp("study")
+    for name in ("biotrain", "stages", "flows"):
+        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", project)
+    shutil.copy(ROOT / ".dvcignore", project)
+    shutil.copy(ROOT / "profiles" / "tiny.yaml", project / "params.yaml")
+    _dvc(project, "init", "--no-scm", "-q")
+    _dvc(project, "repro")
+    return project
+
+
+@pytest.fixture(scope="module")
+def params(project):
+    return yaml.safe_load((project / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def results(project):
+    return pd.read_csv(project / "results/adaptation.csv", dtype={"session": str})
+
+
+def test_results_contract(results, params):
+    required = ["dataset", "modality", "subject", "session", "scenario", "strategy", "seed", "n_calib", "acc_before", "acc_after"]
+    assert set(required) <= set(results.columns)
+    kw = params["data"]["dataset"]["kwargs"]
+    per_modality = kw["n_subjects"] * kw["n_sessions"] * len(params["adapt"]["strategies"]) * len(params["adapt"]["seeds"])
+    assert len(results) == per_modality * len(params["data"]["modalities"])
+    assert not results.duplicated(["modality", "subject", "session", "scenario", "strategy", "seed"]).any()
+    assert set(results["scenario"]) == {"day1", "longitudinal"}
+    assert results["acc_after"].between(0, 1).all() and (results["n_calib"] > 0).all()
+
+
+def test_metrics_shape(project, params):
+    metrics = json.loads((project / "metrics/adaptation.json").read_text())
+    assert sorted(metrics) == sorted(params["data"]["modalities"])
+    for modality in metrics:
+        assert sorted(metrics[modality]) == ["day1", "longitudinal"]
+        for scenario in metrics[modality].values():
+            assert sorted(scenario) == sorted(params["adapt"]["strategies"])
+            for cell in scenario.values():
+                assert set(cell) == {"acc_mean", "acc_std", "n"} and cell["n"] > 0
+
+
+def test_adapting_beats_not_adapting_and_full_network_beats_last_layer(project):
+    """The paper's ordering, none < last_layer < max(full, edge), in every modality and scenario."""
+    metrics = json.loads((project / "metrics/adaptation.json").read_text())
+    for modality, scenarios in metrics.items():
+        for scenario, m in scenarios.items():
+            acc = {s: m[s]["acc_mean"] for s in m}
+            assert acc["none"] < acc["last_layer"] < max(acc["full"], acc["edge"]), (modality, scenario, acc)
+
+
+def test_report_and_plots(project):
+    report = (project / "reports/study.md").read_text()
+    assert "| day1 | edge |" in report and "figures/accuracy.png" in report
+    for name in ("accuracy.png", "gain_per_subject.png", "sessions.png"):
+        png = project / "reports/figures" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_mlflow_parent_and_one_child_per_task(project, results):
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["biotrain"])
+    parents = runs[runs["tags.kind"] == "flow"]
+    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    children = runs[runs["tags.mlflow.parentRunId"] == parents.iloc[0]["run_id"]]
+    # one task per (modality, subject, scenario, strategy, seed)
+    n_tasks = len(results.drop_duplicates(["modality", "subject", "scenario", "strategy", "seed"]))
+    assert len(children) == n_tasks
+    assert children["metrics.acc_after"].notna().all() and children["metrics.n_calib"].notna().all()
+
+
+def test_nothing_to_do_after_a_full_run(project):
+    proc = _dvc(project, "status")
+    assert "up to date" in proc.stdout, proc.stdout
+    proc = _dvc(project, "repro")
+    assert "Running stage" not in proc.stdout, proc.stdout
+
+
+def test_deleting_outputs_and_rerunning_reproduces_metrics_exactly(project):
+    before = {p: (project / p).read_bytes() for p in ("metrics/adaptation.json", "results/adaptation.csv")}
+    for out in OUTPUTS:
+        shutil.rmtree(project / out)
+    _dvc(project, "repro", "--force", "--no-run-cache")  # recompute everything, no cache restore
+    for path, content in before.items():
+        assert (project / path).read_bytes() == content, path
