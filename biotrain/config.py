@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .adaptation.strategies import STRATEGIES
-from .data.datasets import MODALITIES, dataset_class
+from .data.datasets import EOG_DATASETS, MODALITIES, dataset_class
 from .models import MODELS
 
 RUNNERS = ("threads", "dask")
@@ -109,9 +109,9 @@ def validate_params(params: dict) -> dict:
                 c.problems.append(("data.dataset.name", str(err)))
                 known = False
                 break
-        if known and name not in ("synthetic", "SyntheticEOG") and "eog" in modalities:
+        if known and name not in EOG_DATASETS and "eog" in modalities:
             c.fail("data.modalities", modalities,
-                   "'eog' only with an eye-movement dataset (data.dataset.name: synthetic)")
+                   f"'eog' only with an eye-movement dataset (data.dataset.name one of {sorted(EOG_DATASETS)})")
     elif name is not None:
         c.fail("data.dataset.name", name, "'synthetic' or a moabb.datasets class name")
     for modality in modalities:
@@ -171,6 +171,22 @@ def validate_params(params: dict) -> dict:
     c.number("adapt.retries", integer=True, minimum=0)
     c.choice("adapt.runner.name", RUNNERS)
     c.number("adapt.runner.workers", integer=True, minimum=1)
+
+    # device
+    backends = ("gap9-sim", "gap9-board")
+    backend = c.choice("device.backend", backends)
+    if backend == "gap9-board":
+        c.fail("device.backend", backend, "'gap9-sim' (the board backend is not implemented yet)")
+    constants = c.get("device.constants", {}) or {}
+    if not isinstance(constants, dict):
+        c.fail("device.constants", constants, "a mapping of biotrain/device/gap9.yaml keys to values")
+    else:
+        from .device import load_constants
+
+        try:
+            load_constants(constants)
+        except ValueError as err:
+            c.problems.append(("device.constants", str(err)))
 
     # tracking and report
     uri = c.get("tracking.uri", None)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from biotrain.adaptation.scenarios import run_day1, run_longitudinal
 from biotrain.adaptation.strategies import FinetuneConfig
 from biotrain.data.store import load_windows
+from biotrain.device.study import device_row_fields, step_costs
 from biotrain.models.checkpoint import load_checkpoint, model_from_bytes, state_to_bytes
 from biotrain.tracking import Tracker
 
@@ -40,6 +41,28 @@ def _context(job: dict) -> dict:
 
 def _tags(job: dict, scenario: str, sessions: list[str]) -> dict:
     return {**_context(job), "scenario": scenario, "session": ",".join(sessions)}
+
+
+def _device(job: dict, spec: dict, settings: dict) -> dict:
+    """Chip cost of this task's training step (``{}`` for ``none``), from the configured backend."""
+    device = settings.get("device")
+    if not device:
+        return {}
+    micro = settings["finetune"]["micro_batch"] if job["strategy"] == "edge" else None
+    return step_costs(spec, job["strategy"], settings["finetune"]["batch_size"], micro, device["backend"], device["constants"])
+
+
+def _with_device(rows: list[dict], costs: dict, settings: dict) -> list[dict]:
+    if not settings.get("device"):
+        return rows
+    return [{**r, **device_row_fields(costs, r["n_calib"], settings["finetune"]["epochs"])} for r in rows]
+
+
+def _log_device(tracker: Tracker, run_id: str, costs: dict) -> None:
+    if costs:
+        tracker.set_tags(run_id, {"fits_on_chip": costs["fits_on_chip"], "device_message": costs.get("message", "")})
+        tracker.log_metrics(run_id, {f"device_{k}": float(v) for k, v in costs.items()
+                                     if k != "message" and v is not None and not isinstance(v, str)})
 
 
 def _log(tracker: Tracker, run_id: str, rows: list[dict]) -> None:
@@ -62,7 +85,9 @@ def adapt_day1(job: dict, settings: dict, parent_run_id: str) -> dict:
     with tracker.run(name, _tags(job, "day1", [fold["day1"]["session"]]), settings["finetune"], parent_run_id) as run_id:
         row, model = run_day1(base, w.X, w.y, fold, job["strategy"], FinetuneConfig(**settings["finetune"]), job["seed"], _context(job))
         _log(tracker, run_id, [row])
-    return {"rows": [row], "model": state_to_bytes(spec, model.state_dict())}
+        costs = _device(job, spec, settings)
+        _log_device(tracker, run_id, costs)
+    return {"rows": _with_device([row], costs, settings), "model": state_to_bytes(spec, model.state_dict()), "spec": spec}
 
 
 @task(name="adapt-longitudinal", cache_policy=NO_CACHE)
@@ -77,7 +102,9 @@ def adapt_longitudinal(job: dict, day1: dict, settings: dict, parent_run_id: str
         rows = run_longitudinal(model_from_bytes(day1["model"]), w.X, w.y, fold, job["strategy"],
                                 FinetuneConfig(**settings["finetune"]), job["seed"], _context(job))
         _log(tracker, run_id, rows)
-    return {"rows": rows}
+        costs = _device(job, day1["spec"], settings)
+        _log_device(tracker, run_id, costs)
+    return {"rows": _with_device(rows, costs, settings)}
 
 
 def make_task_runner(name: str, workers: int):

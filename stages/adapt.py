@@ -27,6 +27,7 @@ def main() -> None:
         "tracking_uri": params["tracking"]["uri"] or default_tracking_uri(Path.cwd()),
         "experiment": params["tracking"]["experiment"],
         "retries": a["retries"],
+        "device": params["device"],
         "torch_threads": 1,  # tasks run side by side; one torch thread each keeps results bit-exact
     }
     rows = run_adapt_cohort(jobs, settings, a["runner"]["name"], a["runner"]["workers"])

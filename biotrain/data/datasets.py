@@ -13,6 +13,11 @@ from .synthetic import SyntheticEOG, SyntheticMI
 SYNTHETIC = {"eeg": SyntheticMI, "eog": SyntheticEOG}
 MODALITIES = ("eeg", "eog")
 
+# biotrain's own MOABB datasets, by class name (MOABB's own are found in moabb.datasets)
+LOCAL_DATASETS: dict[str, type[BaseDataset]] = {"SyntheticMI": SyntheticMI, "SyntheticEOG": SyntheticEOG}
+# the datasets that can feed the EOG (eye-movement) task
+EOG_DATASETS = {"synthetic", "SyntheticEOG"}
+
 
 def moabb_dataset_names() -> list[str]:
     """Every dataset class MOABB exports (BNCI2014_001, Lee2019_MI, FakeDataset, ...)."""
@@ -28,9 +33,8 @@ def dataset_class(name: str, modality: str) -> type[BaseDataset]:
         raise ValueError(f"modality {modality!r} is not supported; use one of {list(MODALITIES)}")
     if name == "synthetic":
         return SYNTHETIC[modality]
-    for cls in SYNTHETIC.values():
-        if name == cls.__name__:
-            return cls
+    if name in LOCAL_DATASETS:
+        return LOCAL_DATASETS[name]
     obj = getattr(moabb.datasets, name, None)
     if not (inspect.isclass(obj) and issubclass(obj, BaseDataset)):
         close = difflib.get_close_matches(name, moabb_dataset_names(), n=3)

@@ -6,8 +6,9 @@ through ``paradigm.get_data`` exactly as a downloaded dataset does):
 * :class:`SyntheticMI`, EEG motor imagery for MI-BMINet. Each subject has its own sensorimotor
   rhythm (frequency anywhere in the mu/beta range) and its own spatial patterns; imagining the
   left or right hand desynchronises (ERD) the contralateral rhythm. A model pooled over other
-  subjects therefore transfers poorly, and the spatial and temporal filters, not only the
-  classifier, have to move to the new subject.
+  subjects therefore transfers poorly. Task-unrelated rhythms near the same frequency, with
+  subject-specific spatial patterns and wandering amplitude, can only be nulled by spatial filters
+  fitted to the subject: the classifier alone on frozen features cannot remove them.
 * :class:`SyntheticEOG`, smart-glasses eye movements for EpiDeNet: three dry electrodes
   (``EEG 1..3``, 500 Hz) and 11 trigger-coded movements (eight saccade directions, blink,
   double blink, fixation). Subjects differ in electrode placement (the projection of the eye's
@@ -162,12 +163,15 @@ class SyntheticMI(_SyntheticBase):
         seed: int = 0,
         subject_shift: float = 1.0,
         session_drift: float = 0.25,
-        erd: float = 0.6,
+        erd: float = 0.45,
         noise: float = 1.0,
+        distractor: float = 1.0,
         subjects=None,
         sessions=None,
     ):
         _check_positive("erd", erd, 0)
+        _check_positive("distractor", distractor, 0)
+        self.distractor = float(distractor)
         if erd >= 1:
             raise ValueError(f"erd is a fraction of rhythm amplitude and must be < 1, got {erd!r}")
         self.erd = float(erd)
@@ -193,6 +197,10 @@ class SyntheticMI(_SyntheticBase):
             "pattern_right": _unit(_unit(base_right) + s * _unit(rng.standard_normal(n))),
             "gains": np.exp(0.3 * s * rng.standard_normal(n)),
             "drift_dirs": rng.standard_normal((3, n)),
+            # task-unrelated rhythms near the task frequency (e.g. occipital alpha leaking in),
+            # each with its own spatial pattern: only subject-specific spatial filters null them
+            "distractor_patterns": np.array([_unit(rng.standard_normal(n)) for _ in range(2)]),
+            "distractor_offsets": rng.uniform(-1.5, 1.5, size=2),
         }
 
     def _session_raw(self, subject: int, session: int) -> RawArray:
@@ -221,6 +229,11 @@ class SyntheticMI(_SyntheticBase):
             env = env_l if label == 0 else env_r
             env[i0:i1] -= self.erd * shape
         sources = np.outer(pat_l, 2.0 * env_l * rhythm_l) + np.outer(pat_r, 2.0 * env_r * rhythm_r)
+        for pattern, offset in zip(t["distractor_patterns"], t["distractor_offsets"]):
+            f = freq + offset
+            # its amplitude wanders slowly (0.2-1 Hz), so its power varies from trial to trial
+            envelope = 1.0 + 0.8 * _band_noise(rng, n, sf, 0.2, 1.0)
+            sources += np.outer(pattern, 2.0 * self.distractor * np.clip(envelope, 0, None) * _band_noise(rng, n, sf, f - 1.5, f + 1.5))
         background = _pink_noise(rng, (len(MI_CHANNELS), n), sf)
         sensor = rng.standard_normal((len(MI_CHANNELS), n))
         data = gains[:, None] * (sources + self.noise * (1.2 * background + 0.3 * sensor))

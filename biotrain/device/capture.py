@@ -95,7 +95,9 @@ def resolve_batching(model: nn.Module, strategy: str, batch_size: int, micro_bat
     """Defaults and validation of (micro_batch, accum) for a strategy."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if strategy == "edge":
+    if strategy in ("edge", "last_layer"):
+        # edge: GroupNorm allows micro-batch 1. last_layer: the frozen backbone runs BatchNorm in
+        # eval mode (running statistics), so per-sample forward passes are exact as well.
         micro_batch = 1 if micro_batch is None else micro_batch
         accum = (batch_size // micro_batch if micro_batch else None) if accum is None else accum
     else:

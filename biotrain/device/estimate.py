@@ -88,8 +88,9 @@ def estimate_step(
 ) -> DeviceEstimate:
     """Capture, plan and cost one training step of ``batch_size`` samples of ``model``.
 
-    ``strategy`` is one of ``last_layer``, ``full``, ``edge``. ``edge`` defaults to micro-batch 1
-    with the gradient accumulated over ``batch_size``; the others run the whole batch at once.
+    ``strategy`` is one of ``last_layer``, ``full``, ``edge``. ``edge`` (GroupNorm) and
+    ``last_layer`` (frozen backbone, BatchNorm in eval mode) default to micro-batch 1 with the
+    gradient accumulated over ``batch_size``; ``full`` runs the whole batch at once.
     ``check=True`` also executes the planned step on one flat buffer and compares it with eager
     PyTorch (adds ``plan_check``). ``solver``: ``auto`` | ``cpsat`` | ``bestfit``.
     ``optimize=False`` plans the step as traced (element-wise in-place reuse only), without the

@@ -32,6 +32,7 @@ def _session_key(value: str):
 
 
 def _save(fig, path: Path, dpi: int) -> None:
+    fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
