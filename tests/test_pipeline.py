@@ -7,38 +7,22 @@ the outputs, reruns, and expects the very same metrics.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, make_project, run_dvc as _dvc
+
 OUTPUTS = ["data/windows", "data/splits", "models/pretrained", "results", "metrics", "reports"]
 pytestmark = pytest.mark.slow
 
 
-def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    project = tmp_path_factory.mktemp("study")
-    for name in ("biotrain", "stages", "flows"):
-        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", project)
-    shutil.copy(ROOT / ".dvcignore", project)
-    shutil.copy(ROOT / "profiles" / "tiny.yaml", project / "params.yaml")
-    _dvc(project, "init", "--no-scm", "-q")
+    project = make_project(tmp_path_factory.mktemp("study"), ROOT / "profiles" / "tiny.yaml")
     _dvc(project, "repro")
     return project
 
