@@ -100,6 +100,9 @@ def validate_params(params: dict) -> dict:
     if not isinstance(kwargs, dict):
         c.fail("data.dataset.kwargs", kwargs, "a mapping of constructor arguments")
     modalities = c.subset("data.modalities", MODALITIES)
+    cache_dir = c.get("data.cache_dir", None)
+    if cache_dir is not None and not (isinstance(cache_dir, str) and cache_dir.strip()):
+        c.fail("data.cache_dir", cache_dir, "null (MOABB's default, ~/mne_data) or a folder path")
     if isinstance(name, str):
         known = True
         for modality in modalities:

@@ -34,7 +34,7 @@ def stage_args(description: str) -> argparse.Namespace:
 def modality_paths(modality: str) -> dict[str, Path]:
     """The files one modality flows through, stage to stage."""
     return {
-        "windows": Path("data/windows") / f"{modality}.npz",
+        "windows": Path("data/windows") / modality,
         "splits": Path("data/splits") / f"{modality}.json",
         "models_dir": Path("models/pretrained"),
     }

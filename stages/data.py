@@ -1,18 +1,27 @@
-"""Stage ``data``: recordings through MOABB -> windows of T samples with metadata."""
+"""Stage ``data``: recordings through MOABB -> windows of T samples with metadata, per subject."""
 
 from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
 
 from tqdm import tqdm
 
 from biotrain.data.datasets import make_dataset
-from biotrain.data.store import save_windows
-from biotrain.data.windows import WindowSpec, check_window_fits, concat_windows, extract_windows
+from biotrain.data.store import StagedFolder, fingerprint, reusable_subjects
+from biotrain.data.validate import check_windows
+from biotrain.data.windows import WindowSpec, check_channels, check_window_fits, extract_windows
 from stages.common import load_params, modality_paths, stage_args
+
+SELECTION_KEYS = ("subjects", "n_subjects")  # choose subjects; do not change any subject's data
 
 
 def main() -> None:
     params = load_params(stage_args(__doc__).params)
     data = params["data"]
+    if data.get("cache_dir"):  # where MOABB downloads and caches recordings
+        os.environ["MNE_DATA"] = str(Path(data["cache_dir"]).expanduser().resolve())
     jobs = []
     for modality in data["modalities"]:  # check every modality before loading anything
         cfg = data[modality]
@@ -22,13 +31,30 @@ def main() -> None:
         kwargs = {**(data["dataset"].get("kwargs") or {}), **(cfg.get("dataset_kwargs") or {})}
         dataset = make_dataset(data["dataset"]["name"], kwargs, modality)
         check_window_fits(dataset, spec)
-        jobs.append((modality, dataset, spec))
-    for modality, dataset, spec in jobs:
-        parts = [extract_windows(dataset, spec, [s]) for s in tqdm(dataset.subject_list, desc=f"data {modality}", unit="subject")]
-        windows = concat_windows(parts)
-        save_windows(modality_paths(modality)["windows"], windows)
-        print(f"{modality}: {windows.X.shape[0]} windows of {windows.X.shape[1]} x {windows.X.shape[2]} "
-              f"from {len(parts)} subjects, classes {windows.class_names}")
+        fp = fingerprint({"dataset": data["dataset"]["name"], "spec": asdict(spec), "format": 1,
+                          "kwargs": {k: v for k, v in kwargs.items() if k not in SELECTION_KEYS}})
+        jobs.append((modality, dataset, spec, fp))
+    for modality, dataset, spec, fp in jobs:
+        folder = modality_paths(modality)["windows"]
+        reuse = reusable_subjects(folder, fp)
+        subjects = list(dataset.subject_list)
+        todo = [s for s in subjects if s not in reuse]
+        if todo:
+            check_channels(dataset, spec, todo[0])
+        staged = StagedFolder(folder)
+        try:
+            for subject in tqdm(subjects, desc=f"data {modality}", unit="subject"):
+                if subject in reuse:
+                    staged.add(subject, reuse=reuse[subject])
+                    continue
+                windows = extract_windows(dataset, spec, [subject])
+                check_windows(windows, f"{dataset.code} subject {subject}")
+                staged.add(subject, windows)
+            staged.commit(fp, {"dataset": dataset.code, "modality": modality})
+        except BaseException:
+            staged.discard()
+            raise
+        print(f"{modality}: {len(subjects)} subjects ({len(subjects) - len(todo)} reused, {len(todo)} computed)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from biotrain.data.split import make_splits
 from biotrain.data.store import load_windows
+from biotrain.data.validate import check_folds, check_windows
 from biotrain.io import write_json
 from stages.common import load_params, modality_paths, stage_args
 
@@ -13,7 +14,9 @@ def main() -> None:
     for modality in params["data"]["modalities"]:
         paths = modality_paths(modality)
         w = load_windows(paths["windows"])
+        check_windows(w, modality)
         folds = make_splits(w.meta, params["split"]["calib_fraction"])
+        check_folds(folds, w.y, modality)
         write_json(paths["splits"], {"modality": modality, "calib_fraction": params["split"]["calib_fraction"], "folds": folds})
         print(f"{modality}: {len(folds)} folds, {1 + len(folds[0]['longitudinal'])} sessions per subject")
 

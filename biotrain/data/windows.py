@@ -66,6 +66,29 @@ def check_window_fits(dataset: BaseDataset, spec: WindowSpec) -> None:
         )
 
 
+def default_channels(spec: WindowSpec) -> list[str] | None:
+    """The channels a modality picks when params name none (EOG: the glasses electrodes)."""
+    if spec.channels:
+        return list(spec.channels)
+    return list(GLASSES_CHANNELS) if spec.modality == "eog" else None
+
+
+def check_channels(dataset: BaseDataset, spec: WindowSpec, subject: int) -> None:
+    """Fail early, naming them, when channels the model needs are not in the recording."""
+    wanted = default_channels(spec)
+    if not wanted:
+        return
+    sessions = dataset.get_data([subject])[subject]
+    raw = next(iter(next(iter(sessions.values())).values()))
+    available = [c for c, kind in zip(raw.ch_names, raw.get_channel_types()) if kind != "stim"]
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise ValueError(
+            f"data.{spec.modality}.channels: {missing} not in {dataset.code} (subject {subject}); "
+            f"the recording has {available}"
+        )
+
+
 def _paradigm(dataset: BaseDataset, spec: WindowSpec):
     tmax = spec.tmin + (spec.n_times + 1) / spec.sfreq  # one spare sample, cut below
     if spec.modality == "eeg":
@@ -74,7 +97,7 @@ def _paradigm(dataset: BaseDataset, spec: WindowSpec):
             events=events, n_classes=len(events), fmin=spec.fmin, fmax=spec.fmax,
             tmin=spec.tmin, tmax=tmax, channels=spec.channels, resample=spec.sfreq,
         ), events
-    channels = spec.channels or list(GLASSES_CHANNELS)
+    channels = default_channels(spec)
     events = spec.events or list(dataset.event_id)
     return EyeMovement(
         fmin=spec.fmin, fmax=spec.fmax, events=events, tmin=spec.tmin, tmax=tmax,
