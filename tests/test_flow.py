@@ -93,3 +93,19 @@ def test_failed_task_leaves_no_run_marked_running(tmp_path, prefect_harness):
     runs = mlflow.search_runs(experiment_names=["failing"])
     assert len(runs) >= 1 and not (runs["status"] == "RUNNING").any()
     assert (runs[runs["tags.kind"] == "flow"]["status"] == "FAILED").all()
+
+
+@pytest.mark.slow
+def test_dask_cluster_of_two_processes_gives_the_thread_runners_results(tmp_path, prefect_harness):
+    pytest.importorskip("prefect_dask")
+    inputs, folds = _cohort(tmp_path, n_subjects=2)
+    jobs = plan_jobs(inputs, folds, ["last_layer", "edge"], [0])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
+    dask = run_adapt_cohort(jobs, _settings(uri, "dask"), "dask", 2)
+    key = lambda r: (r["subject"], r["scenario"], r["strategy"], r["session"])  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "train_seconds"} for r in sorted(rs, key=key)]  # noqa: E731
+    assert strip(dask) == strip(threads)
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["dask"])
+    assert (runs["status"] == "FINISHED").all() and len(runs) == 1 + 2 * len(jobs)

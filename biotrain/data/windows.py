@@ -125,7 +125,12 @@ def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] 
             f"cannot feed the {spec.modality} task with events {events}"
         )
     subjects = list(subjects) if subjects is not None else list(dataset.subject_list)
-    epochs, labels, meta = paradigm.get_data(dataset, subjects=subjects, return_epochs=True)
+    try:
+        epochs, labels, meta = paradigm.get_data(dataset, subjects=subjects, return_epochs=True)
+    except ValueError as err:
+        if "Missing channels" in str(err):
+            check_channels(dataset, spec, subjects[0])  # raises the same fact with the params key
+        raise
     # same scaling MOABB applies to arrays (volts -> the dataset's unit, e.g. microvolts)
     X = epochs.get_data(copy=False) * dataset.unit_factor
     if X.shape[-1] < spec.n_times:

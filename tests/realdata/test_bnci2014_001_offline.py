@@ -103,9 +103,6 @@ def test_class_signal_survives_the_loader(mne_root):
     assert lateral[w.y == 0].mean() > lateral[w.y == 1].mean() + 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="extract_windows lets MNE's 'Missing channels from ch_names required "
-                   "by include' escape from deep inside MOABB's pipeline, without the params key or the "
-                   "channels the recording has; fix in biotrain/data/windows.py::extract_windows")
 def test_missing_channel_named_clearly_by_extract_windows(mne_root):
     spec = WindowSpec("eeg", sfreq=125.0, n_times=250, fmin=4.0, fmax=40.0, tmin=0.5,
                       channels=[*CHANNELS[:7], "C9"], events=["left_hand", "right_hand"])
@@ -114,9 +111,7 @@ def test_missing_channel_named_clearly_by_extract_windows(mne_root):
 
 
 def test_missing_channel_named_clearly_by_check_channels(mne_root):
-    check = getattr(windows_mod, "check_channels", None)
-    if check is None:
-        pytest.skip("biotrain.data.windows.check_channels not there yet")
+    check = windows_mod.check_channels
     spec = WindowSpec("eeg", sfreq=125.0, n_times=250, fmin=4.0, fmax=40.0, tmin=0.5,
                       channels=[*CHANNELS[:7], "C9"], events=["left_hand", "right_hand"])
     with pytest.raises(ValueError, match=r"data\.eeg\.channels.*'C9'.*BNCI2014-001.*'FC3'"):
