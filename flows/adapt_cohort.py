@@ -9,6 +9,7 @@ server configured, Prefect starts an ephemeral one.
 from __future__ import annotations
 
 import json
+import time
 from functools import lru_cache
 
 import torch
@@ -76,6 +77,7 @@ def _log(tracker: Tracker, run_id: str, rows: list[dict]) -> None:
 
 @task(name="adapt-day1", cache_policy=NO_CACHE)
 def adapt_day1(job: dict, settings: dict, parent_run_id: str) -> dict:
+    start = time.perf_counter()
     torch.set_num_threads(settings["torch_threads"])
     w, folds = _cohort(job["windows"], job["splits"])
     fold = folds[job["subject"]]
@@ -83,15 +85,19 @@ def adapt_day1(job: dict, settings: dict, parent_run_id: str) -> dict:
     tracker = Tracker(settings["tracking_uri"], settings["experiment"])
     name = f"{job['modality']}-s{job['subject']}-day1-{job['strategy']}-seed{job['seed']}"
     with tracker.run(name, _tags(job, "day1", [fold["day1"]["session"]]), settings["finetune"], parent_run_id) as run_id:
+        work = time.perf_counter()
         row, model = run_day1(base, w.X, w.y, fold, job["strategy"], FinetuneConfig(**settings["finetune"]), job["seed"], _context(job))
+        row["work_seconds"] = time.perf_counter() - work
         _log(tracker, run_id, [row])
         costs = _device(job, spec, settings)
         _log_device(tracker, run_id, costs)
+    row["task_seconds"] = time.perf_counter() - start
     return {"rows": _with_device([row], costs, settings), "model": state_to_bytes(spec, model.state_dict()), "spec": spec}
 
 
 @task(name="adapt-longitudinal", cache_policy=NO_CACHE)
 def adapt_longitudinal(job: dict, day1: dict, settings: dict, parent_run_id: str) -> dict:
+    start = time.perf_counter()
     torch.set_num_threads(settings["torch_threads"])
     w, folds = _cohort(job["windows"], job["splits"])
     fold = folds[job["subject"]]
@@ -99,11 +105,16 @@ def adapt_longitudinal(job: dict, day1: dict, settings: dict, parent_run_id: str
     sessions = [s["session"] for s in fold["longitudinal"]]
     name = f"{job['modality']}-s{job['subject']}-longitudinal-{job['strategy']}-seed{job['seed']}"
     with tracker.run(name, _tags(job, "longitudinal", sessions), settings["finetune"], parent_run_id) as run_id:
+        work = time.perf_counter()
         rows = run_longitudinal(model_from_bytes(day1["model"]), w.X, w.y, fold, job["strategy"],
                                 FinetuneConfig(**settings["finetune"]), job["seed"], _context(job))
+        for row in rows:  # the task's time is shared evenly by its sessions
+            row["work_seconds"] = (time.perf_counter() - work) / max(len(rows), 1)
         _log(tracker, run_id, rows)
         costs = _device(job, day1["spec"], settings)
         _log_device(tracker, run_id, costs)
+    for row in rows:
+        row["task_seconds"] = (time.perf_counter() - start) / max(len(rows), 1)
     return {"rows": _with_device(rows, costs, settings)}
 
 

@@ -12,6 +12,9 @@ import yaml
 
 from biotrain.config import validate_params
 
+# no telemetry from the ephemeral Prefect server (the machine may have no internet)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 
 def load_params(path: str | os.PathLike | None = None) -> dict:
     path = Path(path or os.environ.get("BIOTRAIN_PARAMS", "params.yaml"))

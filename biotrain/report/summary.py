@@ -46,10 +46,14 @@ def summarize(df: pd.DataFrame) -> dict:
 
 
 def write_results(rows: list[dict], csv_path: str | Path, metrics_path: str | Path) -> pd.DataFrame:
-    """Write the CSV (without host timings, which vary run to run) and the metrics, atomically."""
+    """Write the CSV (without host timings, which vary run to run) and the metrics, atomically.
+
+    Host timings go to MLflow (and the returned frame), never to the deterministic outputs.
+    """
     df = results_frame(rows)
     buf = io.StringIO()
-    df.drop(columns=["train_seconds"]).to_csv(buf, index=False, float_format="%.6f")
+    timings = [c for c in ("train_seconds", "work_seconds", "task_seconds") if c in df.columns]
+    df.drop(columns=timings).to_csv(buf, index=False, float_format="%.6f")
     write_text(csv_path, buf.getvalue())
     write_json(metrics_path, summarize(df))
     return df
