@@ -8,15 +8,18 @@ import inspect
 import moabb.datasets
 from moabb.datasets.base import BaseDataset
 
+from .glasses import SmartGlassesEOG
 from .synthetic import SyntheticEOG, SyntheticMI
 
 SYNTHETIC = {"eeg": SyntheticMI, "eog": SyntheticEOG}
 MODALITIES = ("eeg", "eog")
 
 # biotrain's own MOABB datasets, by class name (MOABB's own are found in moabb.datasets)
-LOCAL_DATASETS: dict[str, type[BaseDataset]] = {"SyntheticMI": SyntheticMI, "SyntheticEOG": SyntheticEOG}
+LOCAL_DATASETS: dict[str, type[BaseDataset]] = {
+    "SyntheticMI": SyntheticMI, "SyntheticEOG": SyntheticEOG, "SmartGlassesEOG": SmartGlassesEOG,
+}
 # the datasets that can feed the EOG (eye-movement) task
-EOG_DATASETS = {"synthetic", "SyntheticEOG"}
+EOG_DATASETS = {"synthetic", "SyntheticEOG", "SmartGlassesEOG"}
 
 
 def moabb_dataset_names() -> list[str]:
