@@ -13,7 +13,7 @@ from .adaptation.strategies import STRATEGIES
 from .data.datasets import EOG_DATASETS, MODALITIES, dataset_class
 from .models import MODELS
 
-RUNNERS = ("threads", "dask")
+RUNNERS = ("threads", "dask", "ray")
 
 
 class ParamsError(ValueError):
@@ -174,6 +174,29 @@ def validate_params(params: dict) -> dict:
     c.number("adapt.retries", integer=True, minimum=0)
     c.choice("adapt.runner.name", RUNNERS)
     c.number("adapt.runner.workers", integer=True, minimum=1)
+
+    # sweep (optional section)
+    if "sweep" in params:
+        from .adaptation.plan import expand_grid
+
+        name = c.get("sweep.name")
+        if name is not None and not (isinstance(name, str) and name.strip() and "/" not in name):
+            c.fail("sweep.name", name, "a non-empty name without '/'")
+        grid = c.get("sweep.grid")
+        if isinstance(grid, dict):
+            try:
+                points = expand_grid(grid)
+            except ValueError as err:
+                c.problems.append(("sweep.grid", str(err)))
+            else:
+                bad = [p["strategy"] for p in points if "strategy" in p and p["strategy"] not in STRATEGIES]
+                if bad:
+                    c.fail("sweep.grid.strategy", sorted(set(bad)), f"values from {list(STRATEGIES)}")
+                for key in ("lr", "epochs", "batch_size", "micro_batch"):
+                    if any(key in p and not (isinstance(p[key], (int, float)) and p[key] > 0) for p in points):
+                        c.fail(f"sweep.grid.{key}", grid[key], "positive numbers")
+        elif grid is not None:
+            c.fail("sweep.grid", grid, "a mapping of sweepable keys to lists of values")
 
     # device
     backends = ("gap9-sim", "gap9-board")

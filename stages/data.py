@@ -11,7 +11,7 @@ from tqdm import tqdm
 from biotrain.data.datasets import make_dataset
 from biotrain.data.store import StagedFolder, fingerprint, reusable_subjects
 from biotrain.data.validate import check_windows
-from biotrain.data.windows import WindowSpec, check_channels, check_window_fits, extract_windows
+from biotrain.data.windows import WindowSpec, check_window_fits, extract_windows
 from stages.common import load_params, modality_paths, stage_args
 
 SELECTION_KEYS = ("subjects", "n_subjects")  # choose subjects; do not change any subject's data
@@ -39,8 +39,6 @@ def main() -> None:
         reuse = reusable_subjects(folder, fp)
         subjects = list(dataset.subject_list)
         todo = [s for s in subjects if s not in reuse]
-        if todo:
-            check_channels(dataset, spec, todo[0])
         staged = StagedFolder(folder)
         try:
             for subject in tqdm(subjects, desc=f"data {modality}", unit="subject"):

@@ -63,6 +63,32 @@ class Tracker:
                 self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return run.info.run_id
 
+    def resume_or_start(self, key: str, name: str, tags: dict | None = None, params: dict | None = None) -> str:
+        """The parent run for work identified by ``key``: an unfinished one is resumed.
+
+        A run killed mid-way (SIGKILL leaves no chance to close it) stays RUNNING in the store.
+        Resuming it marks its children still RUNNING as FAILED (until their task reopens them),
+        sets it RUNNING again, and lets the rerun complete it; a finished run is never reopened.
+        """
+        with _LOCK:
+            previous = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.resume_key = '{key}'",
+                order_by=["attributes.start_time DESC"], max_results=1,
+            )
+        if previous and previous[0].info.status != "FINISHED":
+            run_id = previous[0].info.run_id
+            with _LOCK:
+                stranded = self.client.search_runs(
+                    [self.experiment_id],
+                    filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}' and attributes.status = 'RUNNING'",
+                )
+                for child in stranded:
+                    self.client.set_terminated(child.info.run_id, status="FAILED")
+                self.client.update_run(run_id, status="RUNNING")
+                self.client.set_tag(run_id, "resumed", "true")
+            return run_id
+        return self.start_run(name, {**(tags or {}), "resume_key": key}, params)
+
     def log_metrics(self, run_id: str, metrics: dict, step: int = 0) -> None:
         import time
 
@@ -83,10 +109,30 @@ class Tracker:
         with _LOCK:
             self.client.set_terminated(run_id, status=status)
 
+    def reopen_child(self, parent_run_id: str, task_key: str) -> str | None:
+        """A child of ``parent_run_id`` already made for ``task_key`` (by an interrupted attempt)."""
+        with _LOCK:
+            found = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and tags.task_key = '{task_key}'",
+                max_results=1,
+            )
+            if not found:
+                return None
+            self.client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+
     @contextmanager
-    def run(self, name: str, tags: dict | None = None, params: dict | None = None, parent_run_id: str | None = None):
-        """A run that ends FINISHED, or FAILED if the body raises (never left RUNNING)."""
-        run_id = self.start_run(name, tags, params, parent_run_id)
+    def run(self, name: str, tags: dict | None = None, params: dict | None = None, parent_run_id: str | None = None,
+            task_key: str | None = None):
+        """A run that ends FINISHED, or FAILED if the body raises (never left RUNNING).
+
+        With a ``task_key``, a task re-executed after an interruption reuses the child run its
+        first attempt made, so each task has exactly one child run under its parent.
+        """
+        run_id = self.reopen_child(parent_run_id, task_key) if (task_key and parent_run_id) else None
+        if run_id is None:
+            run_id = self.start_run(name, {**(tags or {}), **({"task_key": task_key} if task_key else {})}, params, parent_run_id)
         try:
             yield run_id
         except BaseException:

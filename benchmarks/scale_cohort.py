@@ -1,0 +1,445 @@
+"""Scale benchmark of the ``adapt_cohort`` flow on a Lee2019_MI-shaped synthetic cohort (run by hand).
+
+    python benchmarks/scale_cohort.py                       # 54 subjects, threads:1, threads:2, dask:2
+    python benchmarks/scale_cohort.py --subjects 4          # quick check
+    python benchmarks/scale_cohort.py --runners threads:2 --epochs 10 --out /tmp/biotrain-scale
+
+What it does:
+
+1. builds the cohort on disk with the real library: ``SyntheticMI`` (54 subjects x 2 sessions x
+   2 classes x 50 trials, the shape of Lee2019_MI) through MOABB's paradigm (``extract_windows``,
+   8 channels, 2 s windows at 200 Hz: MI-BMINet with ``Nf: 64, Nf2: 8`` as in ``params.yaml``),
+   ``save_windows``, ``make_splits`` and a ``{"folds": ...}`` splits file;
+2. trains ONE base model per normalization (batch, group) briefly on a few subjects and saves it
+   as every held-out subject's checkpoint: the benchmark measures adaptation at scale, not
+   leave-one-subject-out pretraining (a simplification: accuracies are not the study's);
+3. plans the study (4 strategies x 1 seed: a day-1 task and a chained longitudinal task per
+   subject and strategy) and runs ``run_adapt_cohort`` once per runner configuration, each in a
+   fresh Python process with its own Prefect home and its own SQLite MLflow store;
+4. reports wall time, tasks per minute, speed-up over ``threads:1`` and three overheads from the
+   rows' ``work_seconds`` (the pure adaptation functions) and ``task_seconds`` (the task body):
+
+   a. in-task tracking and loading: sum(task - work) / sum(task)
+   b. orchestration outside the task body: (wall * workers - sum(task)) / (wall * workers)
+   c. total (Prefect + MLflow + loading): (wall * workers - sum(work)) / (wall * workers)
+
+   and checks that every runner gives the same rows (the ``*_seconds`` keys aside).
+
+Writes ``benchmarks/results/scale.md`` (``--results``) and prints the same table. The work dir
+(``--out``) keeps the cohort between runs (reused when its configuration is unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the repo, not installed
+
+STRATEGIES = ["none", "last_layer", "full", "edge"]
+SEEDS = [0]
+MODEL = "mi_bminet"
+MODEL_KWARGS = {"Nf": 64, "Nf2": 8}  # params.yaml: BRIEF's Nf=128, Nf2=16 scaled from 500 Hz to 200 Hz
+WINDOW = {"sfreq": 200.0, "n_times": 400, "fmin": 4.0, "fmax": 40.0, "tmin": 0.5}  # params.yaml data.eeg
+DATASET_KWARGS = {"n_sessions": 2, "trials_per_class": 50, "seed": 0, "erd": 0.45, "distractor": 1.0}
+
+
+def _quiet() -> None:
+    import logging
+    import warnings
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    for noisy in ("mne", "moabb"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="mne")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+# --------------------------------------------------------------------------- cohort
+
+
+def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_epochs: int) -> dict:
+    """Windows, splits and checkpoints on disk; returns the paths (reused if already built)."""
+    cohort = out / "cohort"
+    config = {"n_subjects": n_subjects, "dataset": DATASET_KWARGS, "window": WINDOW, "model": MODEL,
+              "kwargs": MODEL_KWARGS, "pretrain_subjects": pretrain_subjects, "pretrain_epochs": pretrain_epochs}
+    paths = {"windows": cohort / "eeg.npz", "splits": cohort / "eeg.json", "models_dir": cohort / "models"}
+    stamp = cohort / "config.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == config:
+        print(f"cohort: reusing {cohort}")
+        return {k: str(v) for k, v in paths.items()}
+    shutil.rmtree(cohort, ignore_errors=True)
+
+    import numpy as np
+    import torch
+
+    from biotrain.adaptation import PretrainConfig
+    from biotrain.adaptation.plan import pretrained_path
+    from biotrain.adaptation.training import pretrain
+    from biotrain.data.split import make_splits
+    from biotrain.data.store import save_windows
+    from biotrain.data.synthetic import SyntheticMI
+    from biotrain.data.windows import WindowSpec, extract_windows
+    from biotrain.io import write_json
+    from biotrain.models import build_model
+    from biotrain.models.checkpoint import save_checkpoint
+
+    t0 = time.perf_counter()
+    dataset = SyntheticMI(n_subjects=n_subjects, **DATASET_KWARGS)
+    spec = WindowSpec("eeg", events=["left_hand", "right_hand"], **WINDOW)
+    w = extract_windows(dataset, spec)
+    save_windows(paths["windows"], w)
+    folds = make_splits(w.meta, 0.8)
+    write_json(paths["splits"], {"folds": folds})
+    t_data = time.perf_counter() - t0
+    print(f"cohort: {w.X.shape} windows of {n_subjects} subjects in {t_data:.1f} s")
+
+    # one base model per norm, briefly trained on the first subjects, shared by every fold
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    idx = np.flatnonzero(w.meta["subject"].to_numpy() <= pretrain_subjects)
+    cfg = PretrainConfig(epochs=pretrain_epochs)
+    for norm in ("batch", "group"):
+        torch.manual_seed(0)
+        model = build_model(MODEL, w.X.shape[1], w.X.shape[2], len(w.class_names), norm, **MODEL_KWARGS)
+        pretrain(model, w.X[idx], w.y[idx], cfg, seed=0)
+        for fold in folds:
+            save_checkpoint(pretrained_path(paths["models_dir"], "eeg", norm, fold["subject"]), model, MODEL, MODEL_KWARGS)
+    print(f"cohort: 2 base models ({pretrain_epochs} epochs on {len(idx)} windows) in {time.perf_counter() - t0:.1f} s")
+    stamp.write_text(json.dumps(config))
+    return {k: str(v) for k, v in paths.items()}
+
+
+# --------------------------------------------------------------------------- one runner (child process)
+
+
+def run_child(args) -> None:
+    """One runner configuration in this (fresh) process; writes rows and timings to ``args.child_out``."""
+    run_dir = Path(args.child_out).parent
+    os.environ["PREFECT_HOME"] = str(run_dir / "prefect")  # before prefect is imported: own server DB
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _quiet()
+    from prefect import flow, task
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from biotrain.adaptation.plan import plan_jobs
+    from flows.adapt_cohort import run_adapt_cohort
+
+    paths = json.loads(args.paths)
+    with open(paths["splits"]) as fh:
+        folds = json.load(fh)["folds"]
+    inputs = {"eeg": {**paths, "dataset": "synthetic", "model": MODEL}}
+    jobs = plan_jobs(inputs, {"eeg": folds}, STRATEGIES, SEEDS)
+    settings = {
+        "finetune": {"epochs": args.epochs, "lr": 5e-3, "momentum": 0.9, "weight_decay": 1e-3, "batch_size": 8,
+                     "micro_batch": 1},
+        "tracking_uri": f"sqlite:///{run_dir / 'mlflow.db'}",
+        "experiment": "scale",
+        "retries": 0,
+        "torch_threads": 1,
+        "device": {"backend": "gap9-sim", "constants": {}} if args.device else None,
+    }
+
+    # start the ephemeral Prefect server (and its DB migrations) before the clock starts
+    @task
+    def _noop():
+        return 1
+
+    @flow(name="warm-up", task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def _warm():
+        return _noop.submit().result()
+
+    t0 = time.perf_counter()
+    _warm()
+    warm = time.perf_counter() - t0
+
+    runner, workers = args.child.split(":")
+    t0 = time.perf_counter()
+    rows = run_adapt_cohort(jobs, settings, runner, int(workers))
+    wall = time.perf_counter() - t0
+    n_tasks = len(jobs) + sum(1 for j in jobs if j["longitudinal"])
+    Path(args.child_out).write_text(json.dumps({"wall": wall, "warm_up": warm, "n_jobs": len(jobs),
+                                                "n_tasks": n_tasks, "rows": rows}))
+
+
+# --------------------------------------------------------------------------- parent
+
+
+class LoadSampler:
+    """The 1-minute load average, sampled every few seconds while a runner works."""
+
+    def __init__(self, every: float = 5.0):
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(every,), daemon=True)
+
+    def _loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run_runner(spec: str, args, paths: dict) -> dict:
+    run_dir = Path(args.out) / "runs" / spec.replace(":", "-")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out_json = run_dir / "result.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", spec, "--child-out", str(out_json),
+           "--paths", json.dumps(paths), "--epochs", str(args.epochs)] + ([] if args.device else ["--no-device"])
+    flow_file = ROOT / "flows" / "adapt_cohort.py"
+    flow_sha = hashlib.sha256(flow_file.read_bytes()).hexdigest()[:12]  # the flow version the child imports
+    before, load_before = uptime(), os.getloadavg()[0]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with LoadSampler() as sampler, open(run_dir / "log.txt", "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    process_wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = uptime()
+    if proc.returncode:
+        raise SystemExit(f"{spec}: failed (exit {proc.returncode}); see {run_dir / 'log.txt'}")
+    res = json.loads(out_json.read_text())
+    res.update(spec=spec, runner=spec.split(":")[0], workers=int(spec.split(":")[1]), uptime_before=before,
+               uptime_after=after, load_before=load_before, load_after=os.getloadavg()[0],
+               load_during=(sum(sampler.samples) / len(sampler.samples)) if sampler.samples else None,
+               process_wall=process_wall,
+               cpu_seconds=(ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime), flow_sha=flow_sha)
+    (run_dir / "run.json").write_text(json.dumps({k: v for k, v in res.items() if k != "rows"}))
+    return res
+
+
+def load_runner(spec: str, args) -> dict:
+    """A finished runner's saved figures (``--report-only``)."""
+    run_dir = Path(args.out) / "runs" / spec.replace(":", "-")
+    res = json.loads((run_dir / "result.json").read_text())
+    res.update(json.loads((run_dir / "run.json").read_text()))
+    return res
+
+
+def _strip(rows: list[dict]) -> list[dict]:
+    key = lambda r: (r["subject"], r["scenario"], r["strategy"], r["seed"], r["session"])  # noqa: E731
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in sorted(rows, key=key)]
+
+
+def figures(res: dict, base: dict | None) -> dict:
+    rows, wall, workers = res["rows"], res["wall"], res["workers"]
+    work = sum(r["work_seconds"] for r in rows)
+    task = sum(r["task_seconds"] for r in rows)
+    capacity = wall * workers
+    return {
+        "spec": res["spec"], "runner": res["runner"], "workers": workers, "tasks": res["n_tasks"], "rows": len(rows),
+        "wall": wall, "tasks_per_min": 60 * res["n_tasks"] / wall,
+        "speedup": (base["wall"] / wall) if base else None,
+        "work": work, "task": task,
+        "ovh_a": (task - work) / task, "ovh_b": (capacity - task) / capacity, "ovh_c": (capacity - work) / capacity,
+        "in_task_ms": 1000 * (task - work) / res["n_tasks"], "outside_ms": 1000 * (capacity - task) / res["n_tasks"],
+        "mean_work": work / res["n_tasks"],
+        "identical": (_strip(rows) == _strip(base["rows"])) if base else True,
+        "cpu_util": res["cpu_seconds"] / (res["process_wall"] * workers),
+        "load_before": res["load_before"], "load_during": res["load_during"], "load_after": res["load_after"],
+        "uptime_before": res["uptime_before"], "uptime_after": res["uptime_after"], "warm_up": res["warm_up"],
+        "process_wall": res["process_wall"], "flow_sha": res.get("flow_sha", "-"),
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def table(figs: list[dict]) -> str:
+    lines = ["| runner | workers | tasks | wall s | tasks/min | speed-up | ovh a: in-task tracking+loading | "
+             "ovh b: orchestration | ovh c: total | identical results |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for f in figs:
+        sp = "1.00x (baseline)" if f["speedup"] is None else f"{f['speedup']:.2f}x"
+        lines.append(f"| {f['runner']} | {f['workers']} | {f['tasks']} | {f['wall']:.1f} | {f['tasks_per_min']:.1f} | "
+                     f"{sp} | {_pct(f['ovh_a'])} | {_pct(f['ovh_b'])} | {_pct(f['ovh_c'])} | "
+                     f"{'yes' if f['identical'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def detail(figs: list[dict]) -> str:
+    lines = ["| runner | mean work s/task | in-task overhead ms/task | outside-task ms/task (per worker slot) | "
+             "CPU s of the run / (process wall x workers) | load before / mean during / after |",
+             "|---|---|---|---|---|---|"]
+    for f in figs:
+        during = "-" if f["load_during"] is None else f"{f['load_during']:.2f}"
+        lines.append(f"| {f['spec']} | {f['mean_work']:.3f} | {f['in_task_ms']:.0f} | {f['outside_ms']:.0f} | "
+                     f"{_pct(f['cpu_util'])} | {f['load_before']:.2f} / {during} / {f['load_after']:.2f} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def versions() -> dict:
+    from importlib.metadata import version
+
+    out = {}
+    for pkg in ("torch", "prefect", "prefect-dask", "dask", "distributed", "mlflow", "moabb"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001
+            out[pkg] = "-"
+    return out
+
+
+def git_head() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "flows", "biotrain"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return head + (" (flows/ or biotrain/ modified in the work tree)" if dirty else "")
+    except OSError:
+        return "-"
+
+
+def report(figs: list[dict], args, cohort_s: float) -> str:
+    m, v = machine(), versions()
+    n_sub = args.subjects
+    lines = [
+        "# Scale benchmark: `adapt_cohort` on a Lee2019_MI-shaped cohort",
+        "",
+        f"Produced by `python benchmarks/scale_cohort.py --subjects {n_sub} --runners {args.runners} "
+        f"--epochs {args.epochs}{'' if args.device else ' --no-device'}` on {dt.datetime.now().strftime('%Y-%m-%d %H:%M')} "
+        f"(repo at {git_head()}).",
+        "",
+        table(figs),
+        "",
+        "Overheads: **a** = in the task body but outside the pure adaptation functions (MLflow calls, "
+        "data and checkpoint loading, model (de)serialisation, device costing): sum(task_seconds - work_seconds) / "
+        "sum(task_seconds). **b** = outside the task body (Prefect scheduling and state calls, futures, "
+        "serialisation, Dask cluster start-up, the flow's parent run, idle worker slots): "
+        "(wall x workers - sum(task_seconds)) / (wall x workers). **c** = the total, Prefect + MLflow + loading over "
+        "the whole worker capacity: (wall x workers - sum(work_seconds)) / (wall x workers). Speed-up is over "
+        "`threads:1`. \"Identical\" compares every result row with the `threads:1` rows, the `*_seconds` keys aside.",
+        "",
+        detail(figs),
+        "",
+        "## Configuration",
+        "",
+        f"- Cohort: `SyntheticMI(n_subjects={n_sub}, n_sessions=2, trials_per_class=50, seed=0, erd=0.45, "
+        "distractor=1.0)` (Lee2019_MI's shape: 2 sessions x 100 trials, 2 classes), through MOABB's MotorImagery "
+        f"paradigm with `extract_windows`: 8 channels, 4-40 Hz, resampled to {WINDOW['sfreq']:.0f} Hz, windows of "
+        f"{WINDOW['n_times']} samples (2 s from 0.5 s after the cue), the project's default EEG windows; saved with "
+        "`save_windows` (one .npz), splits from `make_splits(meta, 0.8)`: 80 calibration / 20 test windows per session.",
+        f"- Model: MI-BMINet with `Nf: 64, Nf2: 8` (params.yaml's kernels for 200 Hz; BRIEF's T=1900 at 500 Hz "
+        "with Nf=128 would make each task about 5x slower and the benchmark infeasible on 2 shared cores).",
+        f"- Pretrained models (simplification): one base model per normalization (batch, group), AdamW "
+        f"{args.pretrain_epochs} epochs on the first {args.pretrain_subjects} subjects, saved as every held-out "
+        "subject's checkpoint. The benchmark measures adaptation at scale, not leave-one-subject-out pretraining; "
+        "accuracies are therefore not the study's.",
+        f"- Study: strategies {STRATEGIES}, seeds {SEEDS}: {figs[0]['tasks'] // 2} day-1 jobs, each followed by a "
+        f"longitudinal task = {figs[0]['tasks']} tasks. Fine-tuning SGD momentum 0.9, lr 5e-3, weight decay 1e-3, "
+        f"cosine, batch 8 (edge: micro-batch 1), **{args.epochs} epochs** (the study uses 30; fewer here so one "
+        "runner configuration fits in a few minutes), one torch thread per task, retries 0. Device costing "
+        + ("on (`gap9-sim`, computed once per process per strategy and cached)." if args.device else "off."),
+        "- Runners: `threads:1` (one task at a time: the baseline), `threads:2` (the project's default: "
+        "`ThreadPoolTaskRunner(max_workers=2)`), `dask:2` (`DaskTaskRunner`, local cluster of 2 worker processes, "
+        "1 thread each; the cluster start-up is inside the wall time). Each configuration runs in a fresh Python "
+        "process with its own Prefect home (ephemeral Prefect server, started by a warm-up flow before the clock) "
+        "and its own SQLite MLflow store. Wall time is measured around `run_adapt_cohort`.",
+        f"- Cohort build (windows + 2 base models): {cohort_s:.0f} s (not part of any runner's time).",
+        "- Flow version (sha256 of `flows/adapt_cohort.py` when each runner started): "
+        + ", ".join(f"`{f['spec']}` {f.get('flow_sha', '-')}" for f in figs) + ".",
+        f"- Machine: {m['nproc']} cores, {m['cpu']}; Python {m['python']}; "
+        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+        "## Load on the machine (uptime before and after each run)",
+        "",
+    ]
+    for f in figs:
+        lines += [f"- `{f['spec']}` before: `{f['uptime_before']}`", f"  after: `{f['uptime_after']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--subjects", type=int, default=54)
+    ap.add_argument("--runners", default="threads:1,threads:2,dask:2")
+    ap.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs per task")
+    ap.add_argument("--pretrain-subjects", type=int, default=6)
+    ap.add_argument("--pretrain-epochs", type=int, default=5)
+    ap.add_argument("--no-device", dest="device", action="store_false", help="no chip costing in the tasks")
+    ap.add_argument("--out", default="/tmp/biotrain-scale", help="work dir (cohort, MLflow stores, Prefect homes)")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "scale.md"))
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from the runs saved in --out")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
+    ap.add_argument("--paths", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        run_child(args)
+        return
+
+    _quiet()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if args.report_only:
+        paths, cohort_s = {}, json.loads((out / "cohort_seconds.json").read_text())
+    else:
+        paths = build_cohort(out, args.subjects, args.pretrain_subjects, args.pretrain_epochs)
+        cohort_s = time.perf_counter() - t0
+        (out / "cohort_seconds.json").write_text(json.dumps(cohort_s))
+    specs = [s.strip() for s in args.runners.split(",") if s.strip()]
+    results, figs = [], []
+    for spec in specs:
+        if args.report_only:
+            res = load_runner(spec, args)
+        else:
+            print(f"{spec}: running ...", flush=True)
+            res = run_runner(spec, args, paths)
+        results.append(res)
+        base = results[0] if results[0]["spec"] != spec else None
+        figs.append(figures(res, base))
+        f = figs[-1]
+        print(f"{spec}: {f['tasks']} tasks in {f['wall']:.1f} s ({f['tasks_per_min']:.1f}/min), "
+              f"overhead a {_pct(f['ovh_a'])} b {_pct(f['ovh_b'])} c {_pct(f['ovh_c'])}; {f['uptime_after']}", flush=True)
+    text = report(figs, args, cohort_s)
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(text)
+    print()
+    print(table(figs))
+    print()
+    print(detail(figs))
+    print(f"\nwritten: {args.results}")
+
+
+if __name__ == "__main__":
+    main()
