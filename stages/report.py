@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
 from biotrain.device import load_constants
 from biotrain.report.device import device_section
 from biotrain.report.study import write_report
+from biotrain.tracking import attach_report, default_tracking_uri
 from stages.common import load_params, stage_args
 
 
@@ -20,7 +22,9 @@ def main() -> None:
     l2_budget = load_constants(params["device"]["constants"])["l2_budget_bytes"]
     device = device_section(df, "reports", l2_budget, params["report"]["dpi"])
     path = write_report(df, metrics, "reports", dpi=params["report"]["dpi"], extra_sections=[device])
-    print(f"wrote {path}")
+    uri = params["tracking"]["uri"] or default_tracking_uri(Path.cwd())
+    run_id = attach_report(uri, params["tracking"]["experiment"], [path, *sorted(Path("reports/figures").glob("*.png"))])
+    print(f"wrote {path}" + (f"; attached to MLflow run {run_id}" if run_id else ""))
 
 
 if __name__ == "__main__":

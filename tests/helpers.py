@@ -13,8 +13,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_project(dest: Path, params: dict | Path) -> Path:
-    """Copy the library, stages, flows and dvc.yaml into ``dest`` with ``params`` as params.yaml."""
+GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=project, env={**os.environ, **GIT_ENV}, check=True, capture_output=True)
+
+
+def make_project(dest: Path, params: dict | Path, scm: bool = False) -> Path:
+    """Copy the library, stages, flows and dvc.yaml into ``dest`` with ``params`` as params.yaml.
+
+    ``scm=True`` makes it a git repository with one commit (DVC experiments need one).
+    """
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("biotrain", "stages", "flows"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -24,7 +35,14 @@ def make_project(dest: Path, params: dict | Path) -> Path:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     else:
         shutil.copy(params, dest / "params.yaml")
-    run_dvc(dest, "init", "--no-scm", "-q")
+    if scm:
+        git(dest, "init", "-q")
+        (dest / ".gitignore").write_text("mlflow.db\nmlartifacts/\n__pycache__/\n")
+        run_dvc(dest, "init", "-q")
+        git(dest, "add", "-A")
+        git(dest, "commit", "-q", "-m", "project")
+    else:
+        run_dvc(dest, "init", "--no-scm", "-q")
     return dest
 
 

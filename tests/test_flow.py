@@ -45,6 +45,12 @@ def _settings(uri, experiment):
             "tracking_uri": uri, "experiment": experiment, "retries": 0, "torch_threads": 1}
 
 
+def _comparable(rows: list[dict]) -> list[dict]:
+    """Rows in a fixed order without host timings (which differ run to run)."""
+    key = lambda r: (r["subject"], r["scenario"], r["strategy"], r["session"])  # noqa: E731
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in sorted(rows, key=key)]
+
+
 def test_flow_one_parent_and_one_child_run_per_task(tmp_path, prefect_harness):
     inputs, folds = _cohort(tmp_path)
     strategies, seeds = ["none", "last_layer", "full", "edge"], [0, 1]
@@ -77,9 +83,7 @@ def test_same_results_whatever_the_concurrency(tmp_path, prefect_harness):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     one = run_adapt_cohort(jobs, _settings(uri, "a"), "threads", 1)
     two = run_adapt_cohort(jobs, _settings(uri, "b"), "threads", 2)
-    key = lambda r: (r["subject"], r["scenario"], r["strategy"], r["session"])  # noqa: E731
-    strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in sorted(rs, key=key)]  # noqa: E731
-    assert strip(one) == strip(two)
+    assert _comparable(one) == _comparable(two)
 
 
 def test_failed_task_leaves_no_run_marked_running(tmp_path, prefect_harness):
@@ -103,9 +107,19 @@ def test_dask_cluster_of_two_processes_gives_the_thread_runners_results(tmp_path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
     dask = run_adapt_cohort(jobs, _settings(uri, "dask"), "dask", 2)
-    key = lambda r: (r["subject"], r["scenario"], r["strategy"], r["session"])  # noqa: E731
-    strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in sorted(rs, key=key)]  # noqa: E731
-    assert strip(dask) == strip(threads)
+    assert _comparable(dask) == _comparable(threads)
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["dask"])
     assert (runs["status"] == "FINISHED").all() and len(runs) == 1 + 2 * len(jobs)
+
+
+@pytest.mark.slow
+def test_ray_gives_the_thread_runners_results(tmp_path, prefect_harness):
+    """Ray is an optional extra (pip install -e '.[ray]'); skipped where it is not installed."""
+    pytest.importorskip("prefect_ray")
+    inputs, folds = _cohort(tmp_path, n_subjects=2)
+    jobs = plan_jobs(inputs, folds, ["full"], [0])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
+    ray = run_adapt_cohort(jobs, _settings(uri, "ray"), "ray", 2)
+    assert _comparable(ray) == _comparable(threads)

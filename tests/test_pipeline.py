@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ROOT, make_project, run_dvc as _dvc
+from tests.helpers import ROOT, git, make_project, run_dvc as _dvc
 
 OUTPUTS = ["data/windows", "data/splits", "models/pretrained", "results", "metrics", "reports"]
 pytestmark = pytest.mark.slow
@@ -22,8 +22,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("study"), ROOT / "profiles" / "tiny.yaml")
+    project = make_project(tmp_path_factory.mktemp("study"), ROOT / "profiles" / "tiny.yaml", scm=True)
     _dvc(project, "repro")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "first run")
     return project
 
 
@@ -71,7 +73,7 @@ def test_adapting_beats_not_adapting_and_full_network_beats_last_layer(project):
 def test_report_and_plots(project):
     report = (project / "reports/study.md").read_text()
     assert "| day1 | edge |" in report and "figures/accuracy.png" in report
-    for name in ("accuracy.png", "gain_per_subject.png", "sessions.png"):
+    for name in ("accuracy.png", "gain_per_subject.png", "sessions.png", "subjects_sessions.png", "pareto.png"):
         png = project / "reports/figures" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
@@ -86,6 +88,10 @@ def test_mlflow_parent_and_one_child_per_task(project, results):
     n_tasks = len(results.drop_duplicates(["modality", "subject", "scenario", "strategy", "seed"]))
     assert len(children) == n_tasks
     assert children["metrics.acc_after"].notna().all() and children["metrics.n_calib"].notna().all()
+    # the dashboard: the report and its plots are artifacts of the parent run
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    names = {a.path for a in client.list_artifacts(parents.iloc[0]["run_id"], "report/figures")}
+    assert "report/figures/pareto.png" in names and "report/figures/subjects_sessions.png" in names
 
 
 def test_nothing_to_do_after_a_full_run(project):
@@ -93,6 +99,18 @@ def test_nothing_to_do_after_a_full_run(project):
     assert "up to date" in proc.stdout, proc.stdout
     proc = _dvc(project, "repro")
     assert "Running stage" not in proc.stdout, proc.stdout
+
+
+def test_dvc_experiment_in_a_temporary_copy_tracks_into_the_project_store(project):
+    """``dvc exp run`` (here --temp, as queued experiments do) runs in a copy under .dvc/tmp/exps."""
+    _dvc(project, "exp", "run", "--temp", "-S", "adapt.epochs=3", "-n", "short")
+    shown = _dvc(project, "exp", "show", "--json").stdout
+    assert '"short"' in shown and "acc_mean" in shown
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    parents = mlflow.search_runs(experiment_names=["biotrain"], filter_string="tags.kind = 'flow'")
+    assert len(parents) == 2  # the first run's and the experiment's, both in the project's own store
+    assert sorted(parents["params.epochs"]) == ["12", "3"]
+    assert list(project.rglob("mlflow.db")) == [project / "mlflow.db"]
 
 
 def test_deleting_outputs_and_rerunning_reproduces_metrics_exactly(project):

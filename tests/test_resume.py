@@ -8,17 +8,22 @@ import subprocess
 import sys
 import time
 
+import socket
+import urllib.request
+
 import mlflow
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from tests.helpers import ROOT, make_project, run_dvc, tiny_params
 
 pytestmark = pytest.mark.slow
 
 
-def _params(name: str) -> dict:
+def _params(name: str, uri: str | None = None) -> dict:
     p = tiny_params()
+    p["tracking"]["uri"] = uri
     p["data"]["modalities"] = ["eeg"]
     p["data"]["dataset"]["kwargs"]["n_subjects"] = 3
     p["adapt"]["epochs"] = 6
@@ -26,11 +31,29 @@ def _params(name: str) -> dict:
     return p
 
 
-def _sweep(project, name, **popen):
-    (project / "params.yaml").write_text(yaml.safe_dump(_params(name), sort_keys=False))
+def _sweep(project, name, uri=None, **popen):
+    (project / "params.yaml").write_text(yaml.safe_dump(_params(name, uri), sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "flows.sweep"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(uri: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"mlflow server at {uri} did not start")
 
 
 def _runs(project, name):
@@ -46,8 +69,29 @@ def test_killed_sweep_resumes_to_the_uninterrupted_results(tmp_path):
     run_dvc(project, "repro", "pretrain")
     n_tasks = 3 * 2 * 2 * 2  # subjects x strategies x lrs x (day-1 + longitudinal)
 
-    ref = _sweep(project, "reference")
-    assert ref.wait(timeout=900) == 0, ref.stderr.read()[-3000:]
+    # the uninterrupted reference goes to an MLflow tracking server on loopback
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root", str(tmp_path / "art"),
+         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        _wait_for(uri)
+        ref = _sweep(project, "reference", uri)
+        assert ref.wait(timeout=900) == 0, ref.stderr.read()[-3000:]
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("sweep-reference")
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        parents = [r for r in runs if r.data.tags.get("kind") == "flow"]
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+        assert len(children) == n_tasks and all(r.info.status == "FINISHED" for r in children)
+        points = {(r.data.params["grid.strategy"], r.data.params["grid.lr"]) for r in children}
+        assert points == {(s, lr) for s in ("last_layer", "edge") for lr in ("0.001", "0.005")}  # 2 x 2 grid
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
     reference = (project / "results/sweeps/reference.csv").read_text()
 
     # start the same sweep under another name and kill its whole process tree mid-way

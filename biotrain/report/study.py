@@ -123,6 +123,28 @@ def plot_sessions(df: pd.DataFrame, path: Path, dpi: int) -> None:
     _save(fig, path, dpi)
 
 
+def plot_subject_curves(df: pd.DataFrame, path: Path, dpi: int) -> None:
+    """Per model and strategy, each subject's accuracy across sessions (one line per subject)."""
+    modalities = sorted(df["modality"].unique())
+    strategies = _strategies(df)
+    fig, axes = plt.subplots(len(modalities), len(strategies), figsize=(3.2 * len(strategies), 3 * len(modalities)),
+                             squeeze=False, sharey=True)
+    for row, modality in zip(axes, modalities):
+        for ax, strategy in zip(row, strategies):
+            g = df[(df["modality"] == modality) & (df["strategy"] == strategy)]
+            for subject, s in g.groupby("subject"):
+                order = sorted(s["session"].unique(), key=_session_key)
+                means = s.groupby("session")["acc_after"].mean().reindex(order)
+                ax.plot(range(1, len(order) + 1), 100 * means.to_numpy(), marker=".", lw=1, label=f"s{subject}")
+            ax.set_title(f"{modality.upper()} {strategy}", fontsize=9)
+            ax.set_ylim(0, 100)
+            ax.set_xticks(range(1, 1 + (g.groupby("subject")["session"].nunique().max() if len(g) else 1)))
+            ax.set_xlabel("session")
+        row[0].set_ylabel("accuracy after adaptation (%)")
+        row[-1].legend(fontsize=6, ncol=2, loc="lower right")
+    _save(fig, path, dpi)
+
+
 def _metrics_table(metrics: dict) -> str:
     lines = []
     for modality in sorted(metrics):
@@ -153,6 +175,7 @@ def write_report(df: pd.DataFrame, metrics: dict, out_dir: str | Path, dpi: int 
     plot_accuracy(df, metrics, fig_dir / "accuracy.png", dpi)
     plot_gain(df, fig_dir / "gain_per_subject.png", dpi)
     plot_sessions(df, fig_dir / "sessions.png", dpi)
+    plot_subject_curves(df, fig_dir / "subjects_sessions.png", dpi)
     datasets = ", ".join(sorted(df["dataset"].unique()))
     text = "\n".join([
         "# Study report",
@@ -177,6 +200,10 @@ def write_report(df: pd.DataFrame, metrics: dict, out_dir: str | Path, dpi: int 
         "Session 1 is the day-1 calibration; later sessions chain from the previous session's adapted model.",
         "",
         "![accuracy across sessions](figures/sessions.png)",
+        "",
+        "Per subject (one line each):",
+        "",
+        "![per-subject accuracy across sessions](figures/subjects_sessions.png)",
         "",
         *(extra_sections or []),
     ])

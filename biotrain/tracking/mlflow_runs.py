@@ -139,3 +139,22 @@ class Tracker:
             self.end_run(run_id, "FAILED")
             raise
         self.end_run(run_id, "FINISHED")
+
+
+def attach_report(uri: str, experiment: str, files: list[str | Path]) -> str | None:
+    """Log the report and its plots as artifacts of the latest finished study run (the dashboard).
+
+    Returns the run id, or None when the experiment has no finished flow run yet.
+    """
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.kind = 'flow' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None
+    for path in files:
+        path = Path(path)
+        client.log_artifact(runs[0].info.run_id, str(path), "report" if path.suffix == ".md" else "report/figures")
+    return runs[0].info.run_id
