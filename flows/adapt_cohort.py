@@ -2,8 +2,10 @@
 
 One task per (modality, subject, scenario, strategy, seed). A subject's longitudinal task
 depends on its day-1 task (it starts from the day-1 adapted model) and chains the later
-sessions inside. The task runner comes from params (threads by default); with no Prefect
-server configured, Prefect starts an ephemeral one.
+sessions inside. The task runner comes from params (threads, Dask or Ray); with no Prefect
+server configured, Prefect starts an ephemeral one. Tasks are cached on their inputs and source
+with persisted results, and the MLflow parent run is resumed by key, so an interrupted run
+picks up where it stopped (see ``adapt_cohort``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from biotrain.tracking import Tracker
 
 
 @lru_cache(maxsize=4)
-def _cohort(windows_path: str, splits_path: str):
-    """Windows and folds of one modality, read once per worker process."""
+def _cohort(windows_path: str, splits_path: str, digest: str = ""):
+    """Windows and folds of one modality, read once per worker process (and again if they change)."""
     w = load_windows(windows_path)
     with open(splits_path) as fh:
         folds = {f["subject"]: f for f in json.load(fh)["folds"]}
@@ -109,7 +111,7 @@ CACHE = INPUTS + TASK_SOURCE
 def adapt_day1(job: dict, settings: dict, parent_run_id: str) -> dict:
     start = time.perf_counter()
     torch.set_num_threads(settings["torch_threads"])
-    w, folds = _cohort(job["windows"], job["splits"])
+    w, folds = _cohort(job["windows"], job["splits"], job.get("inputs_digest", ""))
     fold = _limit(folds[job["subject"]], job)
     base, spec = load_checkpoint(job["pretrained"])
     tracker = Tracker(settings["tracking_uri"], settings["experiment"])
@@ -131,7 +133,7 @@ def adapt_day1(job: dict, settings: dict, parent_run_id: str) -> dict:
 def adapt_longitudinal(job: dict, day1: dict, settings: dict, parent_run_id: str) -> dict:
     start = time.perf_counter()
     torch.set_num_threads(settings["torch_threads"])
-    w, folds = _cohort(job["windows"], job["splits"])
+    w, folds = _cohort(job["windows"], job["splits"], job.get("inputs_digest", ""))
     fold = _limit(folds[job["subject"]], job)
     tracker = Tracker(settings["tracking_uri"], settings["experiment"])
     sessions = [s["session"] for s in fold["longitudinal"]]
