@@ -38,7 +38,7 @@ def test_shipped_profiles_are_valid(profile):
     ("adapt.lr", -0.001, "a number > 0"),
     ("pretrain.lr", 0, "a number > 0"),
     ("adapt.micro_batch", 3, "a divisor of adapt.batch_size=8"),
-    ("adapt.runner.name", "spark", "one of ['threads', 'dask']"),
+    ("adapt.runner.name", "spark", "one of ['threads', 'dask', 'ray']"),
     ("data.modalities", ["eeg", "emg"], "['emg'] unknown"),
     ("split.calib_fraction", 1.0, "<= 0.99"),
     ("data.eeg.fmax", 150.0, "below Nyquist"),
