@@ -58,3 +58,12 @@ def run_dvc(project: Path, *args: str, check: bool = True, env: dict | None = No
     if check:
         assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
+
+
+def run_stage(project: Path, params: dict, stage: str = "data") -> subprocess.CompletedProcess:
+    """One stage script (``python -m stages.<stage>``) in ``project`` with ``params`` as params.yaml,
+    using this checkout's code (no DVC: for checking what a single stage does or refuses)."""
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=600)

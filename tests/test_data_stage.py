@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from biotrain.data.split import make_splits
 from biotrain.data.validate import DataError, check_folds, check_windows
 from biotrain.data.windows import Windows
-from tests.helpers import ROOT, tiny_params
-
-
-def _stage(project: Path, params: dict, stage: str = "data") -> subprocess.CompletedProcess:
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=env, capture_output=True,
-                          text=True, timeout=600)
+from tests.helpers import run_stage, tiny_params
 
 
 def _eeg_only(n_subjects: int) -> dict:
@@ -34,11 +22,11 @@ def _eeg_only(n_subjects: int) -> dict:
 
 
 def test_adding_a_subject_computes_only_that_subject(tmp_path):
-    first = _stage(tmp_path, _eeg_only(2))
+    first = run_stage(tmp_path, _eeg_only(2))
     assert first.returncode == 0, first.stderr
     folder = tmp_path / "data/windows/eeg"
     before = {p.name: p.read_bytes() for p in folder.glob("subject-*.npz")}
-    second = _stage(tmp_path, _eeg_only(3))
+    second = run_stage(tmp_path, _eeg_only(3))
     assert second.returncode == 0, second.stderr
     assert "eeg: 3 subjects (2 reused, 1 computed)" in second.stdout
     for name, content in before.items():
@@ -48,16 +36,16 @@ def test_adding_a_subject_computes_only_that_subject(tmp_path):
     # a change that alters every subject's windows recomputes them all
     changed = _eeg_only(3)
     changed["data"]["eeg"]["fmax"] = 30.0
-    third = _stage(tmp_path, changed)
+    third = run_stage(tmp_path, changed)
     assert "eeg: 3 subjects (0 reused, 3 computed)" in third.stdout
-    split = _stage(tmp_path, changed, "split")
+    split = run_stage(tmp_path, changed, "split")
     assert split.returncode == 0 and "3 folds" in split.stdout, split.stderr
 
 
 def test_missing_channel_is_named_before_any_output(tmp_path):
     params = _eeg_only(2)
     params["data"]["eeg"]["channels"] = ["C3", "C4", "Oz"]
-    proc = _stage(tmp_path, params)
+    proc = run_stage(tmp_path, params)
     assert proc.returncode != 0
     assert "data.eeg.channels: ['Oz'] not in SyntheticMI" in proc.stderr and "'C3'" in proc.stderr
     assert not (tmp_path / "data/windows/eeg").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import yaml
 
 from biotrain.config import ParamsError, validate_params
+from tests.helpers import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -52,15 +52,9 @@ def test_bad_value_is_named(key, value, expected):
     assert expected in text
 
 
-def _run_stage(tmp_path, params, stage="data"):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_window_longer_than_recording_stops_the_data_stage(tmp_path):
     params = _with("data.eeg.n_times", 2000)  # 10 s at 200 Hz; the synthetic trial lasts 4 s
-    proc = _run_stage(tmp_path, params)
+    proc = run_stage(tmp_path, params)
     assert proc.returncode != 0
     assert "data.eeg.n_times=2000" in proc.stderr and "longer than the 4 s trial" in proc.stderr
     assert "allowed: n_times <= 700" in proc.stderr
@@ -68,7 +62,7 @@ def test_window_longer_than_recording_stops_the_data_stage(tmp_path):
 
 
 def test_unknown_strategy_stops_before_pretraining(tmp_path):
-    proc = _run_stage(tmp_path, _with("adapt.strategies", ["full", "lora"]), "pretrain")
+    proc = run_stage(tmp_path, _with("adapt.strategies", ["full", "lora"]), "pretrain")
     assert proc.returncode != 0 and "adapt.strategies" in proc.stderr and "'lora'" in proc.stderr
     assert not (tmp_path / "models").exists()
 

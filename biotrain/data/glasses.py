@@ -49,6 +49,7 @@ from mne.io import RawArray
 from moabb.datasets.base import BaseDataset
 
 from .synthetic import EOG_EVENTS, GLASSES_CHANNELS
+from .order import natural_key
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,6 @@ class GlassesDataError(ValueError):
     """A recording or folder that does not follow the documented format."""
 
 
-def _natural_key(value: str):
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", str(value))]
-
-
 def _default_cache_dir() -> Path:
     configured = mne.get_config("MNE_DATASETS_SMARTGLASSESEOG_PATH") or mne.get_config("MNE_DATA")
     return Path(configured or Path.home() / "mne_data").expanduser() / "MNE-smartglasses-eog-data"
@@ -75,7 +72,7 @@ def _default_cache_dir() -> Path:
 def _numbered_dirs(parent: Path, pattern: re.Pattern, what: str) -> dict[int, Path]:
     """Sub-folders of ``parent`` whose names match ``pattern``, by their number."""
     found: dict[int, Path] = {}
-    for entry in sorted(parent.iterdir(), key=lambda p: _natural_key(p.name)):
+    for entry in sorted(parent.iterdir(), key=lambda p: natural_key(p.name, ignore_case=True)):
         if not entry.is_dir() or entry.name.startswith((".", "__")):
             continue
         match = pattern.match(entry.name)
@@ -284,7 +281,7 @@ class SmartGlassesEOG(BaseDataset):
             files[subject] = {}
             for number, ses_folder in sessions.items():
                 csvs = sorted((p for p in ses_folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv"
-                               and not p.name.startswith(".")), key=lambda p: _natural_key(p.name))
+                               and not p.name.startswith(".")), key=lambda p: natural_key(p.name, ignore_case=True))
                 if not csvs:
                     raise GlassesDataError(f"subject {subject} session {number}: no .csv files in {ses_folder}")
                 for csv in csvs:

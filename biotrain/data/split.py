@@ -8,14 +8,11 @@
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import pandas as pd
 
-
-def _natural_key(value: str):
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(value))]
+from .order import natural_key
 
 
 def _calib_test(idx: np.ndarray, calib_fraction: float) -> dict:
@@ -37,7 +34,7 @@ def make_splits(meta: pd.DataFrame, calib_fraction: float = 0.8) -> list[dict]:
     folds = []
     for subject in subjects:
         own = meta[meta["subject"] == subject]
-        sessions = sorted(own["session"].unique().tolist(), key=_natural_key)
+        sessions = sorted(own["session"].unique().tolist(), key=natural_key)
         per_session = []
         for session in sessions:
             rows = own[own["session"] == session].sort_values("trial", kind="stable")

@@ -7,7 +7,6 @@ and keep subject / session / run plus the trial's position in time.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +15,7 @@ from moabb.datasets.base import BaseDataset
 from moabb.paradigms import MotorImagery
 
 from .paradigms import EyeMovement
+from .order import natural_key
 from .synthetic import GLASSES_CHANNELS
 
 
@@ -111,10 +111,6 @@ def derive_glasses_channels(X: np.ndarray) -> np.ndarray:
     return np.stack([e2 - (e1 + e3) / 2, e1 - e3], axis=1)
 
 
-def _natural_key(value: str):
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(value))]
-
-
 def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] | None = None) -> Windows:
     """Run MOABB's paradigm on ``dataset`` and return time-ordered windows of ``spec.n_times``."""
     check_window_fits(dataset, spec)
@@ -151,7 +147,7 @@ def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] 
     # MOABB returns each run's epochs in time order; number them within each session
     meta["trial"] = meta.groupby(["subject", "session"], sort=False).cumcount()
     order = sorted(range(len(meta)), key=lambda i: (
-        meta.at[i, "subject"], _natural_key(meta.at[i, "session"]), meta.at[i, "trial"]))
+        meta.at[i, "subject"], natural_key(meta.at[i, "session"]), meta.at[i, "trial"]))
     meta = meta.iloc[order].reset_index(drop=True)
     class_index = {name: k for k, name in enumerate(events)}
     y = np.array([class_index[label] for label in np.asarray(labels)[order]], dtype=np.int64)

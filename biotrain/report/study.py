@@ -6,7 +6,6 @@ per-subject gain over ``none`` on day 1, and accuracy across sessions per strate
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..adaptation.strategies import STRATEGIES  # noqa: E402
+from ..data.order import natural_key  # noqa: E402
 from ..io import atomic_path, write_text  # noqa: E402
 from .summary import SCENARIOS  # noqa: E402
 
@@ -25,10 +25,6 @@ COLORS = {"none": "#9e9e9e", "last_layer": "#4c72b0", "full": "#dd8452", "edge":
 
 def _strategies(df: pd.DataFrame) -> list[str]:
     return [s for s in STRATEGIES if s in set(df["strategy"])]
-
-
-def _session_key(value: str):
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(value))]
 
 
 def _save(fig, path: Path, dpi: int) -> None:
@@ -96,7 +92,7 @@ def session_curve(df: pd.DataFrame) -> pd.DataFrame:
     """Mean accuracy after adaptation per modality, strategy and session position (1 = day 1)."""
     rows = []
     for (modality, subject), g in df.groupby(["modality", "subject"]):
-        order = sorted(g["session"].unique(), key=_session_key)
+        order = sorted(g["session"].unique(), key=natural_key)
         position = {s: i + 1 for i, s in enumerate(order)}
         for _, r in g.iterrows():
             rows.append({"modality": modality, "strategy": r["strategy"], "session_index": position[r["session"]],
@@ -133,7 +129,7 @@ def plot_subject_curves(df: pd.DataFrame, path: Path, dpi: int) -> None:
         for ax, strategy in zip(row, strategies):
             g = df[(df["modality"] == modality) & (df["strategy"] == strategy)]
             for subject, s in g.groupby("subject"):
-                order = sorted(s["session"].unique(), key=_session_key)
+                order = sorted(s["session"].unique(), key=natural_key)
                 means = s.groupby("session")["acc_after"].mean().reindex(order)
                 ax.plot(range(1, len(order) + 1), 100 * means.to_numpy(), marker=".", lw=1, label=f"s{subject}")
             ax.set_title(f"{modality.upper()} {strategy}", fontsize=9)
