@@ -1,8 +1,8 @@
 """``adapt_cohort``: every adaptation task of a study as a Prefect flow, tracked in MLflow.
 
-One task per (modality, subject, scenario, strategy, seed). A subject's longitudinal task
-depends on its day-1 task (it starts from the day-1 adapted model) and chains the later
-sessions inside. The task runner comes from params (threads, Dask or Ray); with no Prefect
+One task per job, i.e. per (modality, subject, strategy, seed, grid point): the day-1
+adaptation, then the longitudinal chain through the later sessions that starts from the day-1
+model. Each scenario is an MLflow child run of the flow's parent run. The task runner comes from params (threads, Dask or Ray); with no Prefect
 server configured, Prefect starts an ephemeral one. Tasks are cached on their inputs and source
 with persisted results, and the MLflow parent run is resumed by key, so an interrupted run
 picks up where it stopped (see ``adapt_cohort``).
@@ -10,6 +10,7 @@ picks up where it stopped (see ``adapt_cohort``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from functools import lru_cache
@@ -26,8 +27,8 @@ from biotrain.adaptation.plan import resume_key
 from biotrain.adaptation.strategies import FinetuneConfig
 from biotrain.data.store import load_windows
 from biotrain.device.study import device_row_fields, step_costs
-from biotrain.models.checkpoint import load_checkpoint, model_from_bytes, state_to_bytes
-from biotrain.tracking import Tracker
+from biotrain.models.checkpoint import load_checkpoint
+from biotrain.tracking import Tracker, tracker_for
 
 
 @lru_cache(maxsize=4)
@@ -85,71 +86,92 @@ def _with_device(rows: list[dict], costs: dict, job: dict, settings: dict) -> li
     return [{**r, **device_row_fields(costs, r["n_calib"], _finetune(job, settings)["epochs"])} for r in rows]
 
 
-def _log_device(tracker: Tracker, run_id: str, costs: dict) -> None:
-    if costs:
-        tracker.set_tags(run_id, {"fits_on_chip": costs["fits_on_chip"], "device_message": costs.get("message", "")})
-        tracker.log_metrics(run_id, {f"device_{k}": float(v) for k, v in costs.items()
-                                     if k != "message" and v is not None and not isinstance(v, str)})
+def _metrics(row: dict) -> dict:
+    return {"acc_before": row["acc_before"], "acc_after": row["acc_after"], "gain": row["acc_after"] - row["acc_before"],
+            "n_calib": row["n_calib"], "n_test": row["n_test"], "host_train_seconds": row["train_seconds"]}
 
 
-def _log(tracker: Tracker, run_id: str, rows: list[dict]) -> None:
-    for step, row in enumerate(rows):
-        tracker.log_metrics(run_id, {
-            "acc_before": row["acc_before"], "acc_after": row["acc_after"],
-            "gain": row["acc_after"] - row["acc_before"], "n_calib": row["n_calib"],
-            "n_test": row["n_test"], "host_train_seconds": row["train_seconds"],
-        }, step=step)
+def _device_tracking(costs: dict) -> tuple[dict, dict]:
+    """Chip costs as (tags, metrics) of a child run."""
+    if not costs:
+        return {}, {}
+    tags = {"fits_on_chip": costs["fits_on_chip"], "device_message": costs.get("message", "")}
+    metrics = {f"device_{k}": float(v) for k, v in costs.items()
+               if k != "message" and v is not None and not isinstance(v, str)}
+    return tags, metrics
 
 
-# Cached on inputs (the job, with a digest of its input files; settings; the parent run) and
-# on the task's source, with results persisted: rerunning an interrupted flow redoes only the
-# tasks that did not finish.
-CACHE = INPUTS + TASK_SOURCE
+def _record(job: dict, settings: dict, parent: dict, scenario: str, sessions: list[str], rows: list[dict],
+            costs: dict, start_ms: int, error: BaseException | None = None) -> None:
+    """The MLflow child run of one scenario of a job: FINISHED with its metrics, or FAILED with the error."""
+    tracker = tracker_for(settings["tracking_uri"], settings["experiment"], parent["experiment_id"])
+    device_tags, device_metrics = _device_tracking(costs)
+    steps = [_metrics(row) for row in rows]
+    if steps:
+        steps[0].update(device_metrics)
+    tags = {**_tags(job, scenario, sessions), **device_tags, **({"error": f"{type(error).__name__}: {error}"[:500]} if error else {})}
+    name = f"{job['modality']}-s{job['subject']}-{scenario}-{job['strategy']}-seed{job['seed']}"
+    tracker.record_run(name, parent["run_id"], resume_key([job], {"scenario": scenario}), tags=tags,
+                       params=_params(job, settings), steps=steps, start_ms=start_ms,
+                       status="FAILED" if error else "FINISHED", replace=parent["resumed"])
 
 
-@task(name="adapt-day1", cache_policy=CACHE, persist_result=True)
-def adapt_day1(job: dict, settings: dict, parent_run_id: str) -> dict:
+@lru_cache(maxsize=32)
+def _pretrained(path: str, digest: str = ""):
+    """A base model read once per worker process (and again if its file changes); tasks adapt copies."""
+    return load_checkpoint(path)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# Cached on inputs (the job, with a digest of its input files; settings; the parent run) and on
+# the task's source, with results persisted: rerunning an interrupted flow redoes only the tasks
+# that did not finish. Whether the parent run was resumed changes how the task records its
+# MLflow runs, not its result, so it is left out of the key.
+CACHE = (INPUTS - "parent_resumed") + TASK_SOURCE
+
+
+@task(name="adapt", cache_policy=CACHE, persist_result=True)
+def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = False) -> dict:
+    """One job: day-1 adaptation, then the longitudinal chain from the day-1 model.
+
+    The chain needs the day-1 model, so both scenarios run in one task: the model never crosses
+    processes, and the per-task cost of orchestration is paid once per subject, strategy and
+    seed. Each scenario is its own MLflow child run, recorded when it is done.
+    """
     start = time.perf_counter()
+    parent = {**parent, "resumed": parent_resumed}
     torch.set_num_threads(settings["torch_threads"])
-    w, folds = _cohort(job["windows"], job["splits"], job.get("inputs_digest", ""))
-    fold = _limit(folds[job["subject"]], job)
-    base, spec = load_checkpoint(job["pretrained"])
-    tracker = Tracker(settings["tracking_uri"], settings["experiment"])
-    name = f"{job['modality']}-s{job['subject']}-day1-{job['strategy']}-seed{job['seed']}"
-    with tracker.run(name, _tags(job, "day1", [fold["day1"]["session"]]), _params(job, settings), parent_run_id,
-                     task_key=resume_key([job], {"scenario": "day1"})) as run_id:
-        work = time.perf_counter()
-        row, model = run_day1(base, w.X, w.y, fold, job["strategy"], FinetuneConfig(**_finetune(job, settings)),
-                              job["seed"], _context(job))
-        row["work_seconds"] = time.perf_counter() - work
-        _log(tracker, run_id, [row])
+    scenario, sessions, begun, costs = "day1", [], _now_ms(), {}
+    try:
+        w, folds = _cohort(job["windows"], job["splits"], job.get("inputs_digest", ""))
+        fold = _limit(folds[job["subject"]], job)
+        base, spec = _pretrained(job["pretrained"], job.get("inputs_digest", ""))
         costs = _device(job, spec, settings)
-        _log_device(tracker, run_id, costs)
-    row["task_seconds"] = time.perf_counter() - start
-    return {"rows": _with_device([row], costs, job, settings), "model": state_to_bytes(spec, model.state_dict()), "spec": spec}
+        cfg = FinetuneConfig(**_finetune(job, settings))
 
+        sessions, work = [fold["day1"]["session"]], time.perf_counter()
+        row, model = run_day1(base, w.X, w.y, fold, job["strategy"], cfg, job["seed"], _context(job))
+        row["work_seconds"] = time.perf_counter() - work
+        _record(job, settings, parent, scenario, sessions, [row], costs, begun)
+        rows = [row]
 
-@task(name="adapt-longitudinal", cache_policy=CACHE, persist_result=True)
-def adapt_longitudinal(job: dict, day1: dict, settings: dict, parent_run_id: str) -> dict:
-    start = time.perf_counter()
-    torch.set_num_threads(settings["torch_threads"])
-    w, folds = _cohort(job["windows"], job["splits"], job.get("inputs_digest", ""))
-    fold = _limit(folds[job["subject"]], job)
-    tracker = Tracker(settings["tracking_uri"], settings["experiment"])
-    sessions = [s["session"] for s in fold["longitudinal"]]
-    name = f"{job['modality']}-s{job['subject']}-longitudinal-{job['strategy']}-seed{job['seed']}"
-    with tracker.run(name, _tags(job, "longitudinal", sessions), _params(job, settings), parent_run_id,
-                     task_key=resume_key([job], {"scenario": "longitudinal"})) as run_id:
-        work = time.perf_counter()
-        rows = run_longitudinal(model_from_bytes(day1["model"]), w.X, w.y, fold, job["strategy"],
-                                FinetuneConfig(**_finetune(job, settings)), job["seed"], _context(job))
-        for row in rows:  # the task's time is shared evenly by its sessions
-            row["work_seconds"] = (time.perf_counter() - work) / max(len(rows), 1)
-        _log(tracker, run_id, rows)
-        costs = _device(job, day1["spec"], settings)
-        _log_device(tracker, run_id, costs)
-    for row in rows:
-        row["task_seconds"] = (time.perf_counter() - start) / max(len(rows), 1)
+        if job["longitudinal"]:
+            scenario, begun = "longitudinal", _now_ms()
+            sessions, work = [s["session"] for s in fold["longitudinal"]], time.perf_counter()
+            chain = run_longitudinal(model, w.X, w.y, fold, job["strategy"], cfg, job["seed"], _context(job))
+            for r in chain:  # the chain's time is shared evenly by its sessions
+                r["work_seconds"] = (time.perf_counter() - work) / len(chain)
+            _record(job, settings, parent, scenario, sessions, chain, costs, begun)
+            rows += chain
+    except Exception as err:
+        with contextlib.suppress(Exception):  # the task's own error matters more than a tracking one
+            _record(job, settings, parent, scenario, sessions, [], costs, begun, error=err)
+        raise
+    for r in rows:
+        r["task_seconds"] = (time.perf_counter() - start) / len(rows)
     return {"rows": _with_device(rows, costs, job, settings)}
 
 
@@ -181,29 +203,24 @@ def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort
     torch.set_num_threads(settings["torch_threads"])
     tracker = Tracker(settings["tracking_uri"], settings["experiment"])
     datasets = sorted({j["dataset"] for j in jobs})
-    parent = tracker.resume_or_start(
+    run_id, resumed = tracker.resume_or_start(
         resume_key(jobs, settings), f"{run_name}-{len(jobs)}-jobs",
         tags={"dataset": ",".join(datasets), "modality": ",".join(sorted({j["modality"] for j in jobs})), "kind": "flow"},
         params={**settings["finetune"], "n_jobs": len(jobs), "strategies": ",".join(dict.fromkeys(j["strategy"] for j in jobs)),
                 "seeds": ",".join(str(s) for s in dict.fromkeys(j["seed"] for j in jobs))},
     )
-    day1_task = adapt_day1.with_options(retries=settings["retries"])
-    long_task = adapt_longitudinal.with_options(retries=settings["retries"])
+    parent = {"run_id": run_id, "experiment_id": tracker.experiment_id}
+    job_task = adapt_job.with_options(retries=settings["retries"])
     try:
-        futures = []
-        for job in jobs:
-            first = day1_task.submit(job, settings, parent)
-            futures.append(first)
-            if job["longitudinal"]:
-                futures.append(long_task.submit(job, first, settings, parent))
+        futures = [job_task.submit(job, settings, parent, resumed) for job in jobs]
         for fut in tqdm(as_completed(futures), total=len(futures), desc="adaptation tasks", unit="task"):
             fut.result()  # raise early if a task failed for good
         rows = [row for fut in futures for row in fut.result()["rows"]]
     except BaseException:
-        tracker.end_run(parent, "FAILED")
+        tracker.end_run(run_id, "FAILED")
         raise
-    tracker.log_metrics(parent, {"n_tasks": len(futures), "n_rows": len(rows)})
-    tracker.end_run(parent, "FINISHED")
+    tracker.log_metrics(run_id, {"n_tasks": len(futures), "n_rows": len(rows)})
+    tracker.end_run(run_id, "FINISHED")
     return rows
 
 

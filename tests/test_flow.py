@@ -58,7 +58,7 @@ def test_flow_one_parent_and_one_child_run_per_task(tmp_path, prefect_harness):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     rows = run_adapt_cohort(jobs, _settings(uri, "flow-test"), "threads", 2)
 
-    n_tasks = 2 * len(jobs)  # a day-1 task and a longitudinal task per job
+    n_tasks = 2 * len(jobs)  # child runs: day-1 and longitudinal per job
     assert len(jobs) == 3 * 4 * 2 and len(rows) == n_tasks  # two sessions: one row per task
     none_rows = [r for r in rows if r["strategy"] == "none"]
     assert all(r["acc_before"] == r["acc_after"] for r in none_rows)
@@ -97,6 +97,9 @@ def test_failed_task_leaves_no_run_marked_running(tmp_path, prefect_harness):
     runs = mlflow.search_runs(experiment_names=["failing"])
     assert len(runs) >= 1 and not (runs["status"] == "RUNNING").any()
     assert (runs[runs["tags.kind"] == "flow"]["status"] == "FAILED").all()
+    failed = runs[runs["tags.subject"] == str(jobs[0]["subject"])]
+    assert len(failed) == 1 and failed.iloc[0]["status"] == "FAILED"  # the failing task's run says why
+    assert "missing.pt" in failed.iloc[0]["tags.error"]
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import torch
@@ -30,15 +29,3 @@ def model_from_state(spec: dict, state: dict) -> BiosignalModel:
 def load_checkpoint(path: str | Path) -> tuple[BiosignalModel, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     return model_from_state(ckpt["spec"], ckpt["state"]), ckpt["spec"]
-
-
-def state_to_bytes(spec: dict, state: dict) -> bytes:
-    """Serialise a model to pass between tasks (works across Dask processes too)."""
-    buf = io.BytesIO()
-    torch.save({"spec": spec, "state": state}, buf)
-    return buf.getvalue()
-
-
-def model_from_bytes(blob: bytes) -> BiosignalModel:
-    ckpt = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    return model_from_state(ckpt["spec"], ckpt["state"])

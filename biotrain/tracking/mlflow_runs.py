@@ -8,7 +8,8 @@ names its parent through the ``mlflow.parentRunId`` tag, the same link ``parent_
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+import time
+from functools import lru_cache
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -42,9 +43,12 @@ def _artifact_root(uri: str) -> str | None:
 class Tracker:
     """Thin, thread-safe wrapper around one MLflow experiment."""
 
-    def __init__(self, uri: str, experiment: str):
+    def __init__(self, uri: str, experiment: str, experiment_id: str | None = None):
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
+        if experiment_id is not None:  # known already (a task of a flow that looked it up)
+            self.experiment_id = experiment_id
+            return
         with _LOCK:
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = (
@@ -63,12 +67,12 @@ class Tracker:
                 self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return run.info.run_id
 
-    def resume_or_start(self, key: str, name: str, tags: dict | None = None, params: dict | None = None) -> str:
-        """The parent run for work identified by ``key``: an unfinished one is resumed.
+    def resume_or_start(self, key: str, name: str, tags: dict | None = None, params: dict | None = None) -> tuple[str, bool]:
+        """The parent run for work identified by ``key``, and whether it was resumed.
 
         A run killed mid-way (SIGKILL leaves no chance to close it) stays RUNNING in the store.
-        Resuming it marks its children still RUNNING as FAILED (until their task reopens them),
-        sets it RUNNING again, and lets the rerun complete it; a finished run is never reopened.
+        Resuming it marks its children still RUNNING as FAILED, sets it RUNNING again, and lets
+        the rerun complete it; a finished run is never reopened.
         """
         with _LOCK:
             previous = self.client.search_runs(
@@ -86,20 +90,14 @@ class Tracker:
                     self.client.set_terminated(child.info.run_id, status="FAILED")
                 self.client.update_run(run_id, status="RUNNING")
                 self.client.set_tag(run_id, "resumed", "true")
-            return run_id
-        return self.start_run(name, {**(tags or {}), "resume_key": key}, params)
+            return run_id, True
+        return self.start_run(name, {**(tags or {}), "resume_key": key}, params), False
 
     def log_metrics(self, run_id: str, metrics: dict, step: int = 0) -> None:
-        import time
-
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
         with _LOCK:
             self.client.log_batch(run_id, metrics=batch)
-
-    def set_tags(self, run_id: str, tags: dict) -> None:
-        with _LOCK:
-            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         with _LOCK:
@@ -109,36 +107,40 @@ class Tracker:
         with _LOCK:
             self.client.set_terminated(run_id, status=status)
 
-    def reopen_child(self, parent_run_id: str, task_key: str) -> str | None:
-        """A child of ``parent_run_id`` already made for ``task_key`` (by an interrupted attempt)."""
-        with _LOCK:
-            found = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and tags.task_key = '{task_key}'",
-                max_results=1,
-            )
-            if not found:
-                return None
-            self.client.update_run(found[0].info.run_id, status="RUNNING")
-            return found[0].info.run_id
+    def record_run(self, name: str, parent_run_id: str, task_key: str, *, tags: dict, params: dict,
+                   steps: list[dict], start_ms: int, status: str = "FINISHED", replace: bool = False) -> str:
+        """A finished child run, written in three calls (create, one batch, terminate).
 
-    @contextmanager
-    def run(self, name: str, tags: dict | None = None, params: dict | None = None, parent_run_id: str | None = None,
-            task_key: str | None = None):
-        """A run that ends FINISHED, or FAILED if the body raises (never left RUNNING).
-
-        With a ``task_key``, a task re-executed after an interruption reuses the child run its
-        first attempt made, so each task has exactly one child run under its parent.
+        Tasks record their run once their work is done rather than streaming into an open run:
+        at cohort scale the per-call cost of the store is the tracking overhead, and a task
+        killed mid-way then leaves no run behind at all. ``steps`` holds one metrics dict per
+        step (per session for a longitudinal chain). With ``replace`` (the parent was resumed),
+        a child an interrupted attempt already recorded for ``task_key`` is kept if it finished
+        and deleted otherwise, so each task has exactly one child run.
         """
-        run_id = self.reopen_child(parent_run_id, task_key) if (task_key and parent_run_id) else None
-        if run_id is None:
-            run_id = self.start_run(name, {**(tags or {}), **({"task_key": task_key} if task_key else {})}, params, parent_run_id)
-        try:
-            yield run_id
-        except BaseException:
-            self.end_run(run_id, "FAILED")
-            raise
-        self.end_run(run_id, "FINISHED")
+        tags = {**{k: str(v) for k, v in tags.items()}, MLFLOW_RUN_NAME: name, MLFLOW_PARENT_RUN_ID: parent_run_id,
+                "task_key": task_key}
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for step, values in enumerate(steps)
+                   for k, v in values.items() if v is not None]
+        with _LOCK:
+            if replace:
+                for old in self.client.search_runs(
+                        [self.experiment_id],
+                        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and tags.task_key = '{task_key}'"):
+                    if old.info.status == "FINISHED" and status == "FINISHED":
+                        return old.info.run_id
+                    self.client.delete_run(old.info.run_id)
+            run_id = self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags, run_name=name).info.run_id
+            self.client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+            self.client.set_terminated(run_id, status=status, end_time=now)
+        return run_id
+
+
+@lru_cache(maxsize=8)
+def tracker_for(uri: str, experiment: str, experiment_id: str) -> Tracker:
+    """One tracker (one MLflow client) per process and experiment, shared by the tasks it runs."""
+    return Tracker(uri, experiment, experiment_id)
 
 
 def attach_report(uri: str, experiment: str, files: list[str | Path]) -> str | None:

@@ -1,0 +1,53 @@
+"""MLflow runs as tasks record them, against a real SQLite store."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+
+from biotrain.tracking import Tracker
+
+
+def _record(tracker, parent, key, status="FINISHED", replace=False, acc=0.5):
+    return tracker.record_run(f"run-{key}", parent, key, tags={"subject": 1}, params={"lr": 0.005},
+                              steps=[{"acc": acc}, {"acc": acc + 0.1}], start_ms=1, status=status, replace=replace)
+
+
+def _children(tracker, parent):
+    return tracker.client.search_runs([tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+
+
+def test_a_recorded_run_is_finished_with_every_step(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", "e")
+    parent, _ = tracker.resume_or_start("k", "parent")
+    run_id = _record(tracker, parent, "task-1")
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["subject"] == "1" and run.data.params["lr"] == "0.005"
+    history = tracker.client.get_metric_history(run_id, "acc")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.6)]
+
+
+def test_a_resumed_parent_keeps_one_child_per_task(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = Tracker(uri, "e")
+    parent, resumed = tracker.resume_or_start("k", "parent")
+    assert not resumed
+    first = _record(tracker, parent, "done-before-the-kill")
+    _record(tracker, parent, "failed-before-the-kill", status="FAILED")
+    # the flow is killed; the rerun resumes the same parent
+    again, resumed = Tracker(uri, "e").resume_or_start("k", "parent")
+    assert (again, resumed) == (parent, True)
+    assert _record(tracker, again, "done-before-the-kill", replace=True) == first  # kept, not duplicated
+    redone = _record(tracker, again, "failed-before-the-kill", replace=True)
+    children = _children(tracker, parent)
+    assert sorted(r.data.tags["task_key"] for r in children) == ["done-before-the-kill", "failed-before-the-kill"]
+    assert {r.info.run_id for r in children} == {first, redone}
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_a_finished_parent_is_never_resumed(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", "e")
+    parent, _ = tracker.resume_or_start("k", "parent")
+    tracker.end_run(parent)
+    second, resumed = tracker.resume_or_start("k", "parent")
+    assert second != parent and not resumed
+    assert MlflowClient(tracker.uri).get_run(parent).info.status == "FINISHED"
