@@ -172,8 +172,13 @@ def validate_params(params: dict) -> dict:
     if "edge" in strategies and micro and batch and micro > batch:
         c.fail("adapt.micro_batch", micro, f"<= adapt.batch_size={batch}")
     c.number("adapt.retries", integer=True, minimum=0)
-    c.choice("adapt.runner.name", RUNNERS)
+    runner = c.choice("adapt.runner.name", RUNNERS)
     c.number("adapt.runner.workers", integer=True, minimum=1)
+    address = c.get("adapt.runner.address", None)
+    if address is not None and not (isinstance(address, str) and address.strip()):
+        c.fail("adapt.runner.address", address, "null, or an existing cluster's address (e.g. 'tcp://10.0.0.5:8786')")
+    elif address is not None and runner == "threads":
+        c.fail("adapt.runner.address", address, "null with adapt.runner.name 'threads' (an address needs 'dask' or 'ray')")
 
     # sweep (optional section)
     if "sweep" in params:

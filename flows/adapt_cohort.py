@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
@@ -175,21 +176,57 @@ def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = Fa
     return {"rows": _with_device(rows, costs, job, settings)}
 
 
-def make_task_runner(name: str, workers: int):
-    """The task runner named in params: local threads, a local Dask cluster of processes, or Ray."""
+def make_task_runner(name: str, workers: int, address: str | None = None, api_url: str | None = None):
+    """The task runner named in params: local threads, Dask (a local cluster of processes or an
+    existing cluster's scheduler ``address``) or Ray (local, or an existing cluster's ``address``).
+
+    Worker processes started here get ``api_url``, the flow's Prefect API: a process with no
+    API configured starts its own temporary Prefect server, which costs each worker a core for
+    several seconds and hides its task runs from the flow's server.
+    """
+    env = {"PREFECT_API_URL": api_url} if api_url else {}
     if name == "threads":
+        if address:
+            raise ValueError(f"adapt.runner.address={address!r} needs adapt.runner.name 'dask' or 'ray', not 'threads'")
         return ThreadPoolTaskRunner(max_workers=workers)
     if name == "dask":
         from prefect_dask import DaskTaskRunner
 
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "env": env})
     if name == "ray":
         try:
             from prefect_ray import RayTaskRunner
         except ImportError as err:
             raise ValueError("adapt.runner.name='ray' needs prefect-ray: pip install -e '.[ray]'") from err
-        return RayTaskRunner(init_kwargs={"num_cpus": workers, "include_dashboard": False})
+        if address:
+            return RayTaskRunner(address=address)
+        return RayTaskRunner(init_kwargs={"num_cpus": workers, "include_dashboard": False,
+                                          "runtime_env": {"env_vars": env}})
     raise ValueError(f"adapt.runner.name={name!r} is not supported; use 'threads', 'dask' or 'ray'")
+
+
+@contextmanager
+def shared_prefect_api(runner: str):
+    """The Prefect API the flow and its worker processes report to.
+
+    With a configured server (``PREFECT_API_URL``) that is the one. Otherwise, for runners with
+    worker processes, the temporary server Prefect would start for the flow is started first, so
+    its address can be handed to the workers; with threads Prefect's own behaviour is kept.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = PREFECT_API_URL.value()
+    if url or runner == "threads":
+        yield url
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the process-wide one Prefect itself would have started
+    server.start()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield server.api_url
 
 
 @flow(name="adapt_cohort", log_prints=True)
@@ -225,6 +262,11 @@ def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort
 
 
 def run_adapt_cohort(jobs: list[dict], settings: dict, runner: str = "threads", workers: int = 2,
-                     run_name: str = "adapt_cohort") -> list[dict]:
-    """Entry point for stages and tests: the flow with the runner chosen in params."""
-    return adapt_cohort.with_options(task_runner=make_task_runner(runner, workers))(jobs, settings, run_name)
+                     run_name: str = "adapt_cohort", address: str | None = None) -> list[dict]:
+    """Entry point for stages and tests: the flow with the runner chosen in params.
+
+    ``run_name`` names the Prefect flow run and the MLflow parent run (``<run_name>-<n>-jobs``).
+    """
+    with shared_prefect_api(runner) as api_url:
+        task_runner = make_task_runner(runner, workers, address, api_url)
+        return adapt_cohort.with_options(task_runner=task_runner, flow_run_name=run_name)(jobs, settings, run_name)

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         "torch_threads": 1,
     }
     runner = a["runner"]
-    rows = run_adapt_cohort(jobs, settings, runner["name"], runner["workers"], run_name=f"sweep-{sweep['name']}")
+    rows = run_adapt_cohort(jobs, settings, runner["name"], runner["workers"], run_name=f"sweep-{sweep['name']}",
+                            address=runner.get("address"))
     out = write_sweep(rows, sweep["grid"], Path("results/sweeps") / f"{sweep['name']}.csv",
                       Path("reports/sweeps") / f"{sweep['name']}.md")
     print(f"sweep {sweep['name']}: {len(jobs)} jobs, {len(rows)} rows -> {out}; MLflow experiment {settings['experiment']}")

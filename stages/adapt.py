@@ -30,7 +30,8 @@ def main() -> None:
         "device": params["device"],
         "torch_threads": 1,  # tasks run side by side; one torch thread each keeps results bit-exact
     }
-    rows = run_adapt_cohort(jobs, settings, a["runner"]["name"], a["runner"]["workers"])
+    rows = run_adapt_cohort(jobs, settings, a["runner"]["name"], a["runner"]["workers"],
+                            address=a["runner"].get("address"))
     df = write_results(rows, "results/adaptation.csv", "metrics/adaptation.json")
     print(f"{len(df)} result rows from {len(jobs)} day-1 jobs; MLflow store: {settings['tracking_uri']}")
 

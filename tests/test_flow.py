@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -16,6 +23,7 @@ from biotrain.io import write_json
 from biotrain.models import build_model
 from biotrain.models.checkpoint import save_checkpoint
 from flows.adapt_cohort import run_adapt_cohort
+from tests.helpers import ROOT
 
 C, T, K = 3, 128, 2
 KWARGS = {"F1": 4, "F2": 4, "Nf": 8, "Nf2": 4}
@@ -102,6 +110,31 @@ def test_failed_task_leaves_no_run_marked_running(tmp_path, prefect_harness):
     assert "missing.pt" in failed.iloc[0]["tags.error"]
 
 
+# Runs the flow on a local Dask cluster in a fresh process with no Prefect server configured (as a
+# stage does), watching which Prefect servers run among the process's descendants meanwhile.
+DASK_SCRIPT = """
+import json, sys, threading, psutil
+from flows.adapt_cohort import run_adapt_cohort
+
+servers, done = set(), threading.Event()
+
+def watch():
+    while not done.wait(0.1):
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if "prefect.server.api.server:create_app" in " ".join(p.cmdline()):
+                    servers.add(p.pid)
+            except psutil.Error:
+                pass
+
+threading.Thread(target=watch, daemon=True).start()
+jobs, settings = json.load(open(sys.argv[1]))
+rows = run_adapt_cohort(jobs, settings, "dask", 2)
+done.set()
+json.dump({"rows": rows, "prefect_servers": len(servers)}, open(sys.argv[2], "w"))
+"""
+
+
 @pytest.mark.slow
 def test_dask_cluster_of_two_processes_gives_the_thread_runners_results(tmp_path, prefect_harness):
     pytest.importorskip("prefect_dask")
@@ -109,11 +142,60 @@ def test_dask_cluster_of_two_processes_gives_the_thread_runners_results(tmp_path
     jobs = plan_jobs(inputs, folds, ["last_layer", "edge"], [0])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
-    dask = run_adapt_cohort(jobs, _settings(uri, "dask"), "dask", 2)
-    assert _comparable(dask) == _comparable(threads)
+
+    (tmp_path / "in.json").write_text(json.dumps([jobs, _settings(uri, "dask")]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    proc = subprocess.run([sys.executable, "-c", DASK_SCRIPT, str(tmp_path / "in.json"), str(tmp_path / "out.json")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert _comparable(out["rows"]) == _comparable(threads)
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["dask"])
     assert (runs["status"] == "FINISHED").all() and len(runs) == 1 + 2 * len(jobs)
+    # one Prefect server, the flow's: the workers did not each start a temporary one of their own
+    assert out["prefect_servers"] == 1
+
+
+def _task_runs_reported(flow_run_name: str, expected: int) -> list[str]:
+    """Names of the task runs the session's Prefect API holds for the flow run ``flow_run_name``.
+
+    Task runs reach the server as events, so wait (up to 30 s) for ``expected`` of them.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    async def read():
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name])))
+            return [r.name for r in runs]
+
+    deadline = time.time() + 30
+    names = asyncio.run(read())
+    while len(names) < expected and time.time() < deadline:
+        time.sleep(0.5)
+        names = asyncio.run(read())
+    return names
+
+
+@pytest.mark.slow
+def test_an_existing_dask_cluster_by_address_reports_to_the_flows_prefect_api(tmp_path, prefect_harness):
+    pytest.importorskip("prefect_dask")
+    from distributed import LocalCluster
+    from prefect.settings import PREFECT_API_URL
+
+    inputs, folds = _cohort(tmp_path, n_subjects=2)
+    jobs = plan_jobs(inputs, folds, ["full"], [0])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
+    # a cluster started elsewhere, whose workers were told where the Prefect API is
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"PREFECT_API_URL": PREFECT_API_URL.value()}) as cluster:
+        dask = run_adapt_cohort(jobs, _settings(uri, "by-address"), "dask", 1, run_name="by-address",
+                                address=cluster.scheduler_address)
+    assert _comparable(dask) == _comparable(threads)
+    assert len(_task_runs_reported("by-address", len(jobs))) == len(jobs)
 
 
 @pytest.mark.slow

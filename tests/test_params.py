@@ -39,6 +39,8 @@ def test_shipped_profiles_are_valid(profile):
     ("pretrain.lr", 0, "a number > 0"),
     ("adapt.micro_batch", 3, "a divisor of adapt.batch_size=8"),
     ("adapt.runner.name", "spark", "one of ['threads', 'dask', 'ray']"),
+    ("adapt.runner.address", "tcp://10.0.0.5:8786", "an address needs 'dask' or 'ray'"),
+    ("adapt.runner.address", "", "an existing cluster's address"),
     ("data.modalities", ["eeg", "emg"], "['emg'] unknown"),
     ("split.calib_fraction", 1.0, "<= 0.99"),
     ("data.eeg.fmax", 150.0, "below Nyquist"),
