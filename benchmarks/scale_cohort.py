@@ -131,6 +131,7 @@ def run_child(args) -> None:
     os.environ["PREFECT_HOME"] = str(run_dir / "prefect")  # before prefect is imported: own server DB
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _quiet()
+    import psutil
     from prefect import flow, task
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -166,12 +167,38 @@ def run_child(args) -> None:
     warm = time.perf_counter() - t0
 
     runner, workers = args.child.split(":")
+    flow_cpu0, server_cpu0 = _cpu_seconds(psutil.Process()), _cpu_seconds(*_prefect_servers())
     t0 = time.perf_counter()
     rows = run_adapt_cohort(jobs, settings, runner, int(workers))
     wall = time.perf_counter() - t0
+    flow_cpu, server_cpu = _cpu_seconds(psutil.Process()) - flow_cpu0, _cpu_seconds(*_prefect_servers()) - server_cpu0
     n_tasks = len(jobs)  # one task per job: day 1, then the longitudinal chain
     Path(args.child_out).write_text(json.dumps({"wall": wall, "warm_up": warm, "n_jobs": len(jobs),
-                                                "n_tasks": n_tasks, "rows": rows}))
+                                                "n_tasks": n_tasks, "rows": rows, "flow_cpu": flow_cpu,
+                                                "server_cpu": server_cpu}))
+
+
+def _prefect_servers() -> list:
+    """The Prefect server processes started by this process (the temporary one, if any)."""
+    import psutil
+
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "prefect.server.api.server" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def _cpu_seconds(*procs) -> float:
+    """CPU time (user + system) of these processes' own threads (not their children)."""
+    total = 0.0
+    for proc in procs:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 # --------------------------------------------------------------------------- parent
@@ -265,6 +292,8 @@ def figures(res: dict, base: dict | None) -> dict:
         "load_before": res["load_before"], "load_during": res["load_during"], "load_after": res["load_after"],
         "uptime_before": res["uptime_before"], "uptime_after": res["uptime_after"], "warm_up": res["warm_up"],
         "process_wall": res["process_wall"], "flow_sha": res.get("flow_sha", "-"),
+        "flow_cpu_ms": 1000 * res["flow_cpu"] / res["n_tasks"] if "flow_cpu" in res else None,
+        "server_cpu_ms": 1000 * res["server_cpu"] / res["n_tasks"] if "server_cpu" in res else None,
     }
 
 
@@ -286,12 +315,16 @@ def table(figs: list[dict]) -> str:
 
 def detail(figs: list[dict]) -> str:
     lines = ["| runner | mean work s/task | in-task overhead ms/task | outside-task ms/task (per worker slot) | "
-             "CPU s of the run / (process wall x workers) | load before / mean during / after |",
-             "|---|---|---|---|---|---|"]
+             "CPU s of the run / (process wall x workers) | flow process CPU ms/task | Prefect server CPU ms/task | "
+             "load before / mean during / after |",
+             "|---|---|---|---|---|---|---|---|"]
     for f in figs:
         during = "-" if f["load_during"] is None else f"{f['load_during']:.2f}"
+        flow_ms = "-" if f["flow_cpu_ms"] is None else f"{f['flow_cpu_ms']:.0f}"
+        server_ms = "-" if f["server_cpu_ms"] is None else f"{f['server_cpu_ms']:.0f}"
         lines.append(f"| {f['spec']} | {f['mean_work']:.3f} | {f['in_task_ms']:.0f} | {f['outside_ms']:.0f} | "
-                     f"{_pct(f['cpu_util'])} | {f['load_before']:.2f} / {during} / {f['load_after']:.2f} |")
+                     f"{_pct(f['cpu_util'])} | {flow_ms} | {server_ms} | "
+                     f"{f['load_before']:.2f} / {during} / {f['load_after']:.2f} |")
     return "\n".join(lines)
 
 
@@ -342,7 +375,7 @@ def report(figs: list[dict], args, cohort_s: float) -> str:
         table(figs),
         "",
         "Overheads: **a** = in the task body but outside the pure adaptation functions (MLflow calls, "
-        "data and checkpoint loading, model (de)serialisation, device costing): sum(task_seconds - work_seconds) / "
+        "data and checkpoint loading, device costing): sum(task_seconds - work_seconds) / "
         "sum(task_seconds). **b** = outside the task body (Prefect scheduling and state calls, futures, "
         "serialisation, Dask cluster start-up, the flow's parent run, idle worker slots): "
         "(wall x workers - sum(task_seconds)) / (wall x workers). **c** = the total, Prefect + MLflow + loading over "
@@ -350,6 +383,10 @@ def report(figs: list[dict], args, cohort_s: float) -> str:
         "`threads:1`. \"Identical\" compares every result row with the `threads:1` rows, the `*_seconds` keys aside.",
         "",
         detail(figs),
+        "",
+        "CPU of the flow process and of the Prefect server is measured (psutil) from just before to just after "
+        "`run_adapt_cohort`, per task: with `threads` the tasks run inside the flow process, so its figure includes "
+        "them; with `dask` it is the orchestration alone (flow engine, futures, Dask scheduler, MLflow parent run).",
         "",
         "## Configuration",
         "",

@@ -13,14 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
 from prefect import flow, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm import tqdm
 
 from biotrain.adaptation.scenarios import run_day1, run_longitudinal
@@ -30,6 +28,7 @@ from biotrain.data.store import load_windows
 from biotrain.device.study import device_row_fields, step_costs
 from biotrain.models.checkpoint import load_checkpoint
 from biotrain.tracking import Tracker, tracker_for
+from flows.runners import make_task_runner, shared_prefect_api
 
 
 @lru_cache(maxsize=4)
@@ -174,59 +173,6 @@ def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = Fa
     for r in rows:
         r["task_seconds"] = (time.perf_counter() - start) / len(rows)
     return {"rows": _with_device(rows, costs, job, settings)}
-
-
-def make_task_runner(name: str, workers: int, address: str | None = None, api_url: str | None = None):
-    """The task runner named in params: local threads, Dask (a local cluster of processes or an
-    existing cluster's scheduler ``address``) or Ray (local, or an existing cluster's ``address``).
-
-    Worker processes started here get ``api_url``, the flow's Prefect API: a process with no
-    API configured starts its own temporary Prefect server, which costs each worker a core for
-    several seconds and hides its task runs from the flow's server.
-    """
-    env = {"PREFECT_API_URL": api_url} if api_url else {}
-    if name == "threads":
-        if address:
-            raise ValueError(f"adapt.runner.address={address!r} needs adapt.runner.name 'dask' or 'ray', not 'threads'")
-        return ThreadPoolTaskRunner(max_workers=workers)
-    if name == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        if address:
-            return DaskTaskRunner(address=address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "env": env})
-    if name == "ray":
-        try:
-            from prefect_ray import RayTaskRunner
-        except ImportError as err:
-            raise ValueError("adapt.runner.name='ray' needs prefect-ray: pip install -e '.[ray]'") from err
-        if address:
-            return RayTaskRunner(address=address)
-        return RayTaskRunner(init_kwargs={"num_cpus": workers, "include_dashboard": False,
-                                          "runtime_env": {"env_vars": env}})
-    raise ValueError(f"adapt.runner.name={name!r} is not supported; use 'threads', 'dask' or 'ray'")
-
-
-@contextmanager
-def shared_prefect_api(runner: str):
-    """The Prefect API the flow and its worker processes report to.
-
-    With a configured server (``PREFECT_API_URL``) that is the one. Otherwise, for runners with
-    worker processes, the temporary server Prefect would start for the flow is started first, so
-    its address can be handed to the workers; with threads Prefect's own behaviour is kept.
-    """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    url = PREFECT_API_URL.value()
-    if url or runner == "threads":
-        yield url
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the process-wide one Prefect itself would have started
-    server.start()
-    with temporary_settings({PREFECT_API_URL: server.api_url}):
-        yield server.api_url
 
 
 @flow(name="adapt_cohort", log_prints=True)

@@ -208,3 +208,21 @@ def test_ray_gives_the_thread_runners_results(tmp_path, prefect_harness):
     threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
     ray = run_adapt_cohort(jobs, _settings(uri, "ray"), "ray", 2)
     assert _comparable(ray) == _comparable(threads)
+
+
+def _malloc_trim_threshold():
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+@pytest.mark.slow
+def test_local_dask_workers_keep_glibcs_adaptive_allocator(monkeypatch):
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from flows.runners import local_dask_cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with local_dask_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            assert list(client.run(_malloc_trim_threshold).values()) == [None]
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # nothing left behind in this process either
