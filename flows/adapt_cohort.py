@@ -2,8 +2,9 @@
 
 One task per job, i.e. per (modality, subject, strategy, seed, grid point): the day-1
 adaptation, then the longitudinal chain through the later sessions that starts from the day-1
-model. Each scenario is an MLflow child run of the flow's parent run. The task runner comes from params (threads, Dask or Ray); with no Prefect
-server configured, Prefect starts an ephemeral one. Tasks are cached on their inputs and source
+model. Each scenario is an MLflow child run of the flow's parent run. The task runner comes
+from params (threads, Dask or Ray; see ``flows.runners``); with no Prefect server configured,
+Prefect starts an ephemeral one. Tasks are cached on their inputs and source
 with persisted results, and the MLflow parent run is resumed by key, so an interrupted run
 picks up where it stopped (see ``adapt_cohort``).
 """
@@ -17,6 +18,7 @@ from functools import lru_cache
 
 import torch
 from prefect import flow, task
+from prefect.context import TaskRunContext
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.futures import as_completed
 from tqdm import tqdm
@@ -32,7 +34,7 @@ from flows.runners import make_task_runner, shared_prefect_api
 
 
 @lru_cache(maxsize=4)
-def _cohort(windows_path: str, splits_path: str, digest: str = ""):
+def _cohort(windows_path: str, splits_path: str, data_digest: str = ""):
     """Windows and folds of one modality, read once per worker process (and again if they change)."""
     w = load_windows(windows_path)
     with open(splits_path) as fh:
@@ -113,7 +115,7 @@ def _record(job: dict, settings: dict, parent: dict, scenario: str, sessions: li
     name = f"{job['modality']}-s{job['subject']}-{scenario}-{job['strategy']}-seed{job['seed']}"
     tracker.record_run(name, parent["run_id"], resume_key([job], {"scenario": scenario}), tags=tags,
                        params=_params(job, settings), steps=steps, start_ms=start_ms,
-                       status="FAILED" if error else "FINISHED", replace=parent["resumed"])
+                       status="FAILED" if error else "FINISHED", replace=parent["earlier_attempts"])
 
 
 @lru_cache(maxsize=32)
@@ -142,11 +144,14 @@ def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = Fa
     seed. Each scenario is its own MLflow child run, recorded when it is done.
     """
     start = time.perf_counter()
-    parent = {**parent, "resumed": parent_resumed}
+    # a resumed parent or a retry may find child runs an earlier attempt recorded: replace those
+    attempt = TaskRunContext.get()
+    retried = attempt is not None and attempt.task_run.run_count > 1
+    parent = {**parent, "earlier_attempts": parent_resumed or retried}
     torch.set_num_threads(settings["torch_threads"])
     scenario, sessions, begun, costs = "day1", [], _now_ms(), {}
     try:
-        w, folds = _cohort(job["windows"], job["splits"], job.get("inputs_digest", ""))
+        w, folds = _cohort(job["windows"], job["splits"], job.get("data_digest", ""))
         fold = _limit(folds[job["subject"]], job)
         base, spec = _pretrained(job["pretrained"], job.get("inputs_digest", ""))
         costs = _device(job, spec, settings)
@@ -162,16 +167,18 @@ def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = Fa
             scenario, begun = "longitudinal", _now_ms()
             sessions, work = [s["session"] for s in fold["longitudinal"]], time.perf_counter()
             chain = run_longitudinal(model, w.X, w.y, fold, job["strategy"], cfg, job["seed"], _context(job))
-            for r in chain:  # the chain's time is shared evenly by its sessions
-                r["work_seconds"] = (time.perf_counter() - work) / len(chain)
+            each = (time.perf_counter() - work) / len(chain)  # shared evenly by the chain's sessions
+            for r in chain:
+                r["work_seconds"] = each
             _record(job, settings, parent, scenario, sessions, chain, costs, begun)
             rows += chain
     except Exception as err:
         with contextlib.suppress(Exception):  # the task's own error matters more than a tracking one
             _record(job, settings, parent, scenario, sessions, [], costs, begun, error=err)
         raise
+    each = (time.perf_counter() - start) / len(rows)
     for r in rows:
-        r["task_seconds"] = (time.perf_counter() - start) / len(rows)
+        r["task_seconds"] = each
     return {"rows": _with_device(rows, costs, job, settings)}
 
 

@@ -226,3 +226,12 @@ def test_local_dask_workers_keep_glibcs_adaptive_allocator(monkeypatch):
         with Client(cluster) as client:
             assert list(client.run(_malloc_trim_threshold).values()) == [None]
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # nothing left behind in this process either
+
+
+def test_jobs_share_one_data_digest_and_differ_by_checkpoint(tmp_path):
+    """A worker keeps one copy of a modality's data (keyed by data_digest) for all its jobs."""
+    inputs, folds = _cohort(tmp_path)
+    jobs = plan_jobs(inputs, folds, ["full", "edge"], [0])
+    assert len({j["data_digest"] for j in jobs}) == 1
+    by_checkpoint = {j["pretrained"]: j["inputs_digest"] for j in jobs}
+    assert len(set(by_checkpoint.values())) == len(by_checkpoint) == 3 * 2  # subjects x norms

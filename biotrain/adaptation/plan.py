@@ -57,9 +57,14 @@ def _digest(path: str) -> str:
 
 
 def with_digests(jobs: list[dict]) -> list[dict]:
-    """Add ``inputs_digest`` to each job: a cached task result is reused only for the same inputs."""
+    """Add ``inputs_digest`` to each job: a cached task result is reused only for the same inputs.
+
+    ``data_digest`` covers the windows and splits alone, shared by every job of a modality: a
+    worker keeps one copy of the data per data digest, whichever checkpoint a job starts from.
+    """
     for job in jobs:
-        job["inputs_digest"] = "-".join(_digest(job[k]) for k in ("windows", "splits", "pretrained"))
+        job["data_digest"] = "-".join(_digest(job[k]) for k in ("windows", "splits"))
+        job["inputs_digest"] = f"{job['data_digest']}-{_digest(job['pretrained'])}"
     return jobs
 
 
