@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 _LOCK = threading.Lock()  # one writer at a time: SQLite stores dislike concurrent writers
