@@ -97,13 +97,17 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
             a, b = graph.storages[bad[0][0]], graph.storages[bad[0][1]]
             raise ValueError(f"invalid plan: {len(bad)} overlapping live pairs, e.g. {a.name} and {b.name}")
     program = graph.program
-    size = max([plan.peak] + [plan.offsets[s.sid] + s.size for s in graph.storages if s.nbytes])
-    arena = torch.zeros(size, dtype=torch.uint8)
+    l2 = [s for s in graph.storages if s.nbytes and s.level == "L2"]
+    l3 = [s for s in graph.storages if s.nbytes and s.level == "L3"]
+    arena = torch.zeros(max([plan.peak] + [plan.offsets[s.sid] + s.size for s in l2]), dtype=torch.uint8)
+    # external RAM: frozen-prefix activations streamed through L3 get their own arena
+    l3_arena = torch.zeros(max([0] + [plan.offsets[s.sid] + s.size for s in l3]), dtype=torch.uint8)
 
     def view(sid: int, shape, dtype) -> torch.Tensor:
         o = plan.offsets[sid]
         nb = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
-        return arena[o:o + nb].view(dtype).view(tuple(shape))
+        mem = l3_arena if graph.storages[sid].level == "L3" else arena
+        return mem[o:o + nb].view(dtype).view(tuple(shape))
 
     def state_view(name: str) -> torch.Tensor:
         spec = program.states[name]
@@ -127,6 +131,7 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
             placeholders = [n for n in phase.gm.graph.nodes if n.op == "placeholder"]
             for n, st in zip(placeholders, phase.inputs):
                 env[n] = state_view(st)
+            fused = FusedValues(graph)
             for node in phase.gm.graph.nodes:
                 if node.op == "get_attr":
                     env[node] = getattr(phase.gm, node.target)
@@ -134,6 +139,7 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                 if node.op != "call_function":
                     continue
                 rec = recs[node.name]
+                fused.before(rec)
                 if rec.t in graph.refetch:  # the micro-batch comes again from L3 into its second slot
                     x_ph = placeholders[phase.inputs.index("x")]
                     xv = view(graph.refetch[rec.t], program.states["x"].shape, program.states["x"].dtype)
@@ -147,6 +153,7 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                     s = graph.storages[sid]
                     arena[plan.offsets[sid]:plan.offsets[sid] + s.nbytes].fill_(0xFF)
                 out = node.target(*args, **kwargs)
+                fused.after(rec)
                 if rec.name == "getitem":
                     env[node] = out
                     continue
@@ -157,8 +164,11 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                         if not isinstance(v, torch.Tensor) or return_alias(node, i) is not None:
                             continue
                         sid = graph.value_storage.get((pi, node.name, i))
-                        if sid is None or graph.storages[sid].nbytes == 0:
-                            continue  # no arena slot (fused into its consumer)
+                        if sid is None:
+                            continue
+                        if graph.storages[sid].nbytes == 0:  # no arena slot: only a fused consumer may read it
+                            fused.produced(sid, v, rec)
+                            continue
                         padded = graph.value_interior.get((pi, node.name, i))
                         if padded is None:
                             dst = view(sid, v.shape, v.dtype)
@@ -175,6 +185,45 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                     out = items[0] if single else tuple(items)
                 env[node] = out
     return {name: state_view(name).clone() for name in state}
+
+
+class FusedValues:
+    """Runs values without an arena slot as a fused kernel would, or refuses the plan.
+
+    A storage with no bytes is legal only when the plan names the kernel that consumes it on the
+    fly (``Storage.fused_into``) and that kernel is the very next one to run: producer and consumer
+    then form one fused kernel. After it the value is poisoned with NaN, so any later reader
+    corrupts the step and fails the comparison with eager PyTorch.
+    """
+
+    def __init__(self, graph: StepGraph):
+        self.graph = graph
+        self.pending: dict[int, tuple[torch.Tensor, int]] = {}
+
+    def produced(self, sid: int, value: torch.Tensor, rec) -> None:
+        st = self.graph.storages[sid]
+        if st.fused_into is None:
+            raise ValueError(f"invalid plan: {st.name!r} ({st.kind}) has no bytes in the plan and no fused kernel "
+                             f"computes it (op {rec.t} {rec.name} writes it); every tensor needs an arena slot "
+                             "unless its consumer is fused with its producer")
+        self.pending[sid] = (value, st.fused_into)
+
+    def before(self, rec) -> None:
+        if rec.kernel.kind == "free":
+            return
+        for sid, (_, consumer) in self.pending.items():
+            if consumer != rec.t:
+                st = self.graph.storages[sid]
+                raise ValueError(f"invalid plan: {st.name!r} is fused into op {consumer} but op {rec.t} "
+                                 f"({rec.name}) runs in between; a fused value must be consumed by the next kernel")
+
+    def after(self, rec) -> None:
+        if rec.kernel.kind == "free":
+            return
+        for sid in [s for s, (_, c) in self.pending.items() if c == rec.t]:
+            value, _ = self.pending.pop(sid)
+            if value.dtype.is_floating_point:
+                value.fill_(float("nan"))
 
 
 def _pure(node) -> bool:

@@ -97,14 +97,40 @@ def is_view(node: torch.fx.Node, idx: int) -> bool:
 
 
 @dataclass
+class Work:
+    """One loop nest a device kernel runs: what the latency model costs.
+
+    ``par`` is the size of the dimension the kernel splits over the cores (output channels for
+    convolutions and matmuls, rows for element-wise passes); ``inner`` the length of the innermost
+    loop (MACs per output, or elements per row), which sets the loop-overhead share.
+    """
+
+    kind: str  # e.g. conv_fwd, conv_ig, conv_wg, dw_fwd, pw_wg, linear_fwd, norm_bwd, pool_fwd, optimizer
+    macs: int = 0
+    elems: int = 0
+    par: int = 1
+    inner: int = 1
+
+
+@dataclass
 class Kernel:
-    kind: str  # conv_fwd | conv_bwd | dw_fwd | dw_bwd | linear_fwd | linear_bwd | norm_fwd | norm_bwd | elementwise | free
-    macs: int = 0  # by MAC class below
-    macs_by: dict = field(default_factory=dict)  # {"conv_fwd": n, "conv_bwd": n, "dw_fwd": ...}
+    kind: str  # main kind: one of the Work kinds, or "free" (views, getitem: no device work)
+    macs: int = 0
+    macs_by: dict = field(default_factory=dict)  # {work kind: MACs}
     elems: int = 0  # element-wise work (elements)
     im2col_elems: int = 0
     transpose_elems: int = 0
-    scratch: list = field(default_factory=list)  # [(label, nbytes)]
+    scratch: list = field(default_factory=list)  # [(label, nbytes)] whole-layer scratch (toolchain placement)
+    works: list = field(default_factory=list)  # [Work]
+    kh: int = 1  # kernel width/height of a convolution (L1 tile halo)
+    kw: int = 1
+
+    def add(self, w: Work) -> None:
+        self.works.append(w)
+        if w.macs:
+            self.macs += w.macs
+            self.macs_by[w.kind] = self.macs_by.get(w.kind, 0) + w.macs
+        self.elems += w.elems
 
 
 def _im2col_is_identity(kh: int, kw: int, ho: int, stride) -> bool:
@@ -115,7 +141,31 @@ def _im2col_is_identity(kh: int, kw: int, ho: int, stride) -> bool:
     return unit and ((kh == 1 and kw == 1) or (kw == 1 and ho == 1))
 
 
-def classify(node: torch.fx.Node, backward: bool) -> Kernel:
+def _conv_family(groups: int, cin_g: int, kh: int, kw: int) -> str:
+    if groups > 1 and cin_g == 1:
+        return "dw"
+    if kh == 1 and kw == 1:
+        return "pw"
+    return "conv"
+
+
+def _rows(v) -> tuple[int, int]:
+    """(rows, row length) of a tensor for a row-parallel element-wise pass."""
+    if not isinstance(v, torch.Tensor) or v.dim() == 0:
+        return 1, max(1, _numel(v))
+    w = int(v.shape[-1])
+    return max(1, int(v.numel()) // max(1, w)), max(1, w)
+
+
+def _elementwise(kind: str, v) -> Kernel:
+    rows, w = _rows(v)
+    k = Kernel(kind)
+    k.add(Work(kind, elems=_numel(v), par=rows, inner=w))
+    return k
+
+
+def classify(node: torch.fx.Node, backward: bool, phase: str = "") -> Kernel:
+    """The device kernel that runs ``node``: its loop nests (``works``) and its scratch."""
     name = op_name(node)
     outs = tensor_outputs(node)
     if name == "getitem" or name in FREE or (outs and all(is_view(node, i) for i, _ in outs)):
@@ -128,12 +178,14 @@ def classify(node: torch.fx.Node, backward: bool) -> Kernel:
         cout, cin_g, kh, kw = w.shape
         _, _, ho, wo = out.shape
         macs = n * cout * ho * wo * cin_g * kh * kw
-        if groups > 1 and cin_g == 1:
-            return Kernel("dw_fwd", macs, {"dw_fwd": macs})
-        k = Kernel("conv_fwd", macs, {"conv_fwd": macs})
-        if not _im2col_is_identity(kh, kw, ho, node.args[3]):
+        fam = _conv_family(groups, cin_g, kh, kw)
+        k = Kernel(f"{fam}_fwd", kh=kh, kw=kw)
+        k.add(Work(f"{fam}_fwd", macs=macs, par=cout, inner=cin_g * kh * kw))
+        if fam != "dw" and not _im2col_is_identity(kh, kw, ho, node.args[3]):
             k.im2col_elems = n * kh * kw * cin * ho * wo
             k.scratch.append(("im2col", k.im2col_elems * 4))
+        if len(node.args) > 2 and node.args[2] is not None:
+            k.add(Work("bias", elems=_numel(out), par=n * cout, inner=ho * wo))
         return k
     if name == "convolution_backward":
         go, x, w = _val(node.args[0]), _val(node.args[1]), _val(node.args[2])
@@ -143,21 +195,25 @@ def classify(node: torch.fx.Node, backward: bool) -> Kernel:
         cout, cin_g, kh, kw = w.shape
         _, _, ho, wo = go.shape
         macs_one = n * cout * ho * wo * cin_g * kh * kw
-        n_grads = int(bool(mask[0])) + int(bool(mask[1]))
-        dw = groups > 1 and cin_g == 1
-        key = "dw_bwd" if dw else "conv_bwd"
-        k = Kernel(key, macs_one * n_grads, {key: macs_one * n_grads})
-        k.elems = _numel(go) if (len(mask) > 2 and mask[2]) else 0  # bias gradient: a reduction
-        if not dw and not (_im2col_is_identity(kh, kw, ho, node.args[4]) and not mask[0]):
+        fam = _conv_family(groups, cin_g, kh, kw)
+        k = Kernel(f"{fam}_{'ig' if mask[0] else 'wg'}", kh=kh, kw=kw)
+        if mask[0]:  # input gradient: N = Cin, K = Kh*Kw*Cout, M = Hin*Win (BRIEF section 5)
+            k.add(Work(f"{fam}_ig", macs=macs_one, par=cin, inner=(cout // groups) * kh * kw))
+        if mask[1]:  # weight gradient: K = Ho*Wo (the long loop), M = Kh*Kw*Cin
+            k.add(Work(f"{fam}_wg", macs=macs_one, par=cout, inner=n * ho * wo))
+        if len(mask) > 2 and mask[2]:  # bias gradient: a reduction
+            k.add(Work("bias", elems=_numel(go), par=cout, inner=n * ho * wo))
+        ident = _im2col_is_identity(kh, kw, ho, node.args[4])
+        if fam != "dw" and not (ident and not mask[0]):
             cols = 0
-            if mask[1] and not _im2col_is_identity(kh, kw, ho, node.args[4]):
+            if mask[1] and not ident:
                 cols = max(cols, n * kh * kw * cin * ho * wo)
             if mask[0]:
                 cols = max(cols, n * cout * kh * kw * hin * win)
             k.im2col_elems = cols
             if cols:
                 k.scratch.append(("im2col", cols * 4))
-        if mask[0] and not dw:
+        if mask[0] and fam != "dw":
             k.transpose_elems = kh * kw * cin_g * cout
             k.scratch.append(("transposed_weights", k.transpose_elems * 4))
         return k
@@ -167,19 +223,48 @@ def classify(node: torch.fx.Node, backward: bool) -> Kernel:
         nn_ = b.shape[-1]
         batch = math.prod(a.shape[:-2]) if a.dim() > 2 else 1
         macs = int(batch * m * kk * nn_)
-        key = "linear_bwd" if backward else "linear_fwd"
-        k = Kernel(key, macs, {key: macs})
+        key = "linear_bwd" if backward else "linear_fwd"  # BRIEF gives one figure for both backward matmuls
+        k = Kernel(key)
+        # the kernel splits the larger output dimension over the cores; K is the inner loop
+        k.add(Work(key, macs=macs, par=int(max(m, nn_)) * int(batch), inner=int(kk)))
         if name == "addmm":
-            k.elems = _numel(node.meta["val"])
+            k.add(Work("bias", elems=_numel(node.meta["val"]), par=int(m), inner=int(nn_)))
         for operand in (a, b):
             if backward and isinstance(operand, torch.Tensor) and operand.dim() == 2 and not operand.is_contiguous():
                 k.transpose_elems += _numel(operand)
         if k.transpose_elems:
             k.scratch.append(("transposed_operand", k.transpose_elems * 4))
         return k
+    if phase == "update":
+        return _elementwise("optimizer", _val(node.args[0]) if node.args else None)
     if name in NORM_FWD:
-        return Kernel("norm_fwd", elems=_numel(_val(node.args[0])))
+        return _elementwise("norm_fwd", _val(node.args[0]))
     if name in NORM_BWD:
-        return Kernel("norm_bwd", elems=_numel(_val(node.args[0])))
-    elems = max([_numel(t) for _, t in outs] + [_numel(a.meta.get("val")) for a in tensor_inputs(node)] + [0])
-    return Kernel("elementwise", elems=elems)
+        return _elementwise("norm_bwd", _val(node.args[0]))
+    big = max([t for _, t in outs] + [a.meta.get("val") for a in tensor_inputs(node)
+                                      if isinstance(a.meta.get("val"), torch.Tensor)] + [torch.empty(0)],
+              key=_numel)
+    if name in POOL_OPS:
+        return _elementwise("pool_bwd" if backward else "pool_fwd", big)
+    if name in ACT_OPS:
+        return _elementwise("act_bwd" if backward else "act_fwd", big)
+    if name in LOSS_OPS:
+        return _elementwise("loss", big)
+    if name in COPY_OPS:
+        return _elementwise("copy", big)
+    if backward and name in ("add_", "add") and node.args and _is_accumulator(node):
+        return _elementwise("optimizer", big)
+    return _elementwise("elementwise", big)
+
+
+def _is_accumulator(node: torch.fx.Node) -> bool:
+    a = node.args[0]
+    return isinstance(a, torch.fx.Node) and a.op == "placeholder"
+
+
+POOL_OPS = {"avg_pool2d", "avg_pool2d_backward", "max_pool2d_with_indices", "max_pool2d_with_indices_backward",
+            "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "_adaptive_avg_pool2d_backward", "mean"}
+ACT_OPS = {"relu", "threshold_backward", "hardtanh", "hardtanh_backward", "gelu", "gelu_backward", "sigmoid",
+           "sigmoid_backward", "tanh", "tanh_backward"}
+LOSS_OPS = {"_log_softmax", "_log_softmax_backward_data", "nll_loss_forward", "nll_loss_backward", "ones_like"}
+COPY_OPS = {"clone", "copy_", "zeros_like", "zero_", "fill_", "constant_pad_nd", "new_zeros", "zeros"}

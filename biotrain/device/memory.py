@@ -45,6 +45,10 @@ class Storage:
     dtype: torch.dtype = torch.float32
     persistent: bool = False
     members: list = field(default_factory=list)  # value names merged into this storage (in-place)
+    # op index of the consumer kernel that computes this value on the fly (fused): the storage then
+    # has no bytes, and the executor runs producer and consumer back to back without an arena slot
+    fused_into: int | None = None
+    level: str = "L2"  # L2, or L3 for activations of a frozen (inference) prefix streamed through external RAM
 
     @property
     def size(self) -> int:
@@ -92,12 +96,15 @@ class StepGraph:
         return live
 
 
-def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = True) -> StepGraph:
+def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = True,
+                l2_scratch: bool = False) -> StepGraph:
     """Storages and lifetimes of a captured step.
 
     ``inplace``: element-wise ops and norms may overwrite an input that dies at them.
     ``rewrites``: also the layout/fusion rewrites (padding elision, in-place depthwise input
     gradient, gradients accumulated by their kernel, activation fused into pooling, input re-fetch).
+    ``l2_scratch``: kernel scratch (im2col, transposed weights) as whole-layer L2 buffers, the
+    PULP-TrainLib toolchain's placement; otherwise it is built per tile in L1 (see ``tiling.py``).
     """
     refetch_input = rewrites
     storages: list[Storage] = []
@@ -133,7 +140,7 @@ def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = Tru
         for node in phase.gm.graph.nodes:
             if node.op != "call_function":
                 continue
-            kern = classify(node, backward)
+            kern = classify(node, backward, phase.name)
             rec = OpRecord(t, pi, node, op_name(node), kern, backward)
             for a in tensor_inputs(node):
                 idxs = [node.args[1]] if rec.name == "getitem" else range(8)  # getitem reads one element
@@ -168,7 +175,7 @@ def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = Tru
                     value_storage[(pi, node.name, i)] = sid
                     rec.outputs.append(sid)
                     rec.out_idx.append(i)
-                for label, nb in kern.scratch:
+                for label, nb in (kern.scratch if l2_scratch else []):
                     rec.scratch.append(new(f"{node.name}:{label}", "scratch", nb, t, t))
             ops.append(rec)
             if phase.loss_node is not None and node.name == phase.loss_node:
@@ -265,7 +272,7 @@ def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = Tru
         #     input gradient of a depthwise convolution over its own input, channel block by block)
         for rec in ops:
             arg_i = INPLACE_OK.get(rec.name)
-            if rewrites and rec.name == "convolution_backward" and rec.kernel.kind == "dw_bwd":
+            if rewrites and rec.name == "convolution_backward" and rec.kernel.kind == "dw_ig":
                 arg_i = 1
             if arg_i is None or 0 not in rec.out_idx or arg_i >= len(rec.node.args):
                 continue
@@ -291,7 +298,10 @@ def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = Tru
                 rs.kind = "gradients"
             merges += 1
         # 2c. fused gradient accumulation: a parameter gradient consumed only by ``accum += g``
-        #     right where it dies is accumulated by its kernel (C += A.B), with no buffer of its own
+        #     right where it dies is accumulated by its kernel (C += A.B), with no buffer of its own;
+        #     legal only when the accumulation is the very next kernel (producer and consumer fuse)
+        kernel_ts = [r.t for r in ops if r.kernel.kind != "free"]
+        next_kernel = {a: b for a, b in zip(kernel_ts, kernel_ts[1:])}
         for rec in ops:
             if not rewrites or rec.name != "add_" or len(rec.node.args) < 2:
                 continue
@@ -303,10 +313,12 @@ def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = Tru
             if s0 is None or s1 is None or storages[s0].kind != "accumulated_gradients" or find(s1) != s1:
                 continue
             g1 = storages[s1]
-            if len(g1.members) != 1 or g1.persistent or g1.kind != "gradients" or g1.end != rec.t or s1 in interior:
+            if (len(g1.members) != 1 or g1.persistent or g1.kind != "gradients" or g1.end != rec.t or s1 in interior
+                    or next_kernel.get(g1.start) != rec.t):
                 continue
             g1.nbytes = 0
             g1.kind = "gradients_fused_into_accumulation"
+            g1.fused_into = rec.t
             merges += 1
         # 2d. activation fused into a pooling consumer: relu(y) read once, by the pooling op where it
         #     dies, is computed on the fly by the pooling kernel and never stored
@@ -323,9 +335,11 @@ def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = Tru
             if find(sid) != sid or len(st.members) != 1 or sid in interior or st.persistent:
                 continue
             consumers = uses.get(sid, [])
-            if len(consumers) == 1 and consumers[0].name in POOLS and st.end == consumers[0].t:
+            if (len(consumers) == 1 and consumers[0].name in POOLS and st.end == consumers[0].t
+                    and next_kernel.get(st.start) == consumers[0].t):
                 st.nbytes = 0
                 st.kind = "activations_fused_into_pooling"
+                st.fused_into = consumers[0].t
                 merges += 1
     value_interior = {k: interior[v] for k, v in value_storage.items() if v in interior}
     remap = {s.sid: find(s.sid) for s in storages}

@@ -1,8 +1,10 @@
 """MI-BMINet, the EEG motor-imagery model of BRIEF section 3.
 
-Temporal convolutions use ``same`` padding (explicit zero padding layers) so the flattened feature size is ``F2 * (T // 64)``,
-which is what BRIEF's parameter count (about 7.9k) and FLOP count (about 17.4 MFLOP forward at
-C=8, T=1900) assume. There is no dropout.
+``padding="same"`` (the study's variant, the default) pads the temporal convolutions with explicit
+zero-padding layers, so the flattened feature size is ``F2 * (T // 64)``: BRIEF's parameter count
+(about 7.9k) and FLOP count (about 17.4 MFLOP forward at C=8, T=1900) assume it.
+``padding="valid"`` is BRIEF section 3's on-device variant (no padding): the time axis shrinks by
+``Nf - 1`` and ``Nf2 - 1``; the device cost model uses it for the reference case. No dropout.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ def _same_pad(kernel: int) -> nn.ZeroPad2d:
     return nn.ZeroPad2d((left, kernel - 1 - left, 0, 0))
 
 
+PADDINGS = ("same", "valid")
+
+
+def _feature_len(n_times: int, nf: int, nf2: int, padding: str) -> int:
+    """Time steps left after both temporal convolutions and pools."""
+    if padding == "same":
+        return (n_times // 8) // 8
+    return ((n_times - nf + 1) // 8 - nf2 + 1) // 8
+
+
 class MIBMINet(BiosignalModel):
     def __init__(
         self,
@@ -31,26 +43,32 @@ class MIBMINet(BiosignalModel):
         F2: int = 32,
         Nf: int = 128,
         Nf2: int = 16,
+        padding: str = "same",
     ):
         super().__init__(n_chans, n_times, n_outputs, norm)
-        if n_times < 64:
-            raise ValueError(f"MI-BMINet needs n_times >= 64 (two pools of 8), got {n_times}")
+        if padding not in PADDINGS:
+            raise ValueError(f"MI-BMINet padding={padding!r} is not supported; use one of {PADDINGS}")
+        n_feat = _feature_len(n_times, Nf, Nf2, padding)
+        if n_feat < 1:
+            raise ValueError(f"MI-BMINet needs a longer input: n_times={n_times} leaves no time step after "
+                             f"its convolutions and two pools of 8 (padding={padding!r})")
+        self.padding = padding
         f1d = F1 * D
         self.spatial = nn.Conv2d(1, F1, (n_chans, 1), bias=False)
         self.norm1 = make_norm(norm, F1)
-        self.pad_temporal = _same_pad(Nf)
+        self.pad_temporal = _same_pad(Nf) if padding == "same" else nn.Identity()
         self.temporal = nn.Conv2d(F1, f1d, (1, Nf), groups=F1, bias=False)
         self.norm2 = make_norm(norm, f1d)
         self.act2 = nn.ReLU()
         self.pool2 = nn.AvgPool2d((1, 8))
-        self.pad_depthwise = _same_pad(Nf2)
+        self.pad_depthwise = _same_pad(Nf2) if padding == "same" else nn.Identity()
         self.depthwise = nn.Conv2d(f1d, f1d, (1, Nf2), groups=f1d, bias=False)
         self.pointwise = nn.Conv2d(f1d, F2, (1, 1), bias=False)
         self.norm3 = make_norm(norm, F2)
         self.act3 = nn.ReLU()
         self.pool3 = nn.AvgPool2d((1, 8))
         self.flatten = nn.Flatten()
-        self.classifier = nn.Linear(F2 * ((n_times // 8) // 8), n_outputs)
+        self.classifier = nn.Linear(F2 * n_feat, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm1(self.spatial(x))
