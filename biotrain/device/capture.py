@@ -147,7 +147,7 @@ def capture_step(
     frozen = [n for n in params if n not in trainable]
     buf_names = list(buffers)
     n_chans, n_times = int(model.n_chans), int(model.n_times)
-    x_shape = (micro_batch, 1, n_chans, n_times)
+    x_shape = (micro_batch, int(getattr(model, "in_channels", 1)), n_chans, n_times)
     lr, mom, wd = hp["lr"], hp["momentum"], hp["weight_decay"]
 
     states: dict[str, StateSpec] = {}

@@ -14,7 +14,8 @@ from .capture import STRATEGIES
 from .constants import load_constants
 
 MODEL_DEFAULTS = {
-    "mi_bminet": {"n_chans": 8, "n_times": 1900, "n_outputs": 2},
+    # BRIEF section 3's on-device variant (no padding); --set padding=same costs the study's variant
+    "mi_bminet": {"n_chans": 8, "n_times": 1900, "n_outputs": 2, "padding": "valid"},
     "epidenet": {"n_chans": 2, "n_times": 1000, "n_outputs": 11},
 }
 SHAPE_KEYS = {"C": "n_chans", "T": "n_times", "classes": "n_outputs", "n_chans": "n_chans",
@@ -60,7 +61,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="gap9-sim", choices=["gap9-sim", "gap9-board"])
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", nargs="+",
                    help="model shape/arguments (C, T, classes, F1, F2, Nf, ...) or device constants (gap9.yaml keys)")
-    p.add_argument("--check", action="store_true", help="also execute the plan on one flat buffer vs eager PyTorch")
+    chk = p.add_mutually_exclusive_group()
+    chk.add_argument("--check", dest="check", action="store_const", const=True, default=None,
+                     help="execute the plan on one flat buffer vs eager PyTorch (default: on when the step has at "
+                          "most check_max_macs MACs, about a second)")
+    chk.add_argument("--no-check", dest="check", action="store_const", const=False, help="skip the execution check")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -107,7 +112,7 @@ def _run_estimate(args: argparse.Namespace) -> int:
         print(json.dumps(d, default=str))
     else:
         print(format_table(d))
-    return 0
+    return 1 if d.get("plan_check") and not d["plan_check"]["ok"] else 0
 
 
 def _fmt(v, unit="", nd=2):
@@ -131,9 +136,17 @@ def format_table(d: dict) -> str:
         ("energy / session", _fmt(d["energy_mj_per_session"], " mJ", 0)),
         ("sessions / charge", _fmt(d["sessions_per_charge"], "", 0)),
         ("MAC / step", f"{d['macs_per_step'] / 1e6:.1f} M"),
+        ("plan check", "not run" if not d.get("plan_check") else
+         f"{'ok' if d['plan_check']['ok'] else 'FAILED'} (max rel error {d['plan_check']['max_rel_error']:.1e})"),
     ]
     w = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(w)}  {v}" for k, v in rows]
+    if d.get("energy_breakdown_mj"):
+        lines.append("energy / step: " + ", ".join(f"{k} {v:.3f} mJ" for k, v in d["energy_breakdown_mj"].items()))
+    if d.get("l1_tiles"):
+        lines.append("largest kernels: " + "; ".join(
+            f"{t['op']} ({t['kernel']}) {t['n_tiles']} x {t['tile_shape']}, {t['l2_l1_bytes'] / 1e3:.0f} kB moved"
+            for t in d["l1_tiles"][:3]))
     lines.append("memory at peak: " + ", ".join(f"{k} {v / 1e3:.0f} kB" for k, v in d["breakdown"].items()))
     if not d["fits_on_chip"]:
         lines.append(d["message"])

@@ -35,7 +35,21 @@ def load_constants(overrides: dict | None = None) -> dict:
         if key not in consts:
             raise ValueError(f"unknown device constant {key!r}; valid keys are {sorted(consts)}")
         consts[key] = _coerce(key, value, consts[key])
-    for key in ("freq_mhz", "n_cores", "dma_bytes_per_cycle", "l1_budget_bytes", "l2_budget_bytes"):
-        if consts[key] <= 0:
-            raise ValueError(f"device constant {key!r} must be > 0, got {consts[key]!r}")
+    validate(consts)
     return consts
+
+
+POSITIVE = ("freq_mhz", "voltage_v", "n_cores", "dma_bytes_per_cycle", "l3_bytes_per_cycle", "l1_budget_bytes",
+            "l2_budget_bytes")
+
+
+def validate(consts: dict) -> None:
+    """Throughputs, budgets and the operating point must be > 0; costs and energies >= 0."""
+    for key, v in consts.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        strict = key in POSITIVE or key.startswith("mac_per_cycle_")
+        if (strict and v <= 0) or v < 0:
+            raise ValueError(f"device constant {key!r} must be {'> 0' if strict else '>= 0'}, got {v!r}")
+    if int(consts["n_cores"]) != consts["n_cores"]:
+        raise ValueError(f"device constant 'n_cores' must be a whole number of cores, got {consts['n_cores']!r}")

@@ -1,19 +1,21 @@
-"""Latency model of a planned step on the GAP9 cluster (BRIEF section 5 kernel figures).
+"""Latency of a planned step on the GAP9 cluster, kernel by kernel.
 
-Per op of the captured step:
+Per op (see ``kernels.classify`` for its loop nests and ``tiling.plan_tile`` for its L1 tiles):
 
-* compute cycles: MACs over the kernel's 8-core MAC/cycle (conv forward, conv weight+input
-  gradient, depthwise direct kernels, linear forward/backward), plus im2col and weight
-  transposes, normalisation passes and element-wise work in cycles per element per core
-  divided by the 8-core speed-up;
-* L1 tiling: the op's working set (its operands and scratch) is split into tiles along time
-  until a (double-buffered) tile fits the L1 budget; operands that are small or persistent
-  (weights, statistics, parameter gradients) stay whole in L1;
-* L2<->L1 DMA: every operand crosses once, each tile transfer pays the setup cost; with double
-  buffering the byte transfer overlaps compute, the setups do not;
-* a fork of the 8 cores per op and a barrier per tile.
+* compute: each loop nest splits its parallel dimension over ``n_cores``; the busiest core
+  sets the time (``ceil(par / n) / par`` of the work: 3 output channels on 8 cores keep 5 idle).
+  A core runs ``inner``-long inner loops at its per-core MAC rate plus ``loop_overhead_cycles``
+  per loop (set-up, accumulator store), so short loops are less efficient than long ones;
+  element-wise passes cost cycles per element the same way. im2col and weight transposes are
+  per-tile copies in L1;
+* L2<->L1 DMA: bytes at ``dma_bytes_per_cycle``; with double-buffered tiles it overlaps the
+  compute except for the first load and the last store; a single-tile kernel does not overlap.
+  Every transfer pays ``dma_setup_cycles``;
+* L3<->L2: bytes of operands living in L3 (spilled frozen activations, the micro-batch) at
+  ``l3_bytes_per_cycle``, overlapped like the DMA;
+* a fork of the cores and ``kernel_launch_cycles`` per kernel, a barrier per tile.
 
-Views, ``getitem`` and other metadata ops cost nothing.
+It also counts the activity the energy model needs (MACs, element operations, bytes per level).
 """
 
 from __future__ import annotations
@@ -22,20 +24,18 @@ import math
 from dataclasses import dataclass, field
 
 from .memory import StepGraph
+from .tiling import TilePlan, plan_tile
 
 MAC_KEYS = {
-    "conv_fwd": "mac_per_cycle_conv_fwd",
-    "conv_bwd": "mac_per_cycle_conv_bwd",
-    "dw_fwd": "mac_per_cycle_dw_fwd",
-    "dw_bwd": "mac_per_cycle_dw_bwd",
-    "linear_fwd": "mac_per_cycle_linear_fwd",
-    "linear_bwd": "mac_per_cycle_linear_bwd",
+    "conv_fwd": "mac_per_cycle_conv_fwd", "pw_fwd": "mac_per_cycle_conv_fwd",
+    "conv_ig": "mac_per_cycle_conv_bwd", "conv_wg": "mac_per_cycle_conv_bwd",
+    "pw_ig": "mac_per_cycle_conv_bwd", "pw_wg": "mac_per_cycle_conv_bwd",
+    "dw_fwd": "mac_per_cycle_dw_fwd", "dw_ig": "mac_per_cycle_dw_bwd", "dw_wg": "mac_per_cycle_dw_bwd",
+    "linear_fwd": "mac_per_cycle_linear_fwd", "linear_bwd": "mac_per_cycle_linear_bwd",
 }
 ELEM_KEYS = {
-    "norm_fwd": "cycles_per_elem_norm_fwd",
-    "norm_bwd": "cycles_per_elem_norm_bwd",
+    "norm_fwd": "cycles_per_elem_norm_fwd", "norm_bwd": "cycles_per_elem_norm_bwd",
 }
-STATE_KINDS = ("weights", "frozen_weights", "buffers", "optimizer_state", "accumulated_gradients", "gradients")
 
 
 @dataclass
@@ -52,6 +52,11 @@ class OpCost:
     l1_bytes: int
     l1_fixed_bytes: int
     macs: int
+    tile_shape: tuple = ()
+    l2_l1_bytes: int = 0
+    l3_bytes: int = 0
+    elem_ops: float = 0.0
+    fits_l1: bool = True
 
 
 @dataclass
@@ -65,53 +70,68 @@ class StepCost:
     peak_l1_bytes: int = 0
     peak_l1_op: str = ""
     l1_fits: bool = True
+    activity: dict = field(default_factory=dict)  # macs, elem_ops, l1/l2/l3 bytes, core_cycles
+    tiles: list = field(default_factory=list)  # the tile plan of the largest kernels
+
+
+def per_core_mac_rate(kind: str, c: dict) -> float:
+    """BRIEF's 8-core MAC/cycle figures are per-cluster; a core runs 1/8 of them."""
+    return float(c[MAC_KEYS[kind]]) / 8.0
+
+
+def work_cycles(w, c: dict) -> tuple[float, float]:
+    """(cycles of the busiest core, element operations) of one loop nest."""
+    n = max(1, int(c["n_cores"]))
+    par = max(1, int(w.par))
+    share = math.ceil(par / n) / par  # the busiest core's share of the work
+    loops = (w.macs or w.elems) / max(1, int(w.inner))
+    ovh = float(c["loop_overhead_cycles"])
+    if w.macs:
+        return share * (w.macs / per_core_mac_rate(w.kind, c) + loops * ovh), 0.0
+    cpe = float(c[ELEM_KEYS.get(w.kind, "cycles_per_elem_elementwise")])
+    return share * (w.elems * cpe + loops * ovh), float(w.elems)
 
 
 def op_cost(graph: StepGraph, rec, c: dict) -> OpCost:
     k = rec.kernel
     if k.kind == "free":
         return OpCost(rec.t, rec.node.name, "free", 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    sp = float(c["parallel_speedup"])
-    compute = 0.0
-    for key, macs in k.macs_by.items():
-        compute += macs / float(c[MAC_KEYS[key]])
-    compute += k.im2col_elems * float(c["cycles_per_elem_im2col"]) / sp
-    compute += k.transpose_elems * float(c["cycles_per_elem_transpose"]) / sp
-    cpe = float(c[ELEM_KEYS.get(k.kind, "cycles_per_elem_elementwise")])
-    compute += k.elems * cpe / sp
-
-    # L1 working set: operands (each storage once) + scratch
-    fixed, tileable, n_tile_ops = 0, 0, 0
-    small = int(c["l1_fixed_small_bytes"])
-    seen = set()
-    for sid in list(rec.inputs) + list(rec.outputs) + list(rec.scratch):
-        if sid is None or sid in seen:
-            continue
-        seen.add(sid)
-        s = graph.storages[sid]
-        if s.kind in STATE_KINDS or s.size <= small:
-            fixed += s.size
-        else:
-            tileable += s.size
-            n_tile_ops += 1
-    budget = int(c["l1_budget_bytes"])
-    dbl = 2 if c["l1_double_buffer"] else 1
-    if tileable == 0:
-        tiles, l1 = 1, fixed
-    elif fixed + tileable <= budget:
-        tiles, l1 = 1, fixed + tileable
+    tile: TilePlan = plan_tile(graph, rec, c)
+    n = max(1, int(c["n_cores"]))
+    compute, elem_ops = 0.0, 0.0
+    for w in k.works:
+        cyc, el = work_cycles(w, c)
+        compute += cyc
+        elem_ops += el
+    copies = k.im2col_elems * float(c["cycles_per_elem_im2col"]) + k.transpose_elems * float(c["cycles_per_elem_transpose"])
+    compute += copies / n
+    dma = tile.l2_l1_bytes / float(c["dma_bytes_per_cycle"])
+    l3 = tile.l3_bytes / float(c["l3_bytes_per_cycle"])
+    if tile.double_buffered and c["dma_overlap"]:
+        # the first tile's load and the last tile's store are exposed, the rest hides under compute
+        edge = (dma + l3) / tile.n_tiles
+        body = max(compute, dma, l3) + edge
     else:
-        room = budget - fixed
-        tiles = math.ceil(dbl * tileable / room) if room > 0 else max(1, math.ceil(tileable / 1024))
-        l1 = fixed + math.ceil(dbl * tileable / tiles)
-    n_fixed_ops = len(seen) - n_tile_ops
-    transfers = n_fixed_ops + n_tile_ops * tiles
-    dma = (fixed + tileable) / float(c["dma_bytes_per_cycle"])
-    setup = transfers * float(c["dma_setup_cycles"])
-    sync = float(c["fork_cycles"]) + tiles * float(c["barrier_cycles"]) + float(c["per_op_overhead_cycles"])
-    body = max(compute, dma) if c["dma_overlap"] else compute + dma
-    return OpCost(rec.t, rec.node.name, k.kind, compute, dma, setup, sync, body + setup + sync, tiles, int(l1),
-                  int(fixed), int(k.macs))
+        body = compute + dma + l3
+    setup = tile.transfers * float(c["dma_setup_cycles"])
+    sync = float(c["fork_cycles"]) + float(c["kernel_launch_cycles"]) + tile.n_tiles * float(c["barrier_cycles"])
+    return OpCost(rec.t, rec.node.name, k.kind, compute, dma + l3, setup, sync, body + setup + sync, tile.n_tiles,
+                  tile.l1_bytes, tile.resident_bytes, int(k.macs), tile.shape, tile.l2_l1_bytes, tile.l3_bytes,
+                  elem_ops + k.im2col_elems + k.transpose_elems, tile.fits)
+
+
+def input_load_cycles(graph: StepGraph, c: dict) -> dict[str, float]:
+    """The micro-batch comes from L3 (external RAM) into L2 once per repetition of each phase
+    that reads it, and once more for each planned re-fetch; not overlapped."""
+    x_bytes = sum(graph.storages[graph.state_storage[k]].nbytes for k in ("x", "y"))
+    out = {}
+    for pi, ph in enumerate(graph.program.phases):
+        if "x" in ph.inputs:
+            n_loads = 1 + sum(1 for t in graph.refetch if graph.ops[t].phase == pi)
+            per = x_bytes / float(c["l3_bytes_per_cycle"]) + float(c["dma_setup_cycles"])
+            out[ph.name] = n_loads * per * ph.repeat
+            out[ph.name + ":bytes"] = n_loads * x_bytes * ph.repeat
+    return out
 
 
 def step_cost(graph: StepGraph, c: dict) -> StepCost:
@@ -119,8 +139,9 @@ def step_cost(graph: StepGraph, c: dict) -> StepCost:
     phases = graph.program.phases
     total, macs = 0.0, 0
     by_kernel: dict[str, float] = {}
-    by_part = {"compute": 0.0, "dma_exposed": 0.0, "dma_setup": 0.0, "fork_barrier": 0.0}
+    by_part = {"compute": 0.0, "dma_exposed": 0.0, "dma_setup": 0.0, "fork_barrier_launch": 0.0}
     by_phase: dict[str, float] = {}
+    act = {"macs": 0.0, "elem_ops": 0.0, "l2_l1_bytes": 0.0, "l3_bytes": 0.0}
     peak_l1, peak_op, fits = 0, "", True
     for rec, oc in zip(graph.ops, ops):
         rep = phases[rec.phase].repeat
@@ -129,24 +150,30 @@ def step_cost(graph: StepGraph, c: dict) -> StepCost:
         if oc.kernel != "free":
             by_kernel[oc.kernel] = by_kernel.get(oc.kernel, 0.0) + oc.cycles * rep
         by_part["compute"] += oc.compute * rep
-        by_part["dma_exposed"] += max(0.0, oc.dma - oc.compute if c["dma_overlap"] else oc.dma) * rep
+        by_part["dma_exposed"] += (oc.cycles - oc.compute - oc.setup - oc.sync) * rep
         by_part["dma_setup"] += oc.setup * rep
-        by_part["fork_barrier"] += oc.sync * rep
+        by_part["fork_barrier_launch"] += oc.sync * rep
         by_phase[phases[rec.phase].name] = by_phase.get(phases[rec.phase].name, 0.0) + oc.cycles * rep
+        act["macs"] += oc.macs * rep
+        act["elem_ops"] += oc.elem_ops * rep
+        act["l2_l1_bytes"] += oc.l2_l1_bytes * rep
+        act["l3_bytes"] += oc.l3_bytes * rep
         if oc.l1_bytes > peak_l1:
             peak_l1, peak_op = oc.l1_bytes, f"{oc.name} ({oc.kernel})"
-        if oc.l1_fixed_bytes > int(c["l1_budget_bytes"]):
+        if not oc.fits_l1 or oc.l1_bytes > int(c["l1_budget_bytes"]):
             fits = False
-    # the micro-batch comes from L3 (external RAM) into L2 at the start of each repetition of a
-    # phase that reads it, and once more for each planned re-fetch
-    x_bytes = sum(graph.storages[graph.state_storage[k]].nbytes for k in ("x", "y"))
+    loads = input_load_cycles(graph, c)
     l3 = 0.0
-    for pi, ph in enumerate(phases):
-        if "x" in ph.inputs:
-            n_loads = 1 + sum(1 for t in graph.refetch if graph.ops[t].phase == pi)
-            per = x_bytes / float(c["l3_bytes_per_cycle"]) + float(c["dma_setup_cycles"])
-            l3 += n_loads * per * ph.repeat
-            by_phase[ph.name] = by_phase.get(ph.name, 0.0) + n_loads * per * ph.repeat
+    for ph in phases:
+        if ph.name in loads:
+            l3 += loads[ph.name]
+            by_phase[ph.name] = by_phase.get(ph.name, 0.0) + loads[ph.name]
+            act["l3_bytes"] += loads[ph.name + ":bytes"]
     by_part["l3_input_dma"] = l3
     total += l3
-    return StepCost(ops, total, macs, by_kernel, by_part, by_phase, peak_l1, peak_op, fits)
+    act["cycles"] = total
+    big = sorted((o for o in ops if o.kernel != "free"), key=lambda o: -o.cycles)[:8]
+    tiles = [{"op": o.name, "kernel": o.kernel, "tile_shape": list(o.tile_shape), "n_tiles": o.tiles,
+              "l1_bytes": o.l1_bytes, "l2_l1_bytes": o.l2_l1_bytes, "l3_bytes": o.l3_bytes,
+              "cycles": round(o.cycles)} for o in big]
+    return StepCost(ops, total, macs, by_kernel, by_part, by_phase, peak_l1, peak_op, fits, act, tiles)

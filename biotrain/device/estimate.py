@@ -11,6 +11,7 @@ from torch import nn
 from .capture import STRATEGIES, capture_step
 from .constants import load_constants
 from .cost import step_cost
+from .energy import power_mw
 from .memory import breakdown_at, build_graph, dominant_at, plan_memory
 
 BACKENDS = ("gap9-sim", "gap9-board")
@@ -59,6 +60,9 @@ class DeviceEstimate:
     voltage_v: float
     estimate_s: float
     plan_check: dict | None = None
+    l1_tiles: list = field(default_factory=list)
+    energy_breakdown_mj: dict = field(default_factory=dict)
+    activity: dict = field(default_factory=dict)
     message: str = ""
     constants: dict = field(default_factory=dict)
 
@@ -67,10 +71,6 @@ class DeviceEstimate:
         d["peak_l2_mb"] = round(self.peak_l2_bytes / 1e6, 4)
         d["lower_bound_l2_mb"] = round(self.lower_bound_l2_bytes / 1e6, 4)
         return d
-
-
-def _power_mw(c: dict) -> float:
-    return float(c["power_static_mw"]) + float(c["power_dyn_mw_per_mhz_v2"]) * float(c["freq_mhz"]) * float(c["voltage_v"]) ** 2
 
 
 def estimate_step(
@@ -82,7 +82,7 @@ def estimate_step(
     backend: str = "gap9-sim",
     constants: dict | None = None,
     *,
-    check: bool = False,
+    check: bool | None = None,
     solver: str = "auto",
     optimize: bool = True,
 ) -> DeviceEstimate:
@@ -92,7 +92,8 @@ def estimate_step(
     ``last_layer`` (frozen backbone, BatchNorm in eval mode) default to micro-batch 1 with the
     gradient accumulated over ``batch_size``; ``full`` runs the whole batch at once.
     ``check=True`` also executes the planned step on one flat buffer and compares it with eager
-    PyTorch (adds ``plan_check``). ``solver``: ``auto`` | ``cpsat`` | ``bestfit``.
+    PyTorch (adds ``plan_check``); ``None`` runs it when the step has at most ``check_max_macs``
+    MACs (about a second of CPU), ``False`` never. ``solver``: ``auto`` | ``cpsat`` | ``bestfit``.
     ``optimize=False`` plans the step as traced (element-wise in-place reuse only), without the
     exact memory-saving rewrites of ``passes.py`` and ``memory.build_graph`` (an ablation).
     """
@@ -110,7 +111,7 @@ def estimate_step(
         )
     c = load_constants(constants)
     program = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
-    graph = build_graph(program, rewrites=optimize)
+    graph = build_graph(program, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
     cost = step_cost(graph, c)
@@ -118,15 +119,14 @@ def estimate_step(
     fits_l2 = plan.peak <= int(c["l2_budget_bytes"])
     fits_l1 = cost.l1_fits and cost.peak_l1_bytes <= int(c["l1_budget_bytes"])
     fits = fits_l2 and fits_l1
-    power = _power_mw(c)
     latency_ms = cost.cycles / (float(c["freq_mhz"]) * 1e3)
+    power, energy_step, energy_parts = power_mw(cost.activity, latency_ms / 1e3, c)
     session_samples = int(c["session_samples"])
     steps_per_epoch = math.ceil(session_samples / batch_size)
     session = {"samples": session_samples, "epochs": int(c["session_epochs"]),
                "steps": steps_per_epoch * int(c["session_epochs"])}
     battery_mj = float(c["battery_mah"]) * 3.6 * float(c["battery_v"]) * 1e3 * float(c["regulator_efficiency"])
     if fits:
-        energy_step = power * latency_ms / 1e3  # mW * s = mJ
         energy_session = energy_step * session["steps"]
         values = dict(latency_ms_per_step=latency_ms, samples_per_s=batch_size / (latency_ms / 1e3),
                       energy_mj_per_step=energy_step, energy_mj_per_sample=energy_step / batch_size,
@@ -183,9 +183,14 @@ def estimate_step(
         voltage_v=float(c["voltage_v"]),
         estimate_s=0.0,
         message=msg,
+        l1_tiles=cost.tiles,
+        energy_breakdown_mj=energy_parts if fits else {},
+        activity={k: round(v) for k, v in cost.activity.items()},
         constants=dict(c),
         **values,
     )
+    if check is None:
+        check = cost.macs <= int(c["check_max_macs"])
     if check:
         from .execute import check_plan
 

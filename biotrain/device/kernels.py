@@ -196,7 +196,7 @@ def classify(node: torch.fx.Node, backward: bool, phase: str = "") -> Kernel:
         _, _, ho, wo = go.shape
         macs_one = n * cout * ho * wo * cin_g * kh * kw
         fam = _conv_family(groups, cin_g, kh, kw)
-        k = Kernel(f"{fam}_{'ig' if mask[0] else 'wg'}", kh=kh, kw=kw)
+        k = Kernel(f"{fam}_" + ("bwd" if mask[0] and mask[1] else "ig" if mask[0] else "wg"), kh=kh, kw=kw)
         if mask[0]:  # input gradient: N = Cin, K = Kh*Kw*Cout, M = Hin*Win (BRIEF section 5)
             k.add(Work(f"{fam}_ig", macs=macs_one, par=cin, inner=(cout // groups) * kh * kw))
         if mask[1]:  # weight gradient: K = Ho*Wo (the long loop), M = Kh*Kw*Cin

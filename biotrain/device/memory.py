@@ -272,7 +272,7 @@ def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = Tru
         #     input gradient of a depthwise convolution over its own input, channel block by block)
         for rec in ops:
             arg_i = INPLACE_OK.get(rec.name)
-            if rewrites and rec.name == "convolution_backward" and rec.kernel.kind == "dw_ig":
+            if rewrites and rec.name == "convolution_backward" and rec.kernel.kind in ("dw_ig", "dw_bwd"):
                 arg_i = 1
             if arg_i is None or 0 not in rec.out_idx or arg_i >= len(rec.node.args):
                 continue

@@ -1,0 +1,94 @@
+"""L1 tiling of one kernel: the tile shape, the number of tiles and the bytes each tile moves.
+
+A kernel's operands are either *resident* in L1 for the whole kernel (weights, norm statistics,
+parameter gradients and anything up to ``l1_fixed_small_bytes``) or *streamed*: split along the
+time axis (then the batch) into tiles that the cluster DMA brings from L2 and writes back. With
+``l1_double_buffer`` two tiles of every streamed operand are in L1 so the DMA of tile i+1 overlaps
+the compute of tile i; a single-tile kernel has nothing to overlap. A convolution's input tile
+carries a halo of ``kw - 1`` columns, fetched again for every tile. The im2col buffer is built per
+tile in L1 (unless the toolchain placement keeps it whole in L2, ``l2_im2col``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+STATE_KINDS = ("weights", "frozen_weights", "buffers", "optimizer_state", "accumulated_gradients", "gradients")
+
+
+@dataclass
+class TilePlan:
+    shape: tuple  # shape of one tile of the kernel's main output
+    n_tiles: int
+    l1_bytes: int  # L1 working set: resident + (double-buffered) streamed tiles + per-tile scratch
+    resident_bytes: int
+    l2_l1_bytes: int  # bytes the cluster DMA moves between L2 and L1 over the whole kernel
+    l3_bytes: int  # bytes moved between L3 and L2 for operands that live in L3
+    transfers: int  # DMA transfers (each pays the setup cost)
+    im2col_elems: int  # im2col elements built in L1 over the whole kernel
+    double_buffered: bool
+    fits: bool
+
+
+def _operands(graph, rec):
+    seen, out = set(), []
+    for sid in list(rec.inputs) + list(rec.outputs):
+        if sid is None or sid in seen:
+            continue
+        seen.add(sid)
+        s = graph.storages[sid]
+        if s.nbytes:
+            out.append(s)
+    return out
+
+
+def plan_tile(graph, rec, c: dict) -> TilePlan:
+    """Smallest number of tiles whose working set fits the L1 budget."""
+    k = rec.kernel
+    small = int(c["l1_fixed_small_bytes"])
+    budget = int(c["l1_budget_bytes"])
+    dbl = 2 if c["l1_double_buffer"] else 1
+    l2_scratch = bool(c.get("l2_im2col", False))
+    resident, streamed, halo, l3 = 0, [], 0, 0
+    for s in _operands(graph, rec):
+        if s.level == "L3":
+            l3 += s.nbytes
+        if s.kind in STATE_KINDS or s.nbytes <= small:
+            resident += s.size
+        else:
+            streamed.append(s)
+            if k.kw > 1 and s.sid in rec.inputs and s.shape:  # conv input: a halo of kw-1 columns per tile
+                halo = max(halo, s.nbytes // max(1, int(s.shape[-1])) * (k.kw - 1))
+    stream = sum(s.size for s in streamed)
+    scratch_tile = 0 if l2_scratch else 4 * k.im2col_elems  # whole-layer im2col, split with the tiles
+    fixed = resident + (0 if l2_scratch else 4 * k.transpose_elems)
+    out = next((graph.storages[sid] for sid in rec.outputs if sid is not None and graph.storages[sid].shape),
+               max(streamed, key=lambda s: s.size, default=None))
+    shape = tuple(out.shape) if out is not None else ()
+    max_tiles = max(1, math.prod(shape[:1]) * (shape[-1] if shape else 1)) if streamed else 1
+    if fixed + stream + scratch_tile <= budget or not streamed:
+        n, l1, db = 1, fixed + stream + scratch_tile, False
+    else:
+        room = budget - fixed - dbl * halo
+        n = math.ceil((dbl * stream + scratch_tile) / room) if room > 0 else max_tiles + 1
+        n = max(2, n)
+        l1 = fixed + dbl * (math.ceil(stream / n) + halo) + math.ceil(scratch_tile / n)
+        db = dbl == 2
+    fits = fixed <= budget and n <= max_tiles
+    n = min(n, max_tiles)
+    moved = stream + (n - 1) * halo + resident
+    n_res = sum(1 for s in _operands(graph, rec)) - len(streamed)
+    return TilePlan(_tile_shape(shape, n), n, int(l1), int(fixed), int(moved), int(l3), n_res + len(streamed) * n,
+                    int(k.im2col_elems), db, fits)
+
+
+def _tile_shape(shape: tuple, n: int) -> tuple:
+    """Split the batch first when there are more tiles than it has samples, then time."""
+    if not shape or n <= 1:
+        return tuple(shape)
+    b = int(shape[0])
+    per_sample = max(1, math.ceil(n / b))
+    batch_tile = 1 if n >= b else math.ceil(b / n)
+    t = math.ceil(int(shape[-1]) / per_sample) if n >= b else int(shape[-1])
+    return (batch_tile, *shape[1:-1], t) if len(shape) > 1 else (t,)
