@@ -13,6 +13,7 @@ from .constants import load_constants
 from .cost import step_cost
 from .energy import power_mw
 from .memory import breakdown_at, build_graph, dominant_at, plan_memory
+from .spill import spill_frozen
 
 BACKENDS = ("gap9-sim", "gap9-board")
 
@@ -112,6 +113,7 @@ def estimate_step(
     c = load_constants(constants)
     program = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
     graph = build_graph(program, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
+    spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if program.frozen else 0
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
     cost = step_cost(graph, c)
@@ -170,7 +172,7 @@ def estimate_step(
         dominant_tensors=dominant_at(graph, t_peak, 8),
         planner={"rewrites": program.rematerialized if optimize else "off", "method": plan.method, "status": plan.status, "solve_s": round(plan.solve_s, 4),
                  "best_fit_peak_bytes": int(plan.heuristic_peak), "n_tensors": len(graph.storages),
-                 "n_ops": len(graph.ops), "inplace_reuses": graph.inplace_merges,
+                 "n_ops": len(graph.ops), "inplace_reuses": graph.inplace_merges, "l3_spilled_bytes": int(spilled),
                  "peak_at_op": graph.ops[t_peak].node.name if graph.ops else ""},
         power_mw=power,
         session=session,

@@ -89,7 +89,7 @@ class StepGraph:
     def live_bytes(self) -> list[int]:
         live = [0] * self.n_times
         for s in self.storages:
-            if s.nbytes == 0:
+            if s.nbytes == 0 or s.level != "L2":
                 continue
             for t in range(s.start, s.end + 1):
                 live[t] += s.size
@@ -413,7 +413,7 @@ def plan_memory(graph: StepGraph, solver: str = "auto", time_limit_s: float = 1.
                 seed: int = 0) -> MemoryPlan:
     """Place every storage of ``graph`` in one arena. ``solver``: auto | cpsat | bestfit."""
     t0 = time.perf_counter()
-    st = [s for s in graph.storages if s.nbytes > 0]
+    st = [s for s in graph.storages if s.nbytes > 0 and s.level == "L2"]
     live = graph.live_bytes()
     lb = max(live)
     lb_t = live.index(lb)
@@ -442,6 +442,11 @@ def plan_memory(graph: StepGraph, solver: str = "auto", time_limit_s: float = 1.
                 peak, method = p, "cp-sat"
     elif heur_peak <= lb:
         status = "optimal (heuristic meets the lower bound)"
+    l3 = 0  # external RAM: spilled storages stacked one after the other (no reuse needed, it is large)
+    for s in graph.storages:
+        if s.nbytes and s.level == "L3":
+            offsets[s.sid] = l3
+            l3 += s.size
     return MemoryPlan(offsets, peak, lb, lb_t, method, time.perf_counter() - t0, heur_peak, status)
 
 
@@ -477,7 +482,14 @@ def _cpsat(rest, base, lb, ub, hint, time_limit_s, seed):
 
 def validate_plan(graph: StepGraph, plan: MemoryPlan) -> list[tuple[int, int]]:
     """Pairs of storages that are live at the same time and overlap in the arena (empty if valid)."""
-    st = sorted((s for s in graph.storages if s.nbytes > 0), key=lambda s: plan.offsets[s.sid])
+    bad = []
+    for level in ("L2", "L3"):
+        bad += _overlaps(graph, plan, level)
+    return bad
+
+
+def _overlaps(graph: StepGraph, plan: MemoryPlan, level: str) -> list[tuple[int, int]]:
+    st = sorted((s for s in graph.storages if s.nbytes > 0 and s.level == level), key=lambda s: plan.offsets[s.sid])
     bad = []
     for i, a in enumerate(st):
         ao = plan.offsets[a.sid]
@@ -493,13 +505,13 @@ def validate_plan(graph: StepGraph, plan: MemoryPlan) -> list[tuple[int, int]]:
 def breakdown_at(graph: StepGraph, t: int) -> dict[str, int]:
     out: dict[str, int] = {}
     for s in graph.storages:
-        if s.nbytes and s.start <= t <= s.end:
+        if s.nbytes and s.level == "L2" and s.start <= t <= s.end:
             out[s.kind] = out.get(s.kind, 0) + s.size
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def dominant_at(graph: StepGraph, t: int, k: int = 8) -> list[dict]:
-    live = [s for s in graph.storages if s.nbytes and s.start <= t <= s.end]
+    live = [s for s in graph.storages if s.nbytes and s.level == "L2" and s.start <= t <= s.end]
     live.sort(key=lambda s: -s.size)
     out = []
     for s in live[:k]:

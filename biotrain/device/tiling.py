@@ -66,29 +66,26 @@ def plan_tile(graph, rec, c: dict) -> TilePlan:
     out = next((graph.storages[sid] for sid in rec.outputs if sid is not None and graph.storages[sid].shape),
                max(streamed, key=lambda s: s.size, default=None))
     shape = tuple(out.shape) if out is not None else ()
-    max_tiles = max(1, math.prod(shape[:1]) * (shape[-1] if shape else 1)) if streamed else 1
+    b = int(shape[0]) if len(shape) > 1 else 1
+    width = int(shape[-1]) if shape else 1
+    n_res = len(_operands(graph, rec)) - len(streamed)
     if fixed + stream + scratch_tile <= budget or not streamed:
-        n, l1, db = 1, fixed + stream + scratch_tile, False
-    else:
-        room = budget - fixed - dbl * halo
-        n = math.ceil((dbl * stream + scratch_tile) / room) if room > 0 else max_tiles + 1
-        n = max(2, n)
-        l1 = fixed + dbl * (math.ceil(stream / n) + halo) + math.ceil(scratch_tile / n)
-        db = dbl == 2
-    fits = fixed <= budget and n <= max_tiles
-    n = min(n, max_tiles)
-    moved = stream + (n - 1) * halo + resident
-    n_res = sum(1 for s in _operands(graph, rec)) - len(streamed)
-    return TilePlan(_tile_shape(shape, n), n, int(l1), int(fixed), int(moved), int(l3), n_res + len(streamed) * n,
-                    int(k.im2col_elems), db, fits)
-
-
-def _tile_shape(shape: tuple, n: int) -> tuple:
-    """Split the batch first when there are more tiles than it has samples, then time."""
-    if not shape or n <= 1:
-        return tuple(shape)
-    b = int(shape[0])
-    per_sample = max(1, math.ceil(n / b))
-    batch_tile = 1 if n >= b else math.ceil(b / n)
-    t = math.ceil(int(shape[-1]) / per_sample) if n >= b else int(shape[-1])
-    return (batch_tile, *shape[1:-1], t) if len(shape) > 1 else (t,)
+        return TilePlan(shape, 1, int(fixed + stream + scratch_tile), int(fixed), int(stream + resident), int(l3),
+                        n_res + len(streamed), int(k.im2col_elems), False, fixed <= budget)
+    s1, h1, c1 = stream / b, halo / b, scratch_tile / b  # per sample
+    per_tile = dbl * s1 + c1
+    if fixed + per_tile <= budget:  # whole samples per tile: no halo
+        spt = max(1, int((budget - fixed) // per_tile))
+        n, k_time = math.ceil(b / spt), 1
+        l1 = fixed + spt * per_tile
+        tshape = (min(spt, b), *shape[1:])
+    else:  # split each sample along time, each tile re-fetching the halo
+        room = budget - fixed - dbl * h1
+        k_time = math.ceil(per_tile / room) if room > 0 else width + 1
+        n = b * k_time
+        l1 = fixed + dbl * (s1 / k_time + h1) + c1 / k_time
+        tshape = (1, *shape[1:-1], math.ceil(width / k_time)) if len(shape) > 1 else (math.ceil(width / k_time),)
+    fits = fixed <= budget and k_time <= width
+    moved = stream + b * (k_time - 1) * h1 + resident
+    return TilePlan(tuple(tshape), int(n), int(math.ceil(l1)), int(fixed), int(moved), int(l3),
+                    n_res + len(streamed) * int(n), int(k.im2col_elems), dbl == 2, fits)
