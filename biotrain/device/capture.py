@@ -257,6 +257,27 @@ def capture_step(
     )
 
 
+def capture_inference(model: nn.Module, micro_batch: int = 1, tracing_mode: str = "fake") -> StepProgram:
+    """The forward pass alone (eval mode, no gradients): the working set a frozen backbone needs."""
+    model = copy.deepcopy(model).eval()
+    params, buffers = _param_dicts(model)
+    names, buf_names = list(params), list(buffers)
+    x_shape = (micro_batch, int(getattr(model, "in_channels", 1)), int(model.n_chans), int(model.n_times))
+    states = {f"param:{n}": StateSpec(f"param:{n}", "frozen_weights", tuple(p.shape), p.dtype) for n, p in params.items()}
+    states.update({f"buffer:{n}": StateSpec(f"buffer:{n}", "buffers", tuple(b.shape), b.dtype) for n, b in buffers.items()})
+    states["x"] = StateSpec("x", "input", x_shape, torch.float32)
+
+    def forward(pa, bu, x):
+        with torch.no_grad():
+            return functional_call(model, {**dict(zip(names, pa)), **dict(zip(buf_names, bu))}, (x,))
+
+    gm = make_fx(forward, tracing_mode=tracing_mode)([torch.zeros(states[f"param:{n}"].shape) for n in names],
+                                                    [b.clone() for b in buffers.values()], torch.zeros(x_shape))
+    phase = _phase("forward", gm, 1, [f"param:{n}" for n in names] + [f"buffer:{n}" for n in buf_names] + ["x"],
+                   has_loss=False)
+    return StepProgram("inference", micro_batch, micro_batch, 1, states, [phase], [], names, buf_names, {})
+
+
 def _phase(name: str, gm: torch.fx.GraphModule, repeat: int, inputs: list[str], has_loss: bool = True) -> Phase:
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(inputs):

@@ -123,7 +123,7 @@ def op_cost(graph: StepGraph, rec, c: dict) -> OpCost:
 def input_load_cycles(graph: StepGraph, c: dict) -> dict[str, float]:
     """The micro-batch comes from L3 (external RAM) into L2 once per repetition of each phase
     that reads it, and once more for each planned re-fetch; not overlapped."""
-    x_bytes = sum(graph.storages[graph.state_storage[k]].nbytes for k in ("x", "y"))
+    x_bytes = sum(graph.storages[graph.state_storage[k]].nbytes for k in ("x", "y") if k in graph.state_storage)
     out = {}
     for pi, ph in enumerate(graph.program.phases):
         if "x" in ph.inputs:

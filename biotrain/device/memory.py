@@ -193,7 +193,7 @@ def build_graph(program: StepProgram, inplace: bool = True, rewrites: bool = Tru
             s.start, s.end = 0, n_times - 1
         else:
             s.end = max(s.end, last_use.get(s.sid, s.start))
-    for name in ("x", "y"):
+    for name in [n for n in ("x", "y") if n in state_storage]:
         s = storages[state_storage[name]]
         s.start, s.end = 0, last_use.get(s.sid, 0)
 
