@@ -11,10 +11,12 @@ from biotrain.device.cli import add_subparser, main_device
 
 
 def test_estimate_json(capsys):
-    assert main_device(["estimate", "--model", "mi_bminet", "--strategy", "edge", "--set", "T=128",
+    assert main_device(["estimate", "--model", "mi_bminet", "--strategy", "edge", "--set", "T=400",
                         "F1=8", "F2=8", "freq_mhz=240", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["model_args"]["n_times"] == 128 and d["model_args"]["F1"] == 8
+    assert d["model_args"]["n_times"] == 400 and d["model_args"]["F1"] == 8
+    assert d["model_args"]["padding"] == "valid"  # BRIEF's on-device variant by default
+    assert d["plan_check"]["ok"]  # on by default for a step this small
     assert d["freq_mhz"] == 240 and d["micro_batch"] == 1 and d["accum"] == 8
     assert d["fits_on_chip"] is True and d["samples_per_s"] > 0
 
@@ -23,7 +25,21 @@ def test_estimate_table_and_check(capsys):
     assert main_device(["estimate", "--model", "epidenet", "--strategy", "last_layer", "--set", "T=500",
                         "--check"]) == 0
     out = capsys.readouterr().out
-    assert "peak L2" in out and "latency / step" in out
+    assert "peak L2" in out and "latency / step" in out and "plan check         ok" in out
+    assert "energy / step:" in out and "largest kernels:" in out
+
+
+def test_padded_variant_and_no_check(capsys):
+    args = ["estimate", "--model", "mi_bminet", "--strategy", "edge", "--set", "T=400", "padding=same", "--json"]
+    assert main_device(args + ["--no-check"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["model_args"]["padding"] == "same" and d["plan_check"] is None
+
+
+def test_bad_constant_value_is_an_error(capsys):
+    rc = main_device(["estimate", "--model", "epidenet", "--strategy", "edge", "--set", "mac_per_cycle_conv_fwd=0"])
+    assert rc == 2
+    assert "mac_per_cycle_conv_fwd" in capsys.readouterr().err
 
 
 def test_unknown_set_key_is_an_error(capsys):

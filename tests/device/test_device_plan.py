@@ -3,38 +3,64 @@
 import pytest
 import torch
 
-from biotrain.device.capture import capture_step
+from biotrain.device.capture import capture_inference, capture_step
 from biotrain.device.execute import check_plan, execute_plan, initial_state
 from biotrain.device.memory import build_graph, plan_memory, validate_plan
+from biotrain.device.spill import spill_frozen
 from biotrain.models import build_model
 
 torch.set_num_threads(1)
 
-SMALL = {"mi_bminet": (8, 128, 2), "epidenet": (2, 500, 11)}
+FULL = {"mi_bminet": (8, 1900, 2), "epidenet": (2, 1000, 11)}
+SMALL = {"mi_bminet": (8, 400, 2), "epidenet": (2, 500, 11)}
 
 
-def _model(name, strategy, **kw):
-    c, t, k = SMALL[name]
+def _model(name, strategy, shapes=SMALL, **kw):
+    c, t, k = shapes[name]
     torch.manual_seed(0)
+    if name == "mi_bminet":
+        kw.setdefault("padding", "valid")
     return build_model(name, c, t, k, norm="group" if strategy == "edge" else "batch", **kw)
 
 
-def _planned(name, strategy, solver="auto"):
-    m = _model(name, strategy)
+def _planned(name, strategy, solver="auto", shapes=SMALL, **kw):
+    m = _model(name, strategy, shapes, **kw)
     g = build_graph(capture_step(m, strategy))
-    return m, g, plan_memory(g, solver=solver)
+    return m, g, plan_memory(g, solver=solver, time_limit_s=20)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(FULL))
 @pytest.mark.parametrize("strategy", ["last_layer", "full", "edge"])
-def test_planned_step_matches_eager(name, strategy):
-    m, g, plan = _planned(name, strategy)
+def test_full_size_plan_executes_like_eager(name, strategy):
+    """At the reference shapes, every saving of the plan is executed: no storage without arena
+    bytes unless a fused kernel computes it, and the step reproduces eager PyTorch."""
+    m, g, plan = _planned(name, strategy, shapes=FULL)
     assert validate_plan(g, plan) == []
-    assert plan.peak >= plan.lower_bound
-    assert plan.overhead <= 1.10
+    assert plan.peak >= plan.lower_bound and plan.overhead <= 1.10
+    for s in g.storages:
+        if s.nbytes == 0:
+            assert s.fused_into is not None, s.name
     res = check_plan(m, g, plan)
     assert res.ok, (res.worst_tensor, res.max_rel_error)
-    assert res.max_rel_error <= 1e-5
+
+
+def test_a_zero_byte_tensor_without_a_fused_kernel_fails_the_check():
+    """Dropping the largest tensor at the peak from the plan by hand must not pass."""
+    m, g, plan = _planned("mi_bminet", "edge")
+    t = plan.lower_bound_t
+    big = max((s for s in g.storages if s.start <= t <= s.end and not s.persistent), key=lambda s: s.size)
+    big.nbytes = 0
+    with pytest.raises(ValueError, match="no fused kernel"):
+        check_plan(m, g, plan)
+
+
+def test_a_fused_value_read_later_fails_the_check():
+    """A fused value must be consumed by the very next kernel."""
+    m, g, plan = _planned("epidenet", "edge")
+    fused = next(s for s in g.storages if s.fused_into is not None)
+    fused.fused_into += 1  # pretend another kernel runs in between
+    with pytest.raises(ValueError, match="next kernel"):
+        check_plan(m, g, plan)
 
 
 def test_broken_plan_fails_the_check():
@@ -54,20 +80,59 @@ def test_broken_plan_fails_the_check():
 
 
 def test_scratch_overlap_fails_the_check():
-    """An im2col buffer placed over a tensor that the same op still reads corrupts the step."""
-    m, g, plan = _planned("mi_bminet", "full")
+    """With the toolchain placement (im2col whole in L2), an im2col buffer placed over a tensor
+    that the same op still reads corrupts the step."""
+    m = _model("epidenet", "full")
+    g = build_graph(capture_step(m, "full"), l2_scratch=True)
+    plan = plan_memory(g)
     rec = next(r for r in g.ops if r.scratch and r.name == "convolution_backward")
     sc = rec.scratch[0]
     victim = next(s for s in rec.inputs if g.storages[s].kind in ("activations", "activation_gradients"))
     broken = type(plan)(**{**plan.__dict__, "offsets": list(plan.offsets)})
     broken.offsets[sc] = broken.offsets[victim]
+    assert check_plan(m, g, plan).ok
     assert not check_plan(m, g, broken, validate=False).ok
+
+
+def test_im2col_in_l1_tiles_takes_no_l2():
+    m = _model("epidenet", "full")
+    prog = capture_step(m, "full")
+    in_l2 = plan_memory(build_graph(prog, l2_scratch=True)).peak
+    per_tile = plan_memory(build_graph(capture_step(m, "full"))).peak
+    assert per_tile < in_l2
 
 
 def test_cpsat_plan_is_valid_and_no_worse():
     m, g, plan = _planned("epidenet", "edge", solver="cpsat")
     assert validate_plan(g, plan) == []
     assert plan.peak <= plan.heuristic_peak
+    assert check_plan(m, g, plan).ok
+
+
+@pytest.mark.parametrize("name", sorted(FULL))
+def test_last_layer_peak_is_inference_plus_classifier_state(name):
+    """Frozen layers run as inference: the last-layer step needs exactly the backbone's forward
+    working set (which already holds the classifier weights) plus the classifier's momentum,
+    accumulated gradient and the label; nothing is kept for a backward pass through the backbone."""
+    m, g, plan = _planned(name, "last_layer", shapes=FULL)
+    inf = plan_memory(build_graph(capture_inference(m, 1)), time_limit_s=20)
+    train_state = sum(s.size for s in g.storages if s.kind in ("optimizer_state", "accumulated_gradients"))
+    label = g.storages[g.state_storage["y"]].size
+    assert plan.peak == inf.peak + train_state + label
+    assert not any(s.kind == "activation_gradients" and s.size > 4096 for s in g.storages)
+
+
+def test_frozen_backbone_streams_through_l3_and_still_executes():
+    """A batch of 8 through the frozen MI-BMINet needs several MB; its activations go to L3."""
+    m = _model("mi_bminet", "last_layer", FULL)
+    g = build_graph(capture_step(m, "last_layer", micro_batch=8, accum=1))
+    before = max(g.live_bytes())
+    moved = spill_frozen(g, 1_400_000, 32768)
+    plan = plan_memory(g)
+    assert before > 3e6 and moved > 1e6
+    assert plan.peak <= 1_400_000 < before
+    assert any(s.level == "L3" for s in g.storages) and any(s.kind == "l3_staging" for s in g.storages)
+    assert validate_plan(g, plan) == []
     assert check_plan(m, g, plan).ok
 
 
@@ -95,3 +160,17 @@ def test_batchnorm_cannot_be_micro_batched():
         capture_step(m, "edge")
     with pytest.raises(ValueError, match="micro_batch \\* accum"):
         capture_step(_model("mi_bminet", "edge"), "edge", batch_size=8, micro_batch=3)
+
+
+def test_mi_bminet_padding_variants():
+    same = build_model("mi_bminet", 8, 1900, 2, padding="same")
+    valid = build_model("mi_bminet", 8, 1900, 2, padding="valid")
+    assert same.classifier.in_features == 32 * (1900 // 64)
+    assert valid.classifier.in_features == 32 * (((1900 - 127) // 8 - 15) // 8)
+    x = torch.zeros(1, 1, 8, 1900)
+    assert same(x).shape == valid(x).shape == (1, 2)
+    assert not any(isinstance(mod, torch.nn.ZeroPad2d) for mod in valid.modules())
+    with pytest.raises(ValueError, match="padding='bogus'"):
+        build_model("mi_bminet", 8, 1900, 2, padding="bogus")
+    with pytest.raises(ValueError, match="n_times=200"):
+        build_model("mi_bminet", 8, 200, 2, padding="valid")

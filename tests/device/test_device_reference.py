@@ -17,8 +17,10 @@ def ref():
     # CP-SAT stops as soon as it meets the lower bound (~0.3 s here); the long limit only guards
     # against a starved CPU, so the figures never depend on machine load
     slack = {"cpsat_time_limit_s": 20}
-    edge = estimate_step(build_model("mi_bminet", 8, 1900, 2, norm="group"), "edge", constants=slack)
-    full = estimate_step(build_model("mi_bminet", 8, 1900, 2, norm="batch"), "full", constants=slack)
+    edge = estimate_step(build_model("mi_bminet", 8, 1900, 2, norm="group", padding="valid"), "edge",
+                         constants=slack, check=True)
+    full = estimate_step(build_model("mi_bminet", 8, 1900, 2, norm="batch", padding="valid"), "full",
+                         constants=slack, check=False)
     return edge, full
 
 
@@ -36,6 +38,8 @@ def test_edge_fits_at_or_under_the_reference_peak(ref):
     edge, full = ref
     assert edge.fits_on_chip
     assert edge.peak_l2_bytes <= 0.67e6
+    # every saving behind that figure is executed: the plan ran on one arena and matched eager PyTorch
+    assert edge.plan_check is not None and edge.plan_check["ok"]
     assert full.peak_l2_bytes / edge.peak_l2_bytes > 4
     assert edge.peak_l1_bytes <= edge.l1_budget_bytes
 
@@ -62,7 +66,7 @@ def test_to_dict_is_json_with_the_agreed_keys(ref):
     for key in ("peak_l2_bytes", "lower_bound_l2_bytes", "peak_l1_bytes", "l2_budget_bytes", "l1_budget_bytes",
                 "planner_overhead", "latency_ms_per_step", "samples_per_s", "power_mw", "energy_mj_per_step",
                 "energy_mj_per_sample", "fits_on_chip", "breakdown", "dominant_tensors", "cycles_by_kernel",
-                "energy_mj_per_session", "sessions_per_charge"):
+                "energy_mj_per_session", "sessions_per_charge", "l1_tiles", "energy_breakdown_mj"):
         assert key in d
     assert sum(d["breakdown"].values()) == d["lower_bound_l2_bytes"]
 
@@ -83,9 +87,15 @@ def test_bad_arguments_are_explained():
 
 def test_constants_change_the_estimate():
     m = build_model("epidenet", 2, 500, 11, norm="group")
-    base = estimate_step(m, "edge")
-    slow = estimate_step(m, "edge", constants={"freq_mhz": 185})
+    base = estimate_step(m, "edge", check=False)
+    slow = estimate_step(m, "edge", constants={"freq_mhz": 185}, check=False)
     assert isinstance(base, DeviceEstimate)
     assert slow.latency_ms_per_step == pytest.approx(2 * base.latency_ms_per_step)
-    tiny = estimate_step(m, "edge", constants={"l2_budget_bytes": 1000})
+    tiny = estimate_step(m, "edge", constants={"l2_budget_bytes": 1000}, check=False)
     assert not tiny.fits_on_chip and tiny.latency_ms_per_step is None
+
+
+def test_check_runs_by_default_below_the_mac_limit():
+    m = build_model("epidenet", 2, 500, 11, norm="group")
+    assert estimate_step(m, "edge").plan_check["ok"]
+    assert estimate_step(m, "edge", constants={"check_max_macs": 0}).plan_check is None
