@@ -23,7 +23,7 @@ from .kernels import Work
 from .memory import build_graph, plan_memory
 
 # the free constants, their bounds, and the points each group is fitted on
-LATENCY_FREE = {"loop_overhead_cycles": (0.0, 400.0), "kernel_launch_cycles": (0.0, 2e5)}
+LATENCY_FREE = {"micro_batch_overhead_cycles": (0.0, 2e7)}
 POWER_FREE = {"energy_cycle_pj": (0.0, 400.0)}
 
 

@@ -13,7 +13,8 @@ Per op (see ``kernels.classify`` for its loop nests and ``tiling.plan_tile`` for
   Every transfer pays ``dma_setup_cycles``;
 * L3<->L2: bytes of operands living in L3 (spilled frozen activations, the micro-batch) at
   ``l3_bytes_per_cycle``, overlapped like the DMA;
-* a fork of the cores and ``kernel_launch_cycles`` per kernel, a barrier per tile.
+* a fork of the cores and ``kernel_launch_cycles`` per kernel launch, a barrier per tile; a run
+  of element-wise ops and a consumer fused with its producer share one launch.
 
 It also counts the activity the energy model needs (MACs, element operations, bytes per level).
 """
@@ -92,7 +93,26 @@ def work_cycles(w, c: dict) -> tuple[float, float]:
     return share * (w.elems * cpe + loops * ovh), float(w.elems)
 
 
-def op_cost(graph: StepGraph, rec, c: dict) -> OpCost:
+CHAINABLE = ("elementwise", "optimizer", "act_fwd", "act_bwd", "loss", "copy")
+
+
+def chained_ops(graph: StepGraph) -> set[int]:
+    """Ops that run inside the previous kernel's launch: a run of element-wise kernels (the SGD
+    update of a tensor, a loss, a norm-input reconstruction) is one cluster kernel, and a value
+    fused into its consumer (``Storage.fused_into``) makes the consumer part of its producer."""
+    fused = {s.fused_into for s in graph.storages if s.fused_into is not None}
+    out, prev = set(), None
+    for rec in graph.ops:
+        if rec.kernel.kind == "free":
+            continue
+        chain = prev is not None and prev.phase == rec.phase and prev.kernel.kind in CHAINABLE and rec.kernel.kind in CHAINABLE
+        if chain or rec.t in fused:
+            out.add(rec.t)
+        prev = rec
+    return out
+
+
+def op_cost(graph: StepGraph, rec, c: dict, chained: bool = False) -> OpCost:
     k = rec.kernel
     if k.kind == "free":
         return OpCost(rec.t, rec.node.name, "free", 0, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -114,7 +134,8 @@ def op_cost(graph: StepGraph, rec, c: dict) -> OpCost:
     else:
         body = compute + dma + l3
     setup = tile.transfers * float(c["dma_setup_cycles"])
-    sync = float(c["fork_cycles"]) + float(c["kernel_launch_cycles"]) + tile.n_tiles * float(c["barrier_cycles"])
+    launch = 0.0 if chained else float(c["fork_cycles"]) + float(c["kernel_launch_cycles"])
+    sync = launch + tile.n_tiles * float(c["barrier_cycles"])
     return OpCost(rec.t, rec.node.name, k.kind, compute, dma + l3, setup, sync, body + setup + sync, tile.n_tiles,
                   tile.l1_bytes, tile.resident_bytes, int(k.macs), tile.shape, tile.l2_l1_bytes, tile.l3_bytes,
                   elem_ops + k.im2col_elems + k.transpose_elems, tile.fits)
@@ -129,13 +150,14 @@ def input_load_cycles(graph: StepGraph, c: dict) -> dict[str, float]:
         if "x" in ph.inputs:
             n_loads = 1 + sum(1 for t in graph.refetch if graph.ops[t].phase == pi)
             per = x_bytes / float(c["l3_bytes_per_cycle"]) + float(c["dma_setup_cycles"])
-            out[ph.name] = n_loads * per * ph.repeat
+            out[ph.name] = n_loads * per * ph.repeat + float(c["micro_batch_overhead_cycles"]) * ph.repeat
             out[ph.name + ":bytes"] = n_loads * x_bytes * ph.repeat
     return out
 
 
 def step_cost(graph: StepGraph, c: dict) -> StepCost:
-    ops = [op_cost(graph, rec, c) for rec in graph.ops]
+    chained = chained_ops(graph)
+    ops = [op_cost(graph, rec, c, rec.t in chained) for rec in graph.ops]
     phases = graph.program.phases
     total, macs = 0.0, 0
     by_kernel: dict[str, float] = {}
