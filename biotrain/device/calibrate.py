@@ -127,6 +127,14 @@ def fit(pts: list[Point], base: dict | None = None) -> dict:
         def f(x):
             return _residuals(sub, {**c, **dict(zip(keys, x * scale))})
 
+        if len(keys) == 1:  # one free constant: a bounded scalar search is enough and fast
+            from scipy.optimize import minimize_scalar
+
+            r = minimize_scalar(lambda x: float(np.sum(f(np.array([x])) ** 2)), bounds=(lo[0] / scale[0], hi[0] / scale[0]),
+                                method="bounded", options={"xatol": 1e-6})
+            c[keys[0]] = float(r.x * scale[0])
+            continue
+
         # a coarse start over the bounds, then a local least-squares refinement
         starts = [x0 / scale] + [lo / scale + (hi - lo) / scale * q for q in (0.01, 0.1, 0.3)]
         best = min((least_squares(f, s, bounds=(lo / scale, hi / scale), diff_step=1e-3) for s in starts),
