@@ -13,8 +13,8 @@ Per op (see ``kernels.classify`` for its loop nests and ``tiling.plan_tile`` for
   Every transfer pays ``dma_setup_cycles``;
 * L3<->L2: bytes of operands living in L3 (spilled frozen activations, the micro-batch) at
   ``l3_bytes_per_cycle``, overlapped like the DMA;
-* a fork of the cores and ``kernel_launch_cycles`` per kernel launch, a barrier per tile; a run
-  of element-wise ops and a consumer fused with its producer share one launch.
+* ``kernel_launch_cycles`` per kernel, a fork of the cores and a barrier per tile; a run of
+  element-wise ops and a consumer fused with its producer share their predecessor's launch and fork.
 
 It also counts the activity the energy model needs (MACs, element operations, bytes per level).
 """
@@ -134,8 +134,9 @@ def op_cost(graph: StepGraph, rec, c: dict, chained: bool = False) -> OpCost:
     else:
         body = compute + dma + l3
     setup = tile.transfers * float(c["dma_setup_cycles"])
-    launch = 0.0 if chained else float(c["fork_cycles"]) + float(c["kernel_launch_cycles"])
-    sync = launch + tile.n_tiles * float(c["barrier_cycles"])
+    # the orchestrating core forks the compute cores for every tile and waits at a barrier
+    per_tile = float(c["barrier_cycles"]) + (0.0 if chained and tile.n_tiles == 1 else float(c["fork_cycles"]))
+    sync = (0.0 if chained else float(c["kernel_launch_cycles"])) + tile.n_tiles * per_tile
     return OpCost(rec.t, rec.node.name, k.kind, compute, dma + l3, setup, sync, body + setup + sync, tile.n_tiles,
                   tile.l1_bytes, tile.resident_bytes, int(k.macs), tile.shape, tile.l2_l1_bytes, tile.l3_bytes,
                   elem_ops + k.im2col_elems + k.transpose_elems, tile.fits)
