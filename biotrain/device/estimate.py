@@ -74,6 +74,38 @@ class DeviceEstimate:
         return d
 
 
+TIMED = ("latency_ms_per_step", "samples_per_s", "energy_mj_per_step", "energy_mj_per_sample",
+         "energy_mj_per_session", "sessions_per_charge")
+
+
+def _session(c: dict, batch_size: int) -> dict:
+    """One calibration session (``session_samples`` x ``session_epochs``) and the battery."""
+    samples = int(c["session_samples"])
+    steps = math.ceil(samples / batch_size) * int(c["session_epochs"])
+    battery_mj = float(c["battery_mah"]) * 3.6 * float(c["battery_v"]) * 1e3 * float(c["regulator_efficiency"])
+    return {"samples": samples, "epochs": int(c["session_epochs"]), "steps": steps, "battery_mj": battery_mj}
+
+
+def _time_and_energy(latency_ms: float, energy_step: float, batch_size: int, session: dict) -> dict:
+    energy_session = energy_step * session["steps"]
+    return dict(latency_ms_per_step=latency_ms, samples_per_s=batch_size / (latency_ms / 1e3),
+                energy_mj_per_step=energy_step, energy_mj_per_sample=energy_step / batch_size,
+                energy_mj_per_session=energy_session,
+                sessions_per_charge=session["battery_mj"] / energy_session if energy_session else None)
+
+
+def _why_not(plan, cost, c: dict, fits_l2: bool, fits_l1: bool) -> str:
+    """Why a step does not fit: bytes needed against bytes available (no throughput reported)."""
+    why = []
+    if not fits_l2:
+        why.append(f"L2 plan needs {plan.peak} B but the budget is {int(c['l2_budget_bytes'])} B "
+                   f"({plan.peak / int(c['l2_budget_bytes']):.2f}x)")
+    if not fits_l1:
+        why.append(f"a kernel's L1 working set ({cost.peak_l1_bytes} B at {cost.peak_l1_op}) exceeds "
+                   f"the L1 budget {int(c['l1_budget_bytes'])} B")
+    return "does not fit on chip: " + "; ".join(why) + " — no throughput reported"
+
+
 def estimate_step(
     model: nn.Module,
     strategy: str,
@@ -123,30 +155,9 @@ def estimate_step(
     fits = fits_l2 and fits_l1
     latency_ms = cost.cycles / (float(c["freq_mhz"]) * 1e3)
     power, energy_step, energy_parts = power_mw(cost.activity, latency_ms / 1e3, c)
-    session_samples = int(c["session_samples"])
-    steps_per_epoch = math.ceil(session_samples / batch_size)
-    session = {"samples": session_samples, "epochs": int(c["session_epochs"]),
-               "steps": steps_per_epoch * int(c["session_epochs"])}
-    battery_mj = float(c["battery_mah"]) * 3.6 * float(c["battery_v"]) * 1e3 * float(c["regulator_efficiency"])
-    if fits:
-        energy_session = energy_step * session["steps"]
-        values = dict(latency_ms_per_step=latency_ms, samples_per_s=batch_size / (latency_ms / 1e3),
-                      energy_mj_per_step=energy_step, energy_mj_per_sample=energy_step / batch_size,
-                      energy_mj_per_session=energy_session,
-                      sessions_per_charge=battery_mj / energy_session if energy_session else None)
-        msg = "fits on chip"
-    else:
-        values = dict(latency_ms_per_step=None, samples_per_s=None, energy_mj_per_step=None,
-                      energy_mj_per_sample=None, energy_mj_per_session=None, sessions_per_charge=None)
-        why = []
-        if not fits_l2:
-            why.append(f"L2 plan needs {plan.peak} B but the budget is {int(c['l2_budget_bytes'])} B "
-                       f"({plan.peak / int(c['l2_budget_bytes']):.2f}x)")
-        if not fits_l1:
-            why.append(f"a kernel's L1 working set ({cost.peak_l1_bytes} B at {cost.peak_l1_op}) exceeds "
-                       f"the L1 budget {int(c['l1_budget_bytes'])} B")
-        msg = "does not fit on chip: " + "; ".join(why) + " — no throughput reported"
-    session["battery_mj"] = battery_mj
+    session = _session(c, batch_size)
+    values = _time_and_energy(latency_ms, energy_step, batch_size, session) if fits else dict.fromkeys(TIMED)
+    msg = "fits on chip" if fits else _why_not(plan, cost, c, fits_l2, fits_l1)
     t_peak = plan.lower_bound_t
     n_train = sum(p.numel() for n, p in model.named_parameters() if n in set(program.trainable))
     est = DeviceEstimate(
