@@ -63,9 +63,11 @@ def plan_tile(graph, rec, c: dict) -> TilePlan:
     stream = sum(s.size for s in streamed)
     scratch_tile = 0 if l2_scratch else 4 * k.im2col_elems  # whole-layer im2col, split with the tiles
     fixed = resident + (0 if l2_scratch else 4 * k.transpose_elems)
-    out = next((graph.storages[sid] for sid in rec.outputs if sid is not None and graph.storages[sid].shape),
-               max(streamed, key=lambda s: s.size, default=None))
-    shape = tuple(out.shape) if out is not None else ()
+    # the tiles follow the largest streamed output (else the largest streamed input): a weight
+    # gradient's tiles run over its activations, not over the resident gradient
+    outs = [s for s in streamed if s.sid in rec.outputs and s.shape]
+    ref = max(outs or [s for s in streamed if s.shape], key=lambda s: s.size, default=None)
+    shape = tuple(ref.shape) if ref is not None else ()
     b = int(shape[0]) if len(shape) > 1 else 1
     width = int(shape[-1]) if shape else 1
     n_res = len(_operands(graph, rec)) - len(streamed)
