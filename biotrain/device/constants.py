@@ -39,6 +39,7 @@ def load_constants(overrides: dict | None = None) -> dict:
     return consts
 
 
+MAX_CORES = 8  # BRIEF section 5: 8 compute cores (+1 orchestrating)
 POSITIVE = ("freq_mhz", "voltage_v", "n_cores", "dma_bytes_per_cycle", "l3_bytes_per_cycle", "l1_budget_bytes",
             "l2_budget_bytes")
 
@@ -51,5 +52,6 @@ def validate(consts: dict) -> None:
         strict = key in POSITIVE or key.startswith("mac_per_cycle_")
         if (strict and v <= 0) or v < 0:
             raise ValueError(f"device constant {key!r} must be {'> 0' if strict else '>= 0'}, got {v!r}")
-    if int(consts["n_cores"]) != consts["n_cores"]:
-        raise ValueError(f"device constant 'n_cores' must be a whole number of cores, got {consts['n_cores']!r}")
+    if int(consts["n_cores"]) != consts["n_cores"] or not 1 <= consts["n_cores"] <= MAX_CORES:
+        raise ValueError(f"device constant 'n_cores' must be a whole number of cores from 1 to {MAX_CORES} "
+                         f"(the GAP9 cluster's compute cores), got {consts['n_cores']!r}")

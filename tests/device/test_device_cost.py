@@ -109,6 +109,7 @@ def test_energy_scales_with_the_operating_point(eog_graph, c):
     ("energy_mac_pj", "-3", "energy_mac_pj.*>= 0"),
     ("n_cores", "2.5", "n_cores.*whole number"),
     ("n_cores", "0", "n_cores.*> 0"),
+    ("n_cores", "9", "n_cores.*from 1 to 8"),
     ("l1_double_buffer", "maybe", "expects a boolean"),
 ])
 def test_bad_constants_are_one_clear_error(key, value, match):
