@@ -35,9 +35,6 @@ def prepare_profile_run(root: str | Path, name: str) -> Path:
     for name_ in FILES:
         shutil.copy2(root / name_, dest / name_)
     shutil.copy2(profile, dest / "params.yaml")
-    if not (dest / ".dvc").is_dir():
-        inside_git = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=dest,
-                                    capture_output=True, text=True).stdout.strip() == "true"
-        subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--subdir" if inside_git else "--no-scm"],
-                       cwd=dest, check=True)
+    if not (dest / ".dvc").is_dir():  # runs/ is git-ignored: a DVC project without SCM
+        subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=dest, check=True)
     return dest

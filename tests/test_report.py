@@ -62,3 +62,31 @@ def test_the_report_and_its_figures_are_ordinary_readable_files(tmp_path, seeds)
         assert f.stat().st_mode & 0o777 == 0o644, (f, oct(f.stat().st_mode))
     text = path.read_text()
     assert "Test windows per session: EEG 12 (one window = 8.3 points)" in text
+
+
+def test_biotrain_results_prints_the_table(tmp_path, capsys):
+    from biotrain.cli import main
+
+    _results().to_csv(tmp_path / "adaptation.csv", index=False)
+    assert main(["results", "--csv", str(tmp_path / "adaptation.csv")]) == 0
+    assert "| EEG (mi_bminet) | longitudinal |" in capsys.readouterr().out
+    assert main(["results", "--csv", str(tmp_path / "missing.csv")]) == 2
+    assert "run the study first" in capsys.readouterr().err
+
+
+def test_a_profile_runs_in_a_project_of_its_own(tmp_path):
+    import shutil
+
+    from biotrain.profiles import prepare_profile_run
+    from tests.helpers import ROOT
+
+    for name in ("biotrain", "stages", "flows", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="no profile 'tinny'.*available: tiny"):
+        prepare_profile_run(tmp_path, "tinny")
+    dest = prepare_profile_run(tmp_path, "tiny")
+    assert dest == tmp_path / "runs" / "tiny" and (dest / ".dvc").is_dir()
+    assert (dest / "params.yaml").read_text() == (tmp_path / "profiles/tiny.yaml").read_text()
+    assert (dest / "stages" / "adapt.py").is_file() and not (tmp_path / "params.yaml").exists()
