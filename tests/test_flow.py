@@ -22,6 +22,7 @@ from biotrain.data.windows import Windows
 from biotrain.io import write_json
 from biotrain.models import build_model
 from biotrain.models.checkpoint import save_checkpoint
+from biotrain.tracking.views import GROUP_BY, VIEW_METRICS, VIEW_TAGS
 from flows.adapt_cohort import run_adapt_cohort
 from tests.helpers import ROOT
 
@@ -83,6 +84,10 @@ def test_flow_one_parent_and_one_child_run_per_task(tmp_path, prefect_harness):
         assert children[col].notna().all()
     for tag in ("dataset", "modality", "subject", "session", "scenario", "strategy", "seed"):
         assert children[f"tags.{tag}"].notna().all()
+    for metric in VIEW_METRICS:  # the UI's study view shows columns the children really log
+        assert children[f"metrics.{metric}"].notna().any(), metric
+    for tag in VIEW_TAGS + GROUP_BY:
+        assert children[f"tags.{tag}"].notna().all(), tag
 
 
 def test_same_results_whatever_the_concurrency(tmp_path, prefect_harness):

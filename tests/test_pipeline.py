@@ -72,10 +72,12 @@ def test_adapting_beats_not_adapting_and_full_network_beats_last_layer(project):
 
 def test_report_and_plots(project):
     report = (project / "reports/study.md").read_text()
-    assert "| day1 | edge |" in report and "figures/accuracy.png" in report
+    assert "| EEG (mi_bminet) | day 1 |" in report and "figures/accuracy.png" in report
+    assert "Test windows per session: EEG" in report
     for name in ("accuracy.png", "gain_per_subject.png", "sessions.png", "subjects_sessions.png", "pareto.png"):
         png = project / "reports/figures" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert png.stat().st_mode & 0o044 == 0o044, oct(png.stat().st_mode)  # readable by others, as any output
 
 
 def test_mlflow_parent_and_one_child_per_task(project, results):

@@ -51,3 +51,27 @@ def test_a_finished_parent_is_never_resumed(tmp_path):
     second, resumed = tracker.resume_or_start("k", "parent")
     assert second != parent and not resumed
     assert MlflowClient(tracker.uri).get_run(parent).info.status == "FINISHED"
+
+
+def test_the_experiment_opens_on_its_runs_in_the_study_view(tmp_path):
+    """MLflow 3 would open a new experiment on its GenAI overview with no metric columns."""
+    import json
+
+    from biotrain.tracking.views import EXPERIMENT_KIND_TAG, VIEW_TAG, runs_page_url, study_view_state
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = Tracker(uri, "study")
+    tags = MlflowClient(uri).get_experiment(tracker.experiment_id).tags
+    assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    view = json.loads(tags[VIEW_TAG])
+    assert view == json.loads(json.dumps(study_view_state()))
+    assert "metrics.`acc_after`" in view["selectedColumns"]
+    assert [k["groupByData"] for k in view["groupBy"]["groupByKeys"]] == ["modality", "scenario", "strategy"]
+    url = runs_page_url("http://127.0.0.1:5000/", tracker.experiment_id)
+    assert url.endswith(f"/#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning"
+                        "&viewStateShareKey=biotrain-study")
+    # an experiment made before the view existed gets it when a tracker next opens it
+    client = MlflowClient(uri)
+    client.delete_experiment_tag(tracker.experiment_id, VIEW_TAG)
+    Tracker(uri, "study")
+    assert VIEW_TAG in client.get_experiment(tracker.experiment_id).tags

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..adaptation.strategies import STRATEGIES  # noqa: E402
-from .study import COLORS, _save  # noqa: E402
+from .study import COLORS, _legend_above, _save  # noqa: E402
 
 DEVICE_COLUMNS = ("device_fits_on_chip", "device_peak_l2_bytes", "device_samples_per_s")
 
@@ -106,15 +106,15 @@ def plot_pareto(table: pd.DataFrame, path: Path, l2_budget: int, dpi: int) -> No
         ax_mem.set_xlabel("peak L2 memory of one training step (MB, log)")
         ax_speed.set_xlabel("on-chip training throughput (samples/s; strategies that fit)")
         for ax, what in ((ax_mem, "memory"), (ax_speed, "speed")):
-            ax.axhline(0, color=COLORS["none"], ls=":", lw=1)
+            ax.margins(x=0.18, y=0.15)  # room for the labels of the outermost points
+            ax.axhline(0, color=COLORS["none"], ls=":", lw=1, label="none (no adaptation)")
             if base == base:  # the same points read as accuracy on the right-hand axis
                 acc_axis = ax.secondary_yaxis("right", functions=(lambda g, b=base: g + 100 * b, lambda a, b=base: a - 100 * b))
-                acc_axis.set_ylabel("day-1 accuracy (%)")
+                acc_axis.set_ylabel(f"same points as day-1 accuracy (%; none = {100 * base:.1f})", fontsize=8)
             ax.set_ylabel("day-1 gain over none (accuracy points)")
-            ax.set_title(f"{modality.upper()}: gain vs {what} (x = does not fit)")
-            handles, labels = ax.get_legend_handles_labels()
-            unique = dict(zip(labels, handles))
-            ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
+            ax.set_title(f"{modality.upper()}: gain vs {what}" + (" (x = does not fit in L2)" if what == "memory" else ""),
+                         fontsize=10)
+    _legend_above(fig, axes)
     _save(fig, path, dpi)
 
 

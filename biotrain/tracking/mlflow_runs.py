@@ -16,6 +16,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from .views import ensure_study_view
+
 _LOCK = threading.Lock()  # one writer at a time: SQLite stores dislike concurrent writers
 
 
@@ -55,6 +57,7 @@ class Tracker:
                 exp.experiment_id if exp is not None
                 else self.client.create_experiment(experiment, artifact_location=_artifact_root(uri))
             )
+            ensure_study_view(self.client, self.experiment_id, exp.tags if exp is not None else {})
 
     def start_run(self, name: str, tags: dict | None = None, params: dict | None = None, parent_run_id: str | None = None) -> str:
         tags = {k: str(v) for k, v in (tags or {}).items()}
