@@ -47,8 +47,8 @@ def _fmt(x: float) -> str:
 
 
 class StepCodegen:
-    def __init__(self, graph: StepGraph, plan: MemoryPlan):
-        self.g, self.plan = graph, plan
+    def __init__(self, graph: StepGraph, plan: MemoryPlan, prefix: str = ""):
+        self.g, self.plan, self.prefix = graph, plan, prefix
         self.program = graph.program
         sizes = [plan.offsets[s.sid] + s.size for s in graph.storages if s.nbytes]
         self.arena_bytes = max([plan.peak, 8] + sizes)
@@ -106,7 +106,7 @@ class StepCodegen:
             self._phase(pi, phase)
             ret = "float" if phase.loss_node else "void"
             out.append(f"/* phase {phase.name!r}: {len([ln for ln in self.lines if 'PROF(' in ln])} kernel calls */")
-            out.append(f"static {ret} phase_{phase.name}(run_t *r)\n{{")
+            out.append(f"static {ret} phase_{self.prefix}{phase.name}(run_t *r)\n{{")
             if phase.loss_node:
                 out.append("    float loss = 0.0f;")
             out.append("    (void)r;")
@@ -158,7 +158,7 @@ class StepCodegen:
         if "x" in phase.inputs:
             self.lines.append("    /* the micro-batch, from the sample store (L3) into its arena slots */")
             self.emit("data", f"load_x(r, {self.T(self.state_val('x'))})")
-            self.emit("data", f"load_y(r, {self.I64(self.state_val('y'))})")
+            self.emit("data", f"load_y(r, {self.I64(self.state_val('y'))}, {self.program.micro_batch})")
         fused, skip = self._fused_accumulations(pi, phase, env)
         self.fused, self.skip = fused, skip
         self.hp = self.program.hparams

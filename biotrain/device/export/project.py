@@ -151,7 +151,7 @@ def _step_h(program, cg: StepCodegen, table: list[dict], sample_floats: int) -> 
         "extern const char *const bt_kind_names[BT_N_KINDS];", "",
         "/* provided by main.c: copy the current micro-batch from the sample store into the arena */",
         "void load_x(const run_t *r, ten_t dst);",
-        "void load_y(const run_t *r, int64_t *dst);", "",
+        "void load_y(const run_t *r, int64_t *dst, int n);", "",
         "/* one optimizer step over the samples idx[0..n); returns its loss (NaN if n does not fit) */",
         "float bt_train_step(run_t *r, const int32_t *idx, int n);", "",
         "#endif", "",
@@ -159,7 +159,7 @@ def _step_h(program, cg: StepCodegen, table: list[dict], sample_floats: int) -> 
     return "\n".join(lines)
 
 
-def _step_c(program, cg: StepCodegen, body: str, table: list[dict], plan: MemoryPlan) -> str:
+def _step_c(program, cg: StepCodegen, body: str, table: list[dict], plan: MemoryPlan, extra=()) -> str:
     states = ",\n".join(f'    {{"{e["name"]}", {e["offset"]}u, {e["nbytes"]}u}}' for e in table)
     kinds = ", ".join(f'"{k}"' for k in KINDS)
     head = [
@@ -195,24 +195,24 @@ def _step_c(program, cg: StepCodegen, body: str, table: list[dict], plan: Memory
             "    return loss;", "}", "",
         ]
     else:
-        loop = [
-            "float bt_train_step(run_t *r, const int32_t *idx, int n)", "{",
-            "    if (n != BT_BATCH) return NAN;",
-            "    r->idx = idx;",
-            f"    return phase_{names[0]}(r);", "}", "",
-        ]
+        loop = ["float bt_train_step(run_t *r, const int32_t *idx, int n)", "{", "    r->idx = idx;",
+                f"    if (n == BT_BATCH) return phase_{names[0]}(r);"]
+        for bs, prefix in extra:  # the same step for another batch size (a partial last batch)
+            loop.append(f"    if (n == {bs}) return phase_{prefix}{names[0]}(r);")
+        loop += ["    return NAN;", "}", ""]
     return "\n".join(head) + "\n" + body + "\n" + "\n".join(loop)
 
 
 def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int = 8, micro_batch: int | None = None,
                    accum: int | None = None, hparams: dict | None = None, model_spec: dict | None = None,
                    steps: int = 3, seed: int = 0, state: dict | None = None, samples=None, schedule=None,
-                   plan_hook=None, solver: str = "auto") -> dict:
+                   plan_hook=None, solver: str = "auto", extra_batch_sizes=None) -> dict:
     """Write the C project into ``out_dir``; returns its ``meta.json`` content.
 
     ``state``/``samples`` (x [n, C, T], y [n])/``schedule`` ([(lr, indices)] per step) default to
     :func:`default_data`. ``plan_hook(graph, plan)`` may alter the plan before code generation (tests
-    break a plan on purpose with it)."""
+    break a plan on purpose with it). ``extra_batch_sizes``: the same step also generated for these
+    batch sizes (with their own plan, same persistent state), for a partial last batch."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     program, graph, plan = plan_step(model, strategy, batch_size, micro_batch, accum, hparams, solver)
@@ -221,9 +221,21 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
     cg = StepCodegen(graph, plan)
     body = cg.generate()
     table = state_table(program, graph, plan)
+    extra = []
+    for bs in sorted(set(extra_batch_sizes or ()) - {program.batch_size}):
+        if program.accum != 1:
+            raise ValueError("extra batch sizes are for single-phase programs (accum 1); "
+                             "accumulating programs take partial batches as fewer micro-batches")
+        p2, g2, plan2 = plan_step(model, strategy, bs, bs, 1, hparams, solver)
+        if state_table(p2, g2, plan2) != table:
+            raise ValueError(f"the plan for batch {bs} places the persistent state differently")
+        cg2 = StepCodegen(g2, plan2, prefix=f"b{bs}_")
+        body += "\n" + cg2.generate()
+        cg.arena_bytes = max(cg.arena_bytes, cg2.arena_bytes)
+        extra.append((bs, f"b{bs}_"))
     sample_floats = int(model.n_chans) * int(model.n_times)
     (out / "step.h").write_text(_step_h(program, cg, table, sample_floats))
-    (out / "step.c").write_text(_step_c(program, cg, body, table, plan))
+    (out / "step.c").write_text(_step_c(program, cg, body, table, plan, extra))
     src = resources.files("biotrain.device.export") / "c"
     for name in STATIC_FILES:
         (out / name).write_text((src / name).read_text())

@@ -67,8 +67,8 @@ void load_x(const run_t *r, ten_t dst) {
     }
 }
 
-void load_y(const run_t *r, int64_t *dst) {
-    for (int i = 0; i < BT_MICRO_BATCH; i++) dst[i] = g_y[r->idx[i]];
+void load_y(const run_t *r, int64_t *dst, int n) {
+    for (int i = 0; i < n; i++) dst[i] = g_y[r->idx[i]];
 }
 
 int main(void) {
@@ -108,7 +108,7 @@ int main(void) {
         losses[s] = bt_train_step(&r, idx, n);
         per_step[2 * s] = bt_instret() - i0;
         per_step[2 * s + 1] = bt_cycles() - c0;
-        if (isnan(losses[s]) && n % BT_MICRO_BATCH) fail("a step's batch does not fit the program's micro-batch", 17);
+        if (isnan(losses[s])) fail("a step returned NaN: its batch size does not fit the program, or it diverged", 17);
     }
     fclose(f);
 
