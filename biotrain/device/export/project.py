@@ -154,6 +154,9 @@ def _step_h(program, cg: StepCodegen, table: list[dict], sample_floats: int) -> 
         "void load_y(const run_t *r, int64_t *dst, int n);", "",
         "/* one optimizer step over the samples idx[0..n); returns its loss (NaN if n does not fit) */",
         "float bt_train_step(run_t *r, const int32_t *idx, int n);", "",
+        "/* main.c: the training loop in parts (the GAP9 entry point runs bt_run_steps on the cluster) */",
+        "void bt_load_inputs(void);", "void bt_run_steps(void);", "int bt_check_losses(void);",
+        "void bt_write_outputs(void);", "void bt_exit(int code);", "void fail(const char *what, int code);", "",
         "#endif", "",
     ]
     return "\n".join(lines)

@@ -16,6 +16,27 @@ typedef struct {
     int s[4];   /* strides, in elements */
 } ten_t;
 
+/* SPMD over the cores of a cluster (GAP9 build): every core runs the whole step, each kernel takes
+ * its share of the outer loop (BT_CHUNK), and the cores meet at a barrier after each kernel. On one
+ * core (host, rv32) the share is the whole loop and the barrier does nothing. */
+#if defined(BT_GAP9)
+#include "pmsis.h"
+#define BT_NCORES 8
+#define BT_CORE() ((int)pi_core_id())
+#define BT_BARRIER() pi_cl_team_barrier()
+#else
+#define BT_NCORES 1
+#define BT_CORE() 0
+#define BT_BARRIER() \
+    do { \
+    } while (0)
+#endif
+#define BT_CHUNK(n, lo, hi) \
+    const int bt_c_##lo = ((n) + BT_NCORES - 1) / BT_NCORES; \
+    const int lo = BT_CORE() * bt_c_##lo < (n) ? BT_CORE() * bt_c_##lo : (n); \
+    const int hi = lo + bt_c_##lo < (n) ? lo + bt_c_##lo : (n)
+#define BT_SERIAL if (BT_CORE() == 0)
+
 #define AT(t, a, b, c, e) ((t).p[(a) * (t).s[0] + (b) * (t).s[1] + (c) * (t).s[2] + (e) * (t).s[3]])
 #define NUMEL(t) ((t).d[0] * (t).d[1] * (t).d[2] * (t).d[3])
 

@@ -42,11 +42,13 @@ static inline uint64_t bt_instret(void) { return 0; }
 static inline uint64_t bt_cycles(void) { return 0; }
 #endif
 
+/* around every kernel call of the step: count (core 0), and on a cluster wait for all cores */
 #define PROF(k, call) \
     do { \
         uint64_t bt_t0_ = bt_instret(); \
         call; \
-        bt_prof_instret[k] += bt_instret() - bt_t0_; \
+        BT_BARRIER(); \
+        BT_SERIAL bt_prof_instret[k] += bt_instret() - bt_t0_; \
     } while (0)
 
 #endif
