@@ -6,8 +6,6 @@ qemu-system-misc; without them they skip with a message naming those packages.
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -129,19 +127,19 @@ def test_unknown_aten_op_is_refused_by_name(tmp_path):
         export_project(tmp_path / "odd", Odd(), "full")
 
 
-def test_cli_export_and_run(tmp_path):
+def test_cli_export_and_run(tmp_path, capsys):
+    from biotrain.device.cli import main_device
+
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "biotrain.cli", "device"]
-    r = subprocess.run(cmd + ["export", "--model", "mi_bminet", "--strategy", "edge", "--set", "C=4", "T=64", "F1=4",
-                              "F2=4", "Nf=8", "Nf2=4", "--out", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    assert main_device(["export", "--model", "mi_bminet", "--strategy", "edge", "--set", "C=4", "T=64", "F1=4", "F2=4",
+                        "Nf=8", "Nf2=4", "--out", str(out)]) == 0
     assert {"step.c", "kernels.c", "main.c", "Makefile", "init_state.bin", "samples.bin"} <= {p.name for p in out.iterdir()}
-    r = subprocess.run(cmd + ["run", str(out), "--target", "host", "--steps", "2", "--json"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
+    capsys.readouterr()
+    assert main_device(["run", str(out), "--target", "host", "--steps", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
     assert {"target", "steps", "max_rel_err", "loss", "instructions_per_step", "seconds"} <= set(res)
     assert res["steps"] == 2 and res["max_rel_err"] <= TOL
-    r = subprocess.run(cmd + ["run", str(out), "--target", "gap9-board"], capture_output=True, text=True)
     if not shutil.which("gapy"):
-        assert r.returncode == 3
-        assert "GAP SDK" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert main_device(["run", str(out), "--target", "gap9-board"]) == 3
+        err = capsys.readouterr().err.strip()
+        assert "GAP SDK" in err and len(err.splitlines()) == 1

@@ -88,3 +88,18 @@ def test_one_subject_adapts_on_qemu(tmp_path, prefect_harness):
     children = runs[runs["tags.kind"] != "flow"]
     tags = set(zip(children["tags.subject"], children["tags.executed_on"]))
     assert ("1", "device-qemu") in tags and ("2", "host") in tags
+
+
+def test_device_execute_is_validated():
+    import yaml
+
+    from biotrain.config import ParamsError, validate_params
+    from tests.helpers import ROOT
+
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert p["device"]["execute"] == "host"  # PyTorch stays the default
+    p["device"].update(execute="qemuu", execute_subjects=["one"])
+    with pytest.raises(ParamsError) as err:
+        validate_params(p)
+    text = str(err.value)
+    assert "device.execute: got 'qemuu'" in text and "device.execute_subjects: got ['one']" in text
