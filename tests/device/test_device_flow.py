@@ -103,3 +103,30 @@ def test_device_execute_is_validated():
         validate_params(p)
     text = str(err.value)
     assert "device.execute: got 'qemuu'" in text and "device.execute_subjects: got ['one']" in text
+
+
+@pytest.mark.parametrize("strategy", ["full", "last_layer"])
+def test_adapt_on_device_follows_pytorch_adapt(tmp_path, strategy):
+    """Same batches, cosine schedule and partial last batch (full: a second planned step) as
+    ``adaptation.adapt``, on the host build of the program."""
+    from biotrain.adaptation.strategies import adapt
+    from biotrain.device.export.adapt import adapt_on_device
+
+    if missing_tools("host"):
+        pytest.skip(missing_tools("host"))
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((21, 4, 64)).astype(np.float32), rng.integers(0, 2, 21)  # 8 + 8 + 5
+    cfg = FinetuneConfig(epochs=2)
+    torch.manual_seed(0)
+    start = build_model("mi_bminet", 4, 64, 2, "batch", F1=4, F2=4, Nf=8, Nf2=4)
+    host, dev = copy.deepcopy(start), copy.deepcopy(start)
+    adapt(host, X, y, strategy, cfg, 0)
+    info = adapt_on_device(dev, X, y, strategy, cfg, 0, target="host", workdir=tmp_path)
+    assert info.optimizer_steps == 6
+    for (k, a), b, s0 in zip(host.state_dict().items(), dev.state_dict().values(), start.state_dict().values()):
+        if a.dtype.is_floating_point:
+            assert float((a - b).norm()) <= 1e-4 * float(a.norm()) + 1e-7, k
+        else:
+            assert torch.equal(a, b), k
+    moved = float((dev.classifier.weight - start.classifier.weight).norm())
+    assert moved > 1e-6  # it did train
