@@ -87,6 +87,16 @@ def test_rv32_under_qemu_matches_pytorch(projects, pair):
     assert sum(kinds.values()) >= 0.95 * sum(per_step) / len(per_step)
 
 
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_plan_without_rewrites_also_matches(tmp_path, name):
+    """The ablation plan (no rematerialisation, padding elision or fused accumulation): the
+    accumulation is then a separate add, which the program must run."""
+    out = _export(tmp_path, name, "edge", optimize=False)
+    assert (out / "step.c").read_text().count("k_binary(EW_ADD") > 0
+    res = run_project(out, "host")
+    assert res["max_rel_err"] <= TOL, (res["rel_err_by_kind"], res["worst_tensor"])
+
+
 def test_wrong_plan_offset_fails_the_comparison(tmp_path):
     """A tensor placed on top of one that is still to be read corrupts the step in C too."""
 

@@ -233,7 +233,7 @@ class StepCodegen:
             return Val(node.target(*vargs, **node.kwargs), src.dtype)
         if name == "empty":
             return None
-        if name in self.skip:
+        if node.name in self.skip:
             return env[args[0]]  # accumulated by the gradient's own kernel
         if name == "relu" and (pi, node.name, 0) in self.g.value_storage:
             sid = self.g.value_storage[(pi, node.name, 0)]

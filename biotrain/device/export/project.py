@@ -29,11 +29,12 @@ GAP9_FILES = ("Makefile.gap9", "gap9_main.c", "README.md")
 
 
 def plan_step(model: nn.Module, strategy: str, batch_size: int = 8, micro_batch: int | None = None,
-              accum: int | None = None, hparams: dict | None = None, solver: str = "auto"):
-    """The same capture, graph and plan that ``estimate_step`` reports (rewrites on)."""
+              accum: int | None = None, hparams: dict | None = None, solver: str = "auto", optimize: bool = True):
+    """The same capture, graph and plan that ``estimate_step`` reports (``optimize``: the memory
+    rewrites, on by default as in ``estimate_step``)."""
     c = load_constants()
-    program = capture_step(model, strategy, batch_size, micro_batch, accum, hparams=hparams, remat=True)
-    graph = build_graph(program, rewrites=True)
+    program = capture_step(model, strategy, batch_size, micro_batch, accum, hparams=hparams, remat=optimize)
+    graph = build_graph(program, rewrites=optimize)
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
     return program, graph, plan
@@ -209,7 +210,7 @@ def _step_c(program, cg: StepCodegen, body: str, table: list[dict], plan: Memory
 def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int = 8, micro_batch: int | None = None,
                    accum: int | None = None, hparams: dict | None = None, model_spec: dict | None = None,
                    steps: int = 3, seed: int = 0, state: dict | None = None, samples=None, schedule=None,
-                   plan_hook=None, solver: str = "auto", extra_batch_sizes=None) -> dict:
+                   plan_hook=None, solver: str = "auto", extra_batch_sizes=None, optimize: bool = True) -> dict:
     """Write the C project into ``out_dir``; returns its ``meta.json`` content.
 
     ``state``/``samples`` (x [n, C, T], y [n])/``schedule`` ([(lr, indices)] per step) default to
@@ -218,7 +219,7 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
     batch sizes (with their own plan, same persistent state), for a partial last batch."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    program, graph, plan = plan_step(model, strategy, batch_size, micro_batch, accum, hparams, solver)
+    program, graph, plan = plan_step(model, strategy, batch_size, micro_batch, accum, hparams, solver, optimize)
     if plan_hook is not None:
         plan_hook(graph, plan)
     cg = StepCodegen(graph, plan)
@@ -229,7 +230,7 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
         if program.accum != 1:
             raise ValueError("extra batch sizes are for single-phase programs (accum 1); "
                              "accumulating programs take partial batches as fewer micro-batches")
-        p2, g2, plan2 = plan_step(model, strategy, bs, bs, 1, hparams, solver)
+        p2, g2, plan2 = plan_step(model, strategy, bs, bs, 1, hparams, solver, optimize)
         if state_table(p2, g2, plan2) != table:
             raise ValueError(f"the plan for batch {bs} places the persistent state differently")
         cg2 = StepCodegen(g2, plan2, prefix=f"b{bs}_")
