@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import torch
 from prefect import flow, task
@@ -96,9 +96,7 @@ def _executor(job: dict, settings: dict):
     subjects = device.get("execute_subjects")
     if where == "host" or job["strategy"] == "none" or (subjects is not None and job["subject"] not in subjects):
         return "host", adapt
-    from functools import partial
-
-    from biotrain.device.export.adapt import adapt_on_device
+    from biotrain.device.export.adapt import adapt_on_device  # only where a device executes
 
     return f"device-{where}", partial(adapt_on_device, target=where)
 
