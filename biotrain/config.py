@@ -208,6 +208,12 @@ def validate_params(params: dict) -> dict:
     backend = c.choice("device.backend", backends)
     if backend == "gap9-board":
         c.fail("device.backend", backend, "'gap9-sim' (the board backend is not implemented yet)")
+    # where fine-tuning runs (issue 13): PyTorch, or the exported C program on a device or emulator
+    c.choice("device.execute", ("host", "qemu", "gap9-board"), default="host")
+    subjects = c.get("device.execute_subjects", None)
+    if subjects is not None and not (isinstance(subjects, list) and all(
+            isinstance(s, int) and not isinstance(s, bool) for s in subjects)):
+        c.fail("device.execute_subjects", subjects, "null (every subject) or a list of subject ids")
     constants = c.get("device.constants", {}) or {}
     if not isinstance(constants, dict):
         c.fail("device.constants", constants, "a mapping of biotrain/device/gap9.yaml keys to values")

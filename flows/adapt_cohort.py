@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import torch
 from prefect import flow, task
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from biotrain.adaptation.scenarios import run_day1, run_longitudinal
 from biotrain.adaptation.plan import resume_key
-from biotrain.adaptation.strategies import FinetuneConfig
+from biotrain.adaptation.strategies import FinetuneConfig, adapt
 from biotrain.data.store import load_windows
 from biotrain.device.study import device_row_fields, step_costs
 from biotrain.models.checkpoint import load_checkpoint
@@ -88,6 +88,19 @@ def _with_device(rows: list[dict], costs: dict, job: dict, settings: dict) -> li
     return [{**r, **device_row_fields(costs, r["n_calib"], _finetune(job, settings)["epochs"])} for r in rows]
 
 
+def _executor(job: dict, settings: dict):
+    """Where this job's fine-tuning runs: ("host", PyTorch) or the exported device program on
+    ``device.execute`` (qemu, host C build, gap9-board) for the subjects in ``device.execute_subjects``."""
+    device = settings.get("device") or {}
+    where = device.get("execute", "host") or "host"
+    subjects = device.get("execute_subjects")
+    if where == "host" or job["strategy"] == "none" or (subjects is not None and job["subject"] not in subjects):
+        return "host", adapt
+    from biotrain.device.export.adapt import adapt_on_device  # only where a device executes
+
+    return f"device-{where}", partial(adapt_on_device, target=where)
+
+
 def _metrics(row: dict) -> dict:
     return {"acc_before": row["acc_before"], "acc_after": row["acc_after"], "gain": row["acc_after"] - row["acc_before"],
             "n_calib": row["n_calib"], "n_test": row["n_test"], "host_train_seconds": row["train_seconds"]}
@@ -111,7 +124,7 @@ def _record(job: dict, settings: dict, parent: dict, scenario: str, sessions: li
     steps = [_metrics(row) for row in rows]
     if steps:
         steps[0].update(device_metrics)
-    tags = {**_tags(job, scenario, sessions), **device_tags, **({"error": f"{type(error).__name__}: {error}"[:500]} if error else {})}
+    tags = {**_tags(job, scenario, sessions), "executed_on": _executor(job, settings)[0], **device_tags, **({"error": f"{type(error).__name__}: {error}"[:500]} if error else {})}
     name = f"{job['modality']}-s{job['subject']}-{scenario}-{job['strategy']}-seed{job['seed']}"
     tracker.record_run(name, parent["run_id"], resume_key([job], {"scenario": scenario}), tags=tags,
                        params=_params(job, settings), steps=steps, start_ms=start_ms,
@@ -156,9 +169,11 @@ def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = Fa
         base, spec = _pretrained(job["pretrained"], job.get("inputs_digest", ""))
         costs = _device(job, spec, settings)
         cfg = FinetuneConfig(**_finetune(job, settings))
+        executed_on, adapt_fn = _executor(job, settings)
+        context = {**_context(job), "executed_on": executed_on}
 
         sessions, work = [fold["day1"]["session"]], time.perf_counter()
-        row, model = run_day1(base, w.X, w.y, fold, job["strategy"], cfg, job["seed"], _context(job))
+        row, model = run_day1(base, w.X, w.y, fold, job["strategy"], cfg, job["seed"], context, adapt_fn)
         row["work_seconds"] = time.perf_counter() - work
         _record(job, settings, parent, scenario, sessions, [row], costs, begun)
         rows = [row]
@@ -166,7 +181,7 @@ def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = Fa
         if job["longitudinal"]:
             scenario, begun = "longitudinal", _now_ms()
             sessions, work = [s["session"] for s in fold["longitudinal"]], time.perf_counter()
-            chain = run_longitudinal(model, w.X, w.y, fold, job["strategy"], cfg, job["seed"], _context(job))
+            chain = run_longitudinal(model, w.X, w.y, fold, job["strategy"], cfg, job["seed"], context, adapt_fn)
             each = (time.perf_counter() - work) / len(chain)  # shared evenly by the chain's sessions
             for r in chain:
                 r["work_seconds"] = each

@@ -22,29 +22,32 @@ def _row(context: dict, session: str, scenario: str, n_calib: int, n_test: int, 
     }
 
 
-def run_day1(model, X: np.ndarray, y: np.ndarray, fold: dict, strategy: str, cfg: FinetuneConfig, seed: int, context: dict):
+def run_day1(model, X: np.ndarray, y: np.ndarray, fold: dict, strategy: str, cfg: FinetuneConfig, seed: int, context: dict,
+             adapt_fn=adapt):
     """Adapt a copy of the pretrained ``model`` on the first session's calibration part.
 
     Returns the result row and the adapted model (the start of the longitudinal chain).
+    ``adapt_fn`` runs the fine-tuning (PyTorch by default; the device program with ``device.execute``).
     """
     model = copy.deepcopy(model)
     split = fold["day1"]
     calib, test = np.asarray(split["calib"]), np.asarray(split["test"])
     before = accuracy(model, X[test], y[test])
-    info = adapt(model, X[calib], y[calib], strategy, cfg, seed)
+    info = adapt_fn(model, X[calib], y[calib], strategy, cfg, seed)
     after = accuracy(model, X[test], y[test])
     row = _row(context, split["session"], "day1", info.n_calib, len(test), before, after, info.train_seconds)
     return row, model
 
 
-def run_longitudinal(model, X: np.ndarray, y: np.ndarray, fold: dict, strategy: str, cfg: FinetuneConfig, seed: int, context: dict) -> list[dict]:
+def run_longitudinal(model, X: np.ndarray, y: np.ndarray, fold: dict, strategy: str, cfg: FinetuneConfig, seed: int, context: dict,
+                     adapt_fn=adapt) -> list[dict]:
     """Chain through the later sessions: each adapts the previous session's model."""
     model = copy.deepcopy(model)
     rows = []
     for k, split in enumerate(fold["longitudinal"], start=1):
         calib, test = np.asarray(split["calib"]), np.asarray(split["test"])
         before = accuracy(model, X[test], y[test])
-        info = adapt(model, X[calib], y[calib], strategy, cfg, seed + 1000 * k)
+        info = adapt_fn(model, X[calib], y[calib], strategy, cfg, seed + 1000 * k)
         after = accuracy(model, X[test], y[test])
         rows.append(_row(context, split["session"], "longitudinal", info.n_calib, len(test), before, after, info.train_seconds))
     return rows

@@ -76,6 +76,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     est = dsub.add_parser("estimate", help="memory plan, latency and energy of one training step")
     _add_arguments(est)
     est.set_defaults(func=run_estimate)
+    from .export.cli import add_commands  # device export / device run (issue 13)
+
+    add_commands(dsub, split_sets)
     return device
 
 

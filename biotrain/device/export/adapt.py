@@ -1,0 +1,91 @@
+"""Fine-tuning of one subject executed by the exported device program instead of PyTorch.
+
+Same calibration windows, same batch order (the seeded generator of ``adaptation.adapt``),
+same epochs and cosine learning-rate schedule, SGD with momentum and weight decay; the program's
+final weights and norm buffers are loaded back into the model, whose test accuracy the caller
+then measures on the host.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...adaptation.strategies import STRATEGIES, AdaptInfo, FinetuneConfig
+from ...adaptation.training import seeded_generator
+from .project import export_project, read_state
+from .runner import build, execute
+
+EXECUTE_TARGETS = ("host", "qemu", "gap9-board")
+PROGRAM_TARGETS = {"host": "host", "qemu": "qemu", "gap9-board": "gap9-board"}
+
+
+def cosine_lrs(cfg: FinetuneConfig) -> list[float]:
+    """The learning rate of every epoch, from PyTorch's own CosineAnnealingLR."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    out = []
+    for _ in range(cfg.epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def schedule_of(n: int, strategy: str, cfg: FinetuneConfig, seed: int) -> list[tuple[float, list[int]]]:
+    """(lr, sample indices) of every optimizer step, in the order ``adaptation.adapt`` takes them."""
+    gen = seeded_generator(seed)
+    steps = []
+    for lr in cosine_lrs(cfg):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, cfg.batch_size):
+            batch = order[i:i + cfg.batch_size]
+            if strategy == "full" and len(batch) < 2:
+                continue
+            steps.append((lr, batch.tolist()))
+    return steps
+
+
+def adapt_on_device(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: FinetuneConfig, seed: int,
+                    target: str = "qemu", workdir: str | Path | None = None) -> AdaptInfo:
+    """Fine-tune ``model`` in place by running the exported program on ``target``."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy {strategy!r} is not supported; use one of {list(STRATEGIES)}")
+    if target not in EXECUTE_TARGETS:
+        raise ValueError(f"device.execute={target!r}; use one of {list(EXECUTE_TARGETS)}")
+    if strategy == "none":
+        return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
+    start = time.perf_counter()
+    schedule = schedule_of(len(y), strategy, cfg, seed)
+    micro = cfg.micro_batch if strategy == "edge" else None
+    if strategy == "edge" and any(len(b) % cfg.micro_batch for _, b in schedule):
+        raise ValueError(f"adapt.micro_batch={cfg.micro_batch}: a partial batch of the calibration set is not a "
+                         "multiple of it; the device program needs whole micro-batches")
+    extra = sorted({len(b) for _, b in schedule} - {cfg.batch_size}) if strategy == "full" else None
+    hp = {"lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay}
+    zeros = {f"momentum:{n}": torch.zeros_like(p) for n, p in model.named_parameters()}
+    with tempfile.TemporaryDirectory(prefix="biotrain-device-", dir=workdir) as tmp:
+        out = Path(tmp) / "project"
+        meta = export_project(out, model, strategy, batch_size=cfg.batch_size, micro_batch=micro, hparams=hp,
+                              state=zeros, samples=(np.asarray(X, np.float32), np.asarray(y, np.int64)),
+                              schedule=schedule, extra_batch_sizes=extra)
+        build(out, PROGRAM_TARGETS[target])
+        execute(out, PROGRAM_TARGETS[target])
+        final = read_state(out / "final_state.bin", meta["states"])
+        losses = np.fromfile(out / "losses.bin", dtype=np.float32)
+    if not np.all(np.isfinite(losses)):
+        raise RuntimeError(f"the device program's loss is not finite on {target}")
+    params, bufs = dict(model.named_parameters()), dict(model.named_buffers())
+    with torch.no_grad():
+        for name, value in final.items():
+            kind, _, key = name.partition(":")
+            if kind == "param":
+                params[key].copy_(value)
+            elif kind == "buffer":
+                bufs[key].copy_(value)
+    return AdaptInfo(n_calib=len(y), optimizer_steps=len(schedule), train_seconds=time.perf_counter() - start)

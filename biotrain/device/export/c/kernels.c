@@ -1,0 +1,437 @@
+/* biotrain device export: fp32 training kernels (written for this project).
+ *
+ * Plain loops over strided 4-D views; one core, no SIMD. Reductions keep a float accumulator.
+ * Kernels that may run in place (output over an input that dies at the op, as the memory plan
+ * allows) read every input element before writing the output element at the same index, or
+ * finish their reductions first.
+ */
+#include "kernels.h"
+
+#include <math.h>
+
+#define V(t, i) ((t).p[(i) * (t).s[3]])             /* element i of a 1-D tensor */
+#define M2(t, i, j) ((t).p[(i) * (t).s[2] + (j) * (t).s[3]]) /* element (i, j) of a 2-D tensor */
+
+/* this core's share of the outer three dimensions, all of the last */
+#define FOR4P(t) \
+    BT_CHUNK((t).d[0] * (t).d[1] * (t).d[2], o_lo, o_hi); \
+    for (int o_ = o_lo, i0, i1, i2; o_ < o_hi && (i0 = o_ / ((t).d[1] * (t).d[2]), i1 = (o_ / (t).d[2]) % (t).d[1], \
+                                                 i2 = o_ % (t).d[2], 1); o_++) \
+        for (int i3 = 0; i3 < (t).d[3]; i3++)
+
+#define FOR4(t) \
+    for (int i0 = 0; i0 < (t).d[0]; i0++) \
+        for (int i1 = 0; i1 < (t).d[1]; i1++) \
+            for (int i2 = 0; i2 < (t).d[2]; i2++) \
+                for (int i3 = 0; i3 < (t).d[3]; i3++)
+
+void k_fill(ten_t y, float v) { FOR4P(y) AT(y, i0, i1, i2, i3) = v; }
+
+void k_copy(ten_t y, ten_t x) { FOR4P(y) AT(y, i0, i1, i2, i3) = AT(x, i0, i1, i2, i3); }
+
+void k_binary(int op, ten_t y, ten_t a, ten_t b, float alpha) {
+    FOR4P(y) {
+        float u = AT(a, i0, i1, i2, i3), v = AT(b, i0, i1, i2, i3), r;
+        switch (op) {
+            case EW_ADD: r = u + alpha * v; break;
+            case EW_SUB: r = u - alpha * v; break;
+            case EW_MUL: r = u * v; break;
+            default: r = u / v; break;
+        }
+        AT(y, i0, i1, i2, i3) = r;
+    }
+}
+
+void k_binary_scalar(int op, ten_t y, ten_t a, float s) {
+    FOR4P(y) {
+        float u = AT(a, i0, i1, i2, i3), r;
+        switch (op) {
+            case EW_ADD: r = u + s; break;
+            case EW_SUB: r = u - s; break;
+            case EW_MUL: r = u * s; break;
+            default: r = u / s; break;
+        }
+        AT(y, i0, i1, i2, i3) = r;
+    }
+}
+
+void k_relu(ten_t y, ten_t x) {
+    FOR4P(y) {
+        float v = AT(x, i0, i1, i2, i3);
+        AT(y, i0, i1, i2, i3) = v > 0.0f ? v : 0.0f;
+    }
+}
+
+void k_threshold_bwd(ten_t dx, ten_t dy, ten_t x, float thr) {
+    FOR4P(dx) {
+        float g = AT(dy, i0, i1, i2, i3);
+        AT(dx, i0, i1, i2, i3) = AT(x, i0, i1, i2, i3) <= thr ? 0.0f : g;
+    }
+}
+
+void k_pad(ten_t y, ten_t x, int pad_h, int pad_w, float value) {
+    FOR4P(y) {
+        int h = i2 - pad_h, w = i3 - pad_w;
+        int in = h >= 0 && h < x.d[2] && w >= 0 && w < x.d[3];
+        AT(y, i0, i1, i2, i3) = in ? AT(x, i0, i1, h, w) : value;
+    }
+}
+
+void k_zero_border(ten_t full, int h0, int h1, int w0, int w1) {
+    FOR4P(full) {
+        if (i2 < h0 || i2 >= h1 || i3 < w0 || i3 >= w1) AT(full, i0, i1, i2, i3) = 0.0f;
+    }
+}
+
+void k_sum(ten_t y, ten_t ybc, ten_t x, float divisor, int relu, int acc) {
+    BT_SERIAL {} else return; /* a reduction into few outputs: one core */
+    if (!acc) FOR4(y) AT(y, i0, i1, i2, i3) = 0.0f;
+    FOR4(x) {
+        float v = AT(x, i0, i1, i2, i3);
+        if (relu && v < 0.0f) v = 0.0f;
+        AT(ybc, i0, i1, i2, i3) += v;
+    }
+    if (divisor != 1.0f) FOR4(y) AT(y, i0, i1, i2, i3) /= divisor;
+}
+
+void k_i64_add(int64_t *p, int n, int64_t v) {
+    BT_SERIAL {} else return;
+    for (int i = 0; i < n; i++) p[i] += v;
+}
+
+void k_conv2d(ten_t y, ten_t x, ten_t w, const ten_t *bias, int sh, int sw, int ph, int pw, int dh, int dw,
+              int groups) {
+    const int N = y.d[0], Co = y.d[1], Ho = y.d[2], Wo = y.d[3], H = x.d[2], W = x.d[3];
+    const int cig = w.d[1], cog = Co / groups, Kh = w.d[2], Kw = w.d[3];
+    BT_CHUNK(Co, co_lo, co_hi);
+    for (int n = 0; n < N; n++)
+        for (int co = co_lo; co < co_hi; co++) {
+            const int c0 = (co / cog) * cig;
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    float acc = bias ? V(*bias, co) : 0.0f;
+                    for (int ci = 0; ci < cig; ci++)
+                        for (int kh = 0; kh < Kh; kh++) {
+                            const int ih = oh * sh - ph + kh * dh;
+                            if (ih < 0 || ih >= H) continue;
+                            for (int kw = 0; kw < Kw; kw++) {
+                                const int iw = ow * sw - pw + kw * dw;
+                                if (iw < 0 || iw >= W) continue;
+                                acc += AT(x, n, c0 + ci, ih, iw) * AT(w, co, ci, kh, kw);
+                            }
+                        }
+                    AT(y, n, co, oh, ow) = acc;
+                }
+        }
+}
+
+/* Weight and bias gradient of output channel co. */
+static void conv_bwd_weight(ten_t dy, ten_t x, ten_t *dwt, int acc_dw, ten_t *db, int acc_db, int co, int c0,
+                            int sh, int sw, int ph, int pw, int dh, int dw) {
+    const int N = dy.d[0], Ho = dy.d[2], Wo = dy.d[3], H = x.d[2], W = x.d[3];
+    if (dwt)
+        for (int ci = 0; ci < dwt->d[1]; ci++)
+            for (int kh = 0; kh < dwt->d[2]; kh++)
+                for (int kw = 0; kw < dwt->d[3]; kw++) {
+                    float acc = 0.0f;
+                    for (int n = 0; n < N; n++)
+                        for (int oh = 0; oh < Ho; oh++) {
+                            const int ih = oh * sh - ph + kh * dh;
+                            if (ih < 0 || ih >= H) continue;
+                            for (int ow = 0; ow < Wo; ow++) {
+                                const int iw = ow * sw - pw + kw * dw;
+                                if (iw < 0 || iw >= W) continue;
+                                acc += AT(dy, n, co, oh, ow) * AT(x, n, c0 + ci, ih, iw);
+                            }
+                        }
+                    if (acc_dw) AT(*dwt, co, ci, kh, kw) += acc;
+                    else AT(*dwt, co, ci, kh, kw) = acc;
+                }
+    if (db) {
+        float acc = 0.0f;
+        for (int n = 0; n < N; n++)
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) acc += AT(dy, n, co, oh, ow);
+        if (acc_db) V(*db, co) += acc;
+        else V(*db, co) = acc;
+    }
+}
+
+/* Input gradient of input channel c0 + ci (group g): a gather over the output gradient. */
+static void conv_bwd_input(ten_t dy, ten_t w, ten_t dx, int g, int cog, int c0, int ci,
+                           int sh, int sw, int ph, int pw, int dh, int dw) {
+    const int N = dy.d[0], Ho = dy.d[2], Wo = dy.d[3], H = dx.d[2], W = dx.d[3], Kh = w.d[2], Kw = w.d[3];
+    for (int n = 0; n < N; n++)
+        for (int ih = 0; ih < H; ih++)
+            for (int iw = 0; iw < W; iw++) {
+                float acc = 0.0f;
+                for (int co = g * cog; co < (g + 1) * cog; co++)
+                    for (int kh = 0; kh < Kh; kh++) {
+                        const int th = ih + ph - kh * dh;
+                        if (th < 0 || th % sh) continue;
+                        const int oh = th / sh;
+                        if (oh >= Ho) continue;
+                        for (int kw = 0; kw < Kw; kw++) {
+                            const int tw = iw + pw - kw * dw;
+                            if (tw < 0 || tw % sw) continue;
+                            const int ow = tw / sw;
+                            if (ow >= Wo) continue;
+                            acc += AT(dy, n, co, oh, ow) * AT(w, co, ci, kh, kw);
+                        }
+                    }
+                AT(dx, n, c0 + ci, ih, iw) = acc;
+            }
+}
+
+/* Group by group: the weight (and bias) gradient of a group first, then the input gradient of its
+ * input channels, so dx may overwrite x (the depthwise case the planner allows). With one group,
+ * the cores share the output channels, meet, then share the input channels. */
+void k_conv2d_bwd(ten_t dy, ten_t x, ten_t w, ten_t *dx, ten_t *dwt, int acc_dw, ten_t *db, int acc_db,
+                  int sh, int sw, int ph, int pw, int dh, int dw, int groups) {
+    const int Co = dy.d[1], cig = w.d[1], cog = Co / groups;
+    if (groups > 1) {
+        BT_CHUNK(groups, g_lo, g_hi);
+        for (int g = g_lo; g < g_hi; g++) {
+            for (int co = g * cog; co < (g + 1) * cog; co++)
+                conv_bwd_weight(dy, x, dwt, acc_dw, db, acc_db, co, g * cig, sh, sw, ph, pw, dh, dw);
+            if (dx)
+                for (int ci = 0; ci < cig; ci++) conv_bwd_input(dy, w, *dx, g, cog, g * cig, ci, sh, sw, ph, pw, dh, dw);
+        }
+        return;
+    }
+    {
+        BT_CHUNK(Co, co_lo, co_hi);
+        for (int co = co_lo; co < co_hi; co++) conv_bwd_weight(dy, x, dwt, acc_dw, db, acc_db, co, 0, sh, sw, ph, pw, dh, dw);
+    }
+    BT_BARRIER();
+    if (dx) {
+        BT_CHUNK(cig, ci_lo, ci_hi);
+        for (int ci = ci_lo; ci < ci_hi; ci++) conv_bwd_input(dy, w, *dx, 0, cog, 0, ci, sh, sw, ph, pw, dh, dw);
+    }
+}
+
+void k_mm(ten_t y, ten_t a, ten_t b, int acc) {
+    const int M = y.d[2], Nn = y.d[3], K = a.d[3];
+    BT_CHUNK(M, r_lo, r_hi);
+    for (int i = r_lo; i < r_hi; i++)
+        for (int j = 0; j < Nn; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += M2(a, i, k) * M2(b, k, j);
+            if (acc) M2(y, i, j) += s;
+            else M2(y, i, j) = s;
+        }
+}
+
+void k_addmm(ten_t y, ten_t bias_bc, ten_t a, ten_t b) {
+    const int M = y.d[2], Nn = y.d[3], K = a.d[3];
+    BT_CHUNK(M, r_lo, r_hi);
+    for (int i = r_lo; i < r_hi; i++)
+        for (int j = 0; j < Nn; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += M2(a, i, k) * M2(b, k, j);
+            M2(y, i, j) = M2(bias_bc, i, j) + s;
+        }
+}
+
+void k_group_norm(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t mean, ten_t rstd, int groups, float eps) {
+    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3], cpg = C / groups;
+    const float cnt = (float)(cpg * H * W);
+    BT_CHUNK(groups, g_lo, g_hi); /* one group (the edge model's GroupNorm): one core */
+    for (int n = 0; n < N; n++)
+        for (int g = g_lo; g < g_hi; g++) {
+            float s = 0.0f, q = 0.0f;
+            for (int c = g * cpg; c < (g + 1) * cpg; c++)
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++) s += AT(x, n, c, h, w);
+            const float mu = s / cnt;
+            for (int c = g * cpg; c < (g + 1) * cpg; c++)
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++) {
+                        const float d = AT(x, n, c, h, w) - mu;
+                        q += d * d;
+                    }
+            const float r = 1.0f / sqrtf(q / cnt + eps);
+            M2(mean, n, g) = mu;
+            M2(rstd, n, g) = r;
+            for (int c = g * cpg; c < (g + 1) * cpg; c++) {
+                const float ga = V(gamma, c), be = V(beta, c);
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++) AT(y, n, c, h, w) = (AT(x, n, c, h, w) - mu) * r * ga + be;
+            }
+        }
+}
+
+void k_group_norm_bwd(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma, ten_t *dx, ten_t *dgamma,
+                      int acc_g, ten_t *dbeta, int acc_b, int groups) {
+    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3], cpg = C / groups;
+    const float cnt = (float)(cpg * H * W);
+    BT_CHUNK(groups, g_lo, g_hi); /* a core owns the channels of its groups */
+    (void)C;
+    if (dgamma && !acc_g) for (int c = g_lo * cpg; c < g_hi * cpg; c++) V(*dgamma, c) = 0.0f;
+    if (dbeta && !acc_b) for (int c = g_lo * cpg; c < g_hi * cpg; c++) V(*dbeta, c) = 0.0f;
+    for (int n = 0; n < N; n++)
+        for (int g = g_lo; g < g_hi; g++) {
+            const float mu = M2(mean, n, g), r = M2(rstd, n, g);
+            float sa = 0.0f, sb = 0.0f; /* sums of dxhat and dxhat * xhat over the group */
+            for (int c = g * cpg; c < (g + 1) * cpg; c++) {
+                const float ga = V(gamma, c);
+                float sdy = 0.0f, sdyx = 0.0f;
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++) {
+                        const float gy = AT(dy, n, c, h, w), xh = (AT(x, n, c, h, w) - mu) * r;
+                        sdy += gy;
+                        sdyx += gy * xh;
+                    }
+                sa += ga * sdy;
+                sb += ga * sdyx;
+                if (dgamma) V(*dgamma, c) += sdyx;
+                if (dbeta) V(*dbeta, c) += sdy;
+            }
+            if (!dx) continue;
+            const float ma = sa / cnt, mb = sb / cnt;
+            for (int c = g * cpg; c < (g + 1) * cpg; c++) {
+                const float ga = V(gamma, c);
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++) {
+                        const float xh = (AT(x, n, c, h, w) - mu) * r;
+                        AT(*dx, n, c, h, w) = r * (ga * AT(dy, n, c, h, w) - ma - xh * mb);
+                    }
+            }
+        }
+}
+
+void k_batch_norm_train(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t *rmean, ten_t *rvar, ten_t smean,
+                        ten_t sinvstd, float momentum, float eps) {
+    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3];
+    const float cnt = (float)(N * H * W);
+    BT_CHUNK(C, c_lo, c_hi);
+    for (int c = c_lo; c < c_hi; c++) {
+        float s = 0.0f, q = 0.0f;
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) s += AT(x, n, c, h, w);
+        const float mu = s / cnt;
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) {
+                    const float d = AT(x, n, c, h, w) - mu;
+                    q += d * d;
+                }
+        const float var = q / cnt, inv = 1.0f / sqrtf(var + eps);
+        V(smean, c) = mu;
+        V(sinvstd, c) = inv;
+        if (rmean) V(*rmean, c) = (1.0f - momentum) * V(*rmean, c) + momentum * mu;
+        if (rvar) V(*rvar, c) = (1.0f - momentum) * V(*rvar, c) + momentum * (cnt > 1.0f ? q / (cnt - 1.0f) : var);
+        const float ga = V(gamma, c), be = V(beta, c);
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) AT(y, n, c, h, w) = (AT(x, n, c, h, w) - mu) * inv * ga + be;
+    }
+}
+
+void k_batch_norm_eval(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t rmean, ten_t rvar, float eps) {
+    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3];
+    BT_CHUNK(C, c_lo, c_hi);
+    for (int c = c_lo; c < c_hi; c++) {
+        const float mu = V(rmean, c), inv = 1.0f / sqrtf(V(rvar, c) + eps), ga = V(gamma, c), be = V(beta, c);
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) AT(y, n, c, h, w) = (AT(x, n, c, h, w) - mu) * inv * ga + be;
+    }
+}
+
+void k_batch_norm_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t smean, ten_t sinvstd, ten_t *dx, ten_t *dgamma,
+                      int acc_g, ten_t *dbeta, int acc_b) {
+    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3];
+    const float cnt = (float)(N * H * W);
+    BT_CHUNK(C, c_lo, c_hi);
+    for (int c = c_lo; c < c_hi; c++) {
+        const float mu = V(smean, c), inv = V(sinvstd, c), ga = V(gamma, c);
+        float sdy = 0.0f, sdyx = 0.0f;
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) {
+                    const float gy = AT(dy, n, c, h, w);
+                    sdy += gy;
+                    sdyx += gy * (AT(x, n, c, h, w) - mu) * inv;
+                }
+        if (dgamma) { if (acc_g) V(*dgamma, c) += sdyx; else V(*dgamma, c) = sdyx; }
+        if (dbeta) { if (acc_b) V(*dbeta, c) += sdy; else V(*dbeta, c) = sdy; }
+        if (!dx) continue;
+        const float ma = sdy / cnt, mb = sdyx / cnt;
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) {
+                    const float xh = (AT(x, n, c, h, w) - mu) * inv;
+                    AT(*dx, n, c, h, w) = ga * inv * (AT(dy, n, c, h, w) - ma - xh * mb);
+                }
+    }
+}
+
+void k_avg_pool(ten_t y, ten_t x, int kh, int kw, int sh, int sw, float divisor, int relu) {
+    FOR4P(y) {
+        float s = 0.0f;
+        for (int a = 0; a < kh; a++)
+            for (int b = 0; b < kw; b++) {
+                float v = AT(x, i0, i1, i2 * sh + a, i3 * sw + b);
+                if (relu && v < 0.0f) v = 0.0f;
+                s += v;
+            }
+        AT(y, i0, i1, i2, i3) = s / divisor;
+    }
+}
+
+void k_avg_pool_bwd(ten_t dx, ten_t dy, int kh, int kw, int sh, int sw, float divisor) {
+    BT_SERIAL {} else return; /* overlapping windows would race: one core */
+    FOR4(dx) AT(dx, i0, i1, i2, i3) = 0.0f;
+    FOR4(dy) {
+        const float g = AT(dy, i0, i1, i2, i3) / divisor;
+        for (int a = 0; a < kh; a++)
+            for (int b = 0; b < kw; b++) AT(dx, i0, i1, i2 * sh + a, i3 * sw + b) += g;
+    }
+}
+
+void k_log_softmax(ten_t y, ten_t x) {
+    BT_SERIAL {} else return;
+    const int N = x.d[2], K = x.d[3];
+    for (int i = 0; i < N; i++) {
+        float m = M2(x, i, 0), s = 0.0f;
+        for (int k = 1; k < K; k++) if (M2(x, i, k) > m) m = M2(x, i, k);
+        for (int k = 0; k < K; k++) s += expf(M2(x, i, k) - m);
+        const float lse = m + logf(s);
+        for (int k = 0; k < K; k++) M2(y, i, k) = M2(x, i, k) - lse;
+    }
+}
+
+void k_log_softmax_bwd(ten_t dx, ten_t dy, ten_t out) {
+    BT_SERIAL {} else return;
+    const int N = out.d[2], K = out.d[3];
+    for (int i = 0; i < N; i++) {
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) s += M2(dy, i, k);
+        for (int k = 0; k < K; k++) M2(dx, i, k) = M2(dy, i, k) - expf(M2(out, i, k)) * s;
+    }
+}
+
+void k_nll_loss(ten_t loss, ten_t total_weight, ten_t logp, const int64_t *target, int ignore_index) {
+    BT_SERIAL {} else return;
+    const int N = logp.d[2];
+    float s = 0.0f, cnt = 0.0f;
+    for (int i = 0; i < N; i++) {
+        if (target[i] == ignore_index) continue;
+        s -= M2(logp, i, (int)target[i]);
+        cnt += 1.0f;
+    }
+    loss.p[0] = s / cnt;
+    total_weight.p[0] = cnt;
+}
+
+void k_nll_loss_bwd(ten_t dx, ten_t dloss, const int64_t *target, ten_t total_weight, int ignore_index) {
+    BT_SERIAL {} else return;
+    const int N = dx.d[2];
+    FOR4(dx) AT(dx, i0, i1, i2, i3) = 0.0f;
+    for (int i = 0; i < N; i++) {
+        if (target[i] == ignore_index) continue;
+        M2(dx, i, (int)target[i]) = -dloss.p[0] / total_weight.p[0];
+    }
+}

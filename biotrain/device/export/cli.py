@@ -1,0 +1,86 @@
+"""``biotrain device export`` and ``biotrain device run``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..capture import STRATEGIES
+from .runner import TARGETS, ToolMissing
+
+
+def add_commands(dsub, parse_sets) -> None:
+    """Register ``export`` and ``run`` on the ``device`` subparsers; ``parse_sets`` is the
+    ``--set`` parser of ``device estimate`` (same keys)."""
+    ex = dsub.add_parser("export", help="write the training step as a self-contained C99 project")
+    ex.add_argument("--model", required=True, choices=["mi_bminet", "epidenet"])
+    ex.add_argument("--strategy", required=True, choices=list(STRATEGIES))
+    ex.add_argument("--batch-size", type=int, default=8)
+    ex.add_argument("--micro-batch", type=int, default=None)
+    ex.add_argument("--accum", type=int, default=None)
+    ex.add_argument("--steps", type=int, default=3, help="steps of the generated schedule (random samples)")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", nargs="+",
+                    help="model shape/arguments (C, T, classes, F1, ...), as for `device estimate`")
+    ex.add_argument("--out", required=True, help="project directory to write")
+    ex.set_defaults(func=lambda a: _guard(_export, a, parse_sets))
+    run = dsub.add_parser("run", help="build and run an exported project, compare with PyTorch")
+    run.add_argument("dir")
+    run.add_argument("--target", default="host", choices=list(TARGETS))
+    run.add_argument("--steps", type=int, default=None, help="steps to run (default: the exported schedule)")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=lambda a: _guard(_run, a))
+
+
+def _guard(fn, *args) -> int:
+    try:
+        return fn(*args)
+    except ToolMissing as exc:
+        print(f"biotrain device: {exc}", file=sys.stderr)
+        return 3
+    except (ValueError, NotImplementedError, FileNotFoundError) as exc:
+        print(f"biotrain device: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _export(args, parse_sets) -> int:
+    import torch
+
+    from ...models import build_model
+    from .project import export_project
+
+    sets = [s for group in args.sets for s in (group if isinstance(group, list) else [group])]
+    model_kw, overrides = parse_sets(sets, args.model)
+    if overrides:
+        raise ValueError(f"--set: device constants {sorted(overrides)} do not change the exported program")
+    model_kw.setdefault("norm", "group" if args.strategy == "edge" else "batch")
+    torch.manual_seed(args.seed)
+    try:
+        model = build_model(args.model, **model_kw)
+    except TypeError as exc:
+        raise ValueError(f"--set: {exc}") from None
+    spec = {"name": args.model, "n_chans": model.n_chans, "n_times": model.n_times, "n_outputs": model.n_outputs,
+            "norm": model.norm, "kwargs": {k: v for k, v in model_kw.items()
+                                           if k not in ("n_chans", "n_times", "n_outputs", "norm")}}
+    meta = export_project(args.out, model, args.strategy, batch_size=args.batch_size, micro_batch=args.micro_batch,
+                          accum=args.accum, model_spec=spec, steps=args.steps, seed=args.seed)
+    print(f"wrote {args.out}: arena {meta['arena_bytes']} B (plan peak {meta['plan']['peak']} B), "
+          f"{sum(meta['ops'].values())} kernel calls per step program; build with `make -C {args.out} host|rv32`, "
+          f"run with `biotrain device run {args.out} --target host|qemu`")
+    return 0
+
+
+def _run(args) -> int:
+    from .runner import run_project
+
+    res = run_project(args.dir, args.target, steps=args.steps)
+    res.pop("final_state", None)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{res['target']}: {res['steps']} steps, max_rel_err {res['max_rel_err']:.2e} "
+              f"({'ok' if res['ok'] else 'MISMATCH'} at tol {res['tol']:g}), loss {res['loss']}, {res['seconds']} s")
+        if res["instructions_per_step"]:
+            print(f"instructions per step: {res['instructions_per_step']}")
+            print("by kernel kind: " + ", ".join(f"{k} {v:.0f}" for k, v in res["instructions_per_step_by_kind"].items() if v))
+    return 0 if res["ok"] else 1

@@ -1,0 +1,227 @@
+"""Build and run an exported project, read its results back, compare them with PyTorch.
+
+Targets: ``host`` (system C compiler), ``qemu`` (rv32 build on ``qemu-system-riscv32``, ends through
+the virt machine's test device), ``gap9-board`` / ``gap9-gvsoc`` (the GAP SDK's own runner, where
+that SDK is installed). The reference is the same steps in eager PyTorch with ``torch.optim.SGD``
+from the same initial state, samples and schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..capture import strategy_setup
+from .project import read_samples, read_schedule, read_state, write_schedule
+
+TARGETS = ("host", "qemu", "gap9-board", "gap9-gvsoc")
+DEBIAN_PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"
+RV_GCC = "riscv64-unknown-elf-gcc"
+QEMU = "qemu-system-riscv32"
+TOL = 1e-4
+
+
+class ToolMissing(RuntimeError):
+    """A compiler, emulator or SDK the target needs is not installed (the message says which)."""
+
+
+def missing_tools(target: str) -> str | None:
+    """One line naming what ``target`` lacks and how to get it, or None when all is there."""
+    if target == "host":
+        return None if shutil.which(os.environ.get("CC", "cc")) else "no C compiler (cc) on PATH: apt-get install -y gcc"
+    if target == "qemu":
+        lack = [t for t in (RV_GCC, QEMU) if not shutil.which(t)]
+        if not lack:
+            probe = subprocess.run([RV_GCC, "--specs=picolibc.specs", "-march=rv32imafc", "-mabi=ilp32f",
+                                    "-print-file-name=picolibc.ld"], capture_output=True, text=True)
+            if probe.returncode != 0:
+                lack.append("picolibc")
+        if lack:
+            return (f"target qemu needs {', '.join(lack)}: apt-get install -y {DEBIAN_PACKAGES} "
+                    "(Debian/Ubuntu packages)")
+        return None
+    if target in ("gap9-board", "gap9-gvsoc"):
+        if not os.environ.get("GAP_SDK_HOME") or not shutil.which("gapy"):
+            return (f"target {target} needs the GreenWaves GAP SDK (GAP_SDK_HOME set and gapy on PATH): it is not "
+                    "public on a package index; get it from GreenWaves (github.com/GreenWaves-Technologies/gap_sdk "
+                    "or your GAP9 kit), then `source <gap_sdk>/configs/gap9_evk_audio.sh` and rerun")
+        return None
+    raise ValueError(f"unknown target {target!r}; use one of {list(TARGETS)}")
+
+
+def build(project: Path, target: str) -> None:
+    why = missing_tools(target)
+    if why:
+        raise ToolMissing(why)
+    make_target = {"host": "host", "qemu": "rv32"}.get(target, "gap9")
+    r = subprocess.run(["make", "-s", "-C", str(project), make_target], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"build of {project} for {target} failed:\n{r.stdout[-2000:]}{r.stderr[-4000:]}")
+
+
+def execute(project: Path, target: str, timeout_s: float = 7200.0) -> subprocess.CompletedProcess:
+    """Run the built program in ``project`` (its data files are read and written there). The
+    timeout is a guard only: programs end through exit / the test device."""
+    for f in ("final_state.bin", "losses.bin", "profile.bin"):
+        (project / f).unlink(missing_ok=True)
+    if target == "host":
+        cmd = [str(project / "build" / "host" / "prog")]
+    elif target == "qemu":
+        cmd = [QEMU, "-machine", "virt", "-nographic", "-bios", "none", "-icount", "shift=0",
+               "-semihosting-config", "enable=on,target=native", "-kernel", "build/rv32/prog.elf"]
+    else:
+        platform = "board" if target == "gap9-board" else "gvsoc"
+        cmd = ["make", "-f", "gap9/Makefile.gap9", "run", f"platform={platform}"]
+    r = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout_s,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise RuntimeError(f"{target} run of {project} failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return r
+
+
+def read_profile(path: Path, kinds: list[str]) -> dict:
+    data = path.read_bytes()
+    n, k = struct.unpack_from("<II", data, 0)
+    per = np.frombuffer(data, np.uint64, 2 * n, 8).reshape(n, 2)
+    by_kind = np.frombuffer(data, np.uint64, k, 8 + 16 * n)
+    return {"instret": per[:, 0].tolist(), "cycles": per[:, 1].tolist(),
+            "by_kind": {kinds[i]: int(by_kind[i]) for i in range(k)}}
+
+
+def _model_from_meta(meta: dict):
+    from ...models import build_model
+
+    spec = meta["model"]
+    if not spec:
+        raise ValueError("meta.json has no model spec: export with model_spec to let `run` rebuild the reference")
+    return build_model(spec["name"], spec["n_chans"], spec["n_times"], spec["n_outputs"], spec["norm"],
+                       **spec.get("kwargs", {}))
+
+
+def reference_run(meta: dict, state: dict, x: np.ndarray, y: np.ndarray, schedule: list, model=None):
+    """The same steps in eager PyTorch: ``torch.optim.SGD`` from the exported state. Returns
+    (final state dict, loss per step)."""
+    m = copy.deepcopy(model) if model is not None else _model_from_meta(meta)
+    trainable, training = strategy_setup(m, meta["strategy"])
+    m.train(training)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            p.copy_(state[f"param:{n}"])
+            p.requires_grad_(n in trainable)
+        for n, b in m.named_buffers():
+            b.copy_(state[f"buffer:{n}"])
+    names = [n for n, _ in m.named_parameters() if n in trainable]
+    params = dict(m.named_parameters())
+    tp = [params[n] for n in names]
+    hp = meta["hparams"]
+    opt = torch.optim.SGD(tp, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+    for n, p in zip(names, tp):
+        opt.state[p]["momentum_buffer"] = state[f"momentum:{n}"].clone()
+    xs = torch.from_numpy(np.array(x, np.float32)).reshape(len(x), 1, m.n_chans, m.n_times)
+    ys = torch.from_numpy(np.array(y, np.int64))
+    micro = meta["micro_batch"]
+    losses = []
+    for lr, idx in schedule:
+        for gr in opt.param_groups:
+            gr["lr"] = float(lr)
+        opt.zero_grad()
+        total = 0.0
+        for j in range(0, len(idx), micro):
+            sel = torch.as_tensor(idx[j:j + micro])
+            loss = F.cross_entropy(m(xs[sel]), ys[sel], reduction="sum") / len(idx)
+            loss.backward()
+            total += float(loss.detach())
+        opt.step()
+        losses.append(total)
+    out = {f"param:{n}": p.detach().clone() for n, p in m.named_parameters()}
+    out.update({f"buffer:{n}": b.detach().clone() for n, b in m.named_buffers()})
+    out.update({f"momentum:{n}": opt.state[p]["momentum_buffer"].clone() for n, p in zip(names, tp)})
+    return out, losses
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    den = float(b.norm())
+    err = float((a - b).norm())
+    r = err / den if den else err
+    return r if r == r else float("inf")
+
+
+def compare_states(got: dict, ref: dict) -> dict:
+    """Relative L2 error per kind (weights, momentum, buffers) and per tensor."""
+    groups: dict = {}
+    per = {}
+    for k, r in ref.items():
+        if k not in got:
+            continue
+        if not r.dtype.is_floating_point:
+            per[k] = 0.0 if torch.equal(got[k].to(r.dtype), r) else float("inf")
+            continue
+        per[k] = _rel(got[k], r)
+        groups.setdefault(k.partition(":")[0], []).append((got[k].flatten(), r.flatten()))
+    by_kind = {kind: _rel(torch.cat([a for a, _ in v]), torch.cat([b for _, b in v])) for kind, v in groups.items()}
+    ints = [v for k, v in per.items() if not ref[k].dtype.is_floating_point]
+    if ints:
+        by_kind["integer_buffers"] = max(ints)
+    return {"by_kind": by_kind, "per_tensor": per}
+
+
+def run_project(project, target: str = "host", steps: int | None = None, tol: float = TOL, model=None) -> dict:
+    """Build, run, read back and compare; the JSON result of ``biotrain device run``."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; use one of {list(TARGETS)}")
+    project = Path(project)
+    meta = json.loads((project / "meta.json").read_text())
+    schedule = read_schedule(project / "schedule.bin")
+    x, y = read_samples(project / "samples.bin")
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {steps}")
+        base = schedule or [(meta["hparams"]["lr"], list(range(meta["batch_size"])))]
+        schedule = [base[s % len(base)] for s in range(steps)]
+        write_schedule(project / "schedule.bin", schedule)
+    t0 = time.perf_counter()
+    build(project, target)
+    execute(project, target)
+    seconds = time.perf_counter() - t0
+    table = meta["states"]
+    init = read_state(project / "init_state.bin", table)
+    final = read_state(project / "final_state.bin", table)
+    losses = np.fromfile(project / "losses.bin", dtype=np.float32).astype(float).tolist()
+    ref, ref_losses = reference_run(meta, init, x, y, schedule, model=model)
+    cmp = compare_states(final, ref)
+    loss_err = max((abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses, ref_losses)), default=0.0)
+    max_rel = max(list(cmp["by_kind"].values()) + [loss_err])
+    if not np.all(np.isfinite(losses)):
+        max_rel = float("inf")
+    prof = read_profile(project / "profile.bin", meta["kinds"])
+    counted = target != "host"  # qemu: guest instret/cycle CSRs; gap9: PMSIS counters of core 0
+    n = max(len(schedule), 1)
+    return {
+        "target": target,
+        "steps": len(schedule),
+        "max_rel_err": max_rel,
+        "ok": bool(max_rel <= tol),
+        "tol": tol,
+        "loss": losses,
+        "loss_reference": ref_losses,
+        "rel_err_by_kind": cmp["by_kind"],
+        "worst_tensor": max(cmp["per_tensor"], key=cmp["per_tensor"].get) if cmp["per_tensor"] else "",
+        "instructions_per_step": prof["instret"] if counted else None,
+        "cycles_per_step": prof["cycles"] if counted else None,
+        "instructions_per_step_by_kind": ({k: v / n for k, v in prof["by_kind"].items()} if counted else None),
+        "seconds": round(seconds, 3),
+        "strategy": meta["strategy"],
+        "model": meta["model"].get("name"),
+        "final_state": final,
+    }

@@ -1,0 +1,155 @@
+"""The exported C program reproduces PyTorch's training steps (host build, and rv32 under qemu).
+
+The rv32 tests need Debian's gcc-riscv64-unknown-elf, picolibc-riscv64-unknown-elf and
+qemu-system-misc; without them they skip with a message naming those packages.
+"""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from biotrain.device.export.codegen import UnsupportedOp
+from biotrain.device.export.project import export_project
+from biotrain.device.export.runner import missing_tools, run_project
+from biotrain.models import build_model
+
+torch.set_num_threads(1)
+
+# small shapes: a few seconds per build and run
+SMALL = {
+    "mi_bminet": dict(n_chans=4, n_times=64, n_outputs=2, kwargs=dict(F1=4, F2=4, Nf=8, Nf2=4)),
+    "epidenet": dict(n_chans=2, n_times=480, n_outputs=3, kwargs=dict(filters=(2, 4, 4))),
+}
+PAIRS = [(m, s) for m in sorted(SMALL) for s in ("last_layer", "full", "edge")]
+TOL = 1e-4
+
+
+def _spec(name, strategy):
+    s = SMALL[name]
+    return {"name": name, "n_chans": s["n_chans"], "n_times": s["n_times"], "n_outputs": s["n_outputs"],
+            "norm": "group" if strategy == "edge" else "batch", "kwargs": dict(s["kwargs"])}
+
+
+def _model(spec):
+    torch.manual_seed(0)
+    return build_model(spec["name"], spec["n_chans"], spec["n_times"], spec["n_outputs"], spec["norm"], **spec["kwargs"])
+
+
+def _export(tmp, name, strategy, **kw):
+    spec = _spec(name, strategy)
+    out = tmp / f"{name}_{strategy}"
+    export_project(out, _model(spec), strategy, model_spec=spec, steps=3, **kw)
+    return out
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory):
+    """One exported project per model x strategy, shared by the host and the qemu test."""
+    if missing_tools("host"):
+        pytest.skip(missing_tools("host"))
+    tmp = tmp_path_factory.mktemp("export")
+    return {pair: _export(tmp, *pair) for pair in PAIRS}
+
+
+def _check(res, target):
+    assert res["target"] == target and res["steps"] == 3
+    assert len(res["loss"]) == 3 and all(v == v for v in res["loss"])
+    assert res["max_rel_err"] <= TOL, (res["rel_err_by_kind"], res["worst_tensor"])
+    assert set(res["rel_err_by_kind"]) >= {"param", "momentum"}
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=[f"{m}-{s}" for m, s in PAIRS])
+def test_host_build_matches_pytorch(projects, pair):
+    res = run_project(projects[pair], "host")
+    _check(res, "host")
+    assert res["instructions_per_step"] is None  # no counters on the host
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=[f"{m}-{s}" for m, s in PAIRS])
+def test_rv32_under_qemu_matches_pytorch(projects, pair):
+    why = missing_tools("qemu")
+    if why:
+        pytest.skip(why)
+    res = run_project(projects[pair], "qemu")
+    _check(res, "qemu")
+    per_step = res["instructions_per_step"]
+    assert len(per_step) == 3 and min(per_step) > 0
+    kinds = res["instructions_per_step_by_kind"]
+    assert kinds["conv_fwd"] > 0 and kinds["linear_bwd"] > 0
+    if pair[1] == "last_layer":  # no backbone backward is emitted
+        assert kinds["conv_bwd"] == kinds["dw_bwd"] == kinds["norm_bwd"] == 0
+    else:
+        assert kinds["conv_bwd"] > 0 and kinds["norm_bwd"] > 0
+    # the kernels account for (nearly) all of a step
+    assert sum(kinds.values()) <= per_step[0] * 1.01
+    assert sum(kinds.values()) >= 0.95 * sum(per_step) / len(per_step)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_plan_without_rewrites_also_matches(tmp_path, name):
+    """The ablation plan (no rematerialisation, padding elision or fused accumulation): the
+    accumulation is then a separate add, which the program must run."""
+    out = _export(tmp_path, name, "edge", optimize=False)
+    assert (out / "step.c").read_text().count("k_binary(EW_ADD") > 0
+    res = run_project(out, "host")
+    assert res["max_rel_err"] <= TOL, (res["rel_err_by_kind"], res["worst_tensor"])
+
+
+def test_wrong_plan_offset_fails_the_comparison(tmp_path):
+    """A tensor placed on top of one that is still to be read corrupts the step in C too."""
+
+    def clobber(graph, plan):
+        acts = sorted((s for s in graph.storages if not s.persistent and s.kind != "input" and s.nbytes >= 64),
+                      key=lambda s: -s.size)
+        a, b = next((a, b) for a in acts for b in acts if a.start < b.start < a.end)
+        plan.offsets[b.sid] = plan.offsets[a.sid]
+
+    res = run_project(_export(tmp_path, "mi_bminet", "edge", plan_hook=clobber), "host")
+    assert not res["ok"]
+    assert res["max_rel_err"] > TOL
+
+
+def test_wrong_kernel_fails_the_comparison(tmp_path):
+    """An indexing bug in the weight gradient of the convolution kernel is caught."""
+    out = _export(tmp_path, "epidenet", "full")
+    src = (out / "kernels.c").read_text()
+    good = "acc += AT(dy, n, co, oh, ow) * AT(x, n, c0 + ci, ih, iw);"
+    assert good in src
+    (out / "kernels.c").write_text(src.replace(good, "acc += AT(dy, n, co, oh, ow) * AT(x, n, c0 + ci, ih, ow);"))
+    res = run_project(out, "host")
+    assert not res["ok"]
+    assert res["max_rel_err"] > TOL
+
+
+def test_unknown_aten_op_is_refused_by_name(tmp_path):
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.n_chans, self.n_times, self.n_outputs = 2, 8, 2
+            self.classifier = torch.nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.classifier(torch.sigmoid(x).flatten(1))
+
+    with pytest.raises(UnsupportedOp, match="sigmoid"):
+        export_project(tmp_path / "odd", Odd(), "full")
+
+
+def test_cli_export_and_run(tmp_path, capsys):
+    from biotrain.device.cli import main_device
+
+    out = tmp_path / "cli"
+    assert main_device(["export", "--model", "mi_bminet", "--strategy", "edge", "--set", "C=4", "T=64", "F1=4", "F2=4",
+                        "Nf=8", "Nf2=4", "--out", str(out)]) == 0
+    assert {"step.c", "kernels.c", "main.c", "Makefile", "init_state.bin", "samples.bin"} <= {p.name for p in out.iterdir()}
+    capsys.readouterr()
+    assert main_device(["run", str(out), "--target", "host", "--steps", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {"target", "steps", "max_rel_err", "loss", "instructions_per_step", "seconds"} <= set(res)
+    assert res["steps"] == 2 and res["max_rel_err"] <= TOL
+    if not shutil.which("gapy"):
+        assert main_device(["run", str(out), "--target", "gap9-board"]) == 3
+        err = capsys.readouterr().err.strip()
+        assert "GAP SDK" in err and len(err.splitlines()) == 1
