@@ -141,7 +141,7 @@ def test_cli_export_and_run(tmp_path, capsys):
     from biotrain.device.cli import main_device
 
     out = tmp_path / "cli"
-    assert main_device(["export", "--model", "mi_bminet", "--strategy", "edge", "--set", "C=4", "T=64", "F1=4", "F2=4",
+    assert main_device(["export", "--model", "mi_bminet", "--strategy", "edge", "--set", "C=4", "T=128", "F1=4", "F2=4",
                         "Nf=8", "Nf2=4", "--out", str(out)]) == 0
     assert {"step.c", "kernels.c", "main.c", "Makefile", "init_state.bin", "samples.bin"} <= {p.name for p in out.iterdir()}
     capsys.readouterr()

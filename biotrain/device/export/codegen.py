@@ -23,6 +23,18 @@ from ..memory import MemoryPlan, StepGraph
 
 KINDS = ("conv_fwd", "conv_bwd", "dw_fwd", "dw_bwd", "linear_fwd", "linear_bwd", "norm_fwd", "norm_bwd",
          "elementwise", "data")
+
+
+def report_kind(kernel_kind: str) -> str:
+    """The cost model's kernel kind folded into the program's counters: pointwise convolutions
+    count as convolutions, and input- and weight-gradient halves as the backward pass."""
+    fam, _, phase = kernel_kind.rpartition("_")
+    fam = {"pw": "conv"}.get(fam, fam)
+    phase = "bwd" if phase in ("ig", "wg", "bwd") else phase
+    kind = f"{fam}_{phase}"
+    return kind if kind in KINDS else "elementwise"
+
+
 VIEW_OPS = {"view", "_unsafe_view", "t", "detach", "alias", "expand", "permute", "transpose", "unsqueeze",
             "squeeze", "slice", "select", "reshape"}
 EW = {"add": "EW_ADD", "sub": "EW_SUB", "mul": "EW_MUL", "div": "EW_DIV"}
@@ -242,7 +254,7 @@ class StepCodegen:
         if name == "constant_pad_nd" and rec.kernel.kind == "free":
             return self._outputs(pi, node, rec, env)  # producers already wrote the interior
         out = self._outputs(pi, node, rec, env)
-        kind = rec.kernel.kind if rec.kernel.kind in KINDS else "elementwise"
+        kind = report_kind(rec.kernel.kind)
         call = self._call(name, node, A, out, kind)
         self.ops_emitted[name] = self.ops_emitted.get(name, 0) + 1
         self.emit(kind, call, f"{node.name}: {name}")
