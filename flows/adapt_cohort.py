@@ -183,8 +183,9 @@ def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = Fa
 
 
 @flow(name="adapt_cohort", log_prints=True)
-def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort") -> list[dict]:
-    """Run every job; return all result rows (one per subject, session, scenario, strategy, seed).
+def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort") -> dict:
+    """Run every job; return all result rows (one per subject, session, scenario, strategy, seed)
+    and the MLflow parent run's id (``{"rows": [...], "run_id": ...}``).
 
     The MLflow parent run is keyed by the jobs and settings: if a run with the same key was
     interrupted, it is resumed (its stranded RUNNING children are marked FAILED) and the
@@ -206,20 +207,23 @@ def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort
         for fut in tqdm(as_completed(futures), total=len(futures), desc="adaptation tasks", unit="task"):
             fut.result()  # raise early if a task failed for good
         rows = [row for fut in futures for row in fut.result()["rows"]]
-    except BaseException:
-        tracker.end_run(run_id, "FAILED")
+    except BaseException as err:
+        # Ctrl-C or SIGTERM (stages turn it into KeyboardInterrupt): KILLED, as MLflow names it
+        tracker.stop_run(run_id, "KILLED" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "FAILED")
         raise
     tracker.log_metrics(run_id, {"n_tasks": len(futures), "n_rows": len(rows)})
     tracker.end_run(run_id, "FINISHED")
-    return rows
+    return {"rows": rows, "run_id": run_id}
 
 
 def run_adapt_cohort(jobs: list[dict], settings: dict, runner: str = "threads", workers: int = 2,
-                     run_name: str = "adapt_cohort", address: str | None = None) -> list[dict]:
+                     run_name: str = "adapt_cohort", address: str | None = None, with_run_id: bool = False):
     """Entry point for stages and tests: the flow with the runner chosen in params.
 
     ``run_name`` names the Prefect flow run and the MLflow parent run (``<run_name>-<n>-jobs``).
+    Returns the result rows, or ``(rows, mlflow parent run id)`` with ``with_run_id``.
     """
     with shared_prefect_api(runner) as api_url:
         task_runner = make_task_runner(runner, workers, address, api_url)
-        return adapt_cohort.with_options(task_runner=task_runner, flow_run_name=run_name)(jobs, settings, run_name)
+        out = adapt_cohort.with_options(task_runner=task_runner, flow_run_name=run_name)(jobs, settings, run_name)
+    return (out["rows"], out["run_id"]) if with_run_id else out["rows"]
