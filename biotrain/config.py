@@ -28,7 +28,10 @@ class ParamsError(UserError):
         self.problems = problems
         lines = "\n".join(f"  - {key}: {msg}" for key, msg in problems)
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}invalid parameters ({len(problems)}):\n{lines}")
+        if len(problems) == 1 and problems[0][0] == "<file>":  # the file itself: one sentence
+            super().__init__(problems[0][1])
+        else:
+            super().__init__(f"{where}invalid parameters ({len(problems)}):\n{lines}")
 
 
 def read_params(path: str | Path) -> dict:
