@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import time
 from functools import lru_cache
 
 import torch
 from prefect import flow, task
 from prefect.context import TaskRunContext
+from prefect.exceptions import ExternalSignal, TerminationSignal
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.futures import as_completed
 from tqdm import tqdm
@@ -209,7 +211,8 @@ def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort
         rows = [row for fut in futures for row in fut.result()["rows"]]
     except BaseException as err:
         # Ctrl-C or SIGTERM (stages turn it into KeyboardInterrupt): KILLED, as MLflow names it
-        tracker.stop_run(run_id, "KILLED" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "FAILED")
+        stopped = isinstance(err, (KeyboardInterrupt, SystemExit, ExternalSignal))  # Prefect's own for SIGTERM
+        tracker.stop_run(run_id, "KILLED" if stopped else "FAILED")
         raise
     tracker.log_metrics(run_id, {"n_tasks": len(futures), "n_rows": len(rows)})
     tracker.end_run(run_id, "FINISHED")
@@ -225,5 +228,8 @@ def run_adapt_cohort(jobs: list[dict], settings: dict, runner: str = "threads", 
     """
     with shared_prefect_api(runner) as api_url:
         task_runner = make_task_runner(runner, workers, address, api_url)
-        out = adapt_cohort.with_options(task_runner=task_runner, flow_run_name=run_name)(jobs, settings, run_name)
+        try:
+            out = adapt_cohort.with_options(task_runner=task_runner, flow_run_name=run_name)(jobs, settings, run_name)
+        except TerminationSignal as err:  # Prefect's form of SIGTERM: callers see it as Ctrl-C
+            raise KeyboardInterrupt(f"stopped by {signal.Signals(err.signal).name}") from None
     return (out["rows"], out["run_id"]) if with_run_id else out["rows"]
