@@ -129,7 +129,9 @@ def check_datasets(params: dict, name: str, modalities: list[str]) -> list[tuple
     named before any work.
     """
     from .data.datasets import dataset_class
+    from .data.glasses import SmartGlassesEOG
     from .data.synthetic import _SyntheticBase
+    from .errors import UserError
 
     problems: list[tuple[str, str]] = []
     for modality in modalities:
@@ -142,13 +144,19 @@ def check_datasets(params: dict, name: str, modalities: list[str]) -> list[tuple
             merged.update(kwargs)
             where.update({arg: f"{key}.{arg}" for arg in kwargs})
         problems += _impossible_study(merged, where, cls)
-        if problems or not issubclass(cls, _SyntheticBase):
+        if problems:
             continue
-        try:
-            cls(**merged)
-        except (TypeError, ValueError) as err:
-            arg = str(err).split(" ", 1)[0]
-            problems.append((where.get(arg, "data.dataset.kwargs"), f"rejected by {cls.__name__}: {err}"))
+        if issubclass(cls, _SyntheticBase):
+            try:
+                cls(**merged)
+            except (TypeError, ValueError) as err:
+                arg = str(err).split(" ", 1)[0]
+                problems.append((where.get(arg, "data.dataset.kwargs"), f"rejected by {cls.__name__}: {err}"))
+        elif issubclass(cls, SmartGlassesEOG) and merged.get("path") and not merged.get("url"):
+            try:  # a local folder: finding the recordings reads only their headers
+                cls(**merged)
+            except UserError as err:
+                problems.append((where["path"], str(err)))
     return list(dict.fromkeys(problems))
 
 

@@ -336,6 +336,17 @@ def test_corrupt_recording_names_the_file_and_keeps_the_previous_output(glasses_
     assert "(3 reused, 0 computed)" in _rerun_data(project, monkeypatch, capsys)
 
 
+def test_missing_recordings_folder_is_named_by_validate(tmp_path):
+    from tests.realdata.test_glasses import small_folder
+
+    params = _glasses(tmp_path / "recordings")
+    with pytest.raises(ParamsError, match=r"data.dataset.kwargs.path: SmartGlassesEOG path .*recordings' is not a folder"):
+        validate_params(params)
+    assert sorted(tmp_path.iterdir()) == []  # nothing created
+    small_folder(tmp_path / "recordings", n_subjects=2, n_sessions=2)
+    validate_params(params)
+
+
 def test_one_session_folder_is_refused_before_reading(tmp_path, monkeypatch, capsys):
     from tests.realdata.test_glasses import small_folder
 
