@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import yaml
 
+from biotrain.cli import main as cli_main
 from biotrain.config import ParamsError, validate_params
-from biotrain.errors import TrackingError, UserError
+from biotrain.errors import DEBUG_ENV, TrackingError, UserError
 from tests.helpers import ROOT, tiny_params
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -146,17 +147,22 @@ def test_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{path} is not valid YAML at line 3, column 1" in proc.stderr
     path.write_text(yaml.safe_dump(DEFAULT))
-    assert _cli("validate", str(path)).returncode == 0
+    assert cli_main(["validate", str(path)]) == 0
 
 
-def test_missing_params_file_and_debug_traceback(tmp_path):
+def test_missing_params_file_and_debug_traceback(tmp_path, monkeypatch, capsys):
     proc = _cli("validate", str(tmp_path / "params.yaml"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "params.yaml does not exist; run from the project root" in proc.stderr
-    debug = _cli("--debug", "validate", str(tmp_path / "params.yaml"))
-    assert "Traceback" in debug.stderr and "ParamsError" in debug.stderr
-    env = _cli("validate", str(tmp_path / "params.yaml"), BIOTRAIN_DEBUG="1")
-    assert "Traceback" in env.stderr
+    monkeypatch.setenv(DEBUG_ENV, "0")  # restored afterwards (--debug sets it for dvc's stages)
+    with pytest.raises(ParamsError, match="does not exist"):  # the traceback is shown: the error propagates
+        cli_main(["--debug", "validate", str(tmp_path / "params.yaml")])
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    with pytest.raises(ParamsError, match="does not exist"):
+        cli_main(["validate", str(tmp_path / "params.yaml")])
+    monkeypatch.setenv(DEBUG_ENV, "0")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(DEFAULT))
+    assert cli_main(["validate", str(tmp_path / "params.yaml")]) == 0
 
 
 def test_unreachable_tracking_server_is_named_in_seconds(tmp_path):
@@ -166,7 +172,7 @@ def test_unreachable_tracking_server_is_named_in_seconds(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "tracking.uri='http://127.0.0.1:1': no MLflow server answered within 5 s" in proc.stderr
     path.write_text(yaml.safe_dump(DEFAULT))
-    assert _cli("validate", str(path)).returncode == 0
+    assert cli_main(["validate", str(path)]) == 0
 
 
 def test_tracking_store_in_a_missing_folder(tmp_path):
@@ -196,9 +202,7 @@ def test_stage_prints_one_message_without_traceback(tmp_path):
     ("power_static_mw=-100", "device constant 'power_static_mw' must be > 0, got -100"),
 ])
 def test_device_estimate_names_the_bad_setting(setting, expected, capsys):
-    from biotrain.cli import main
-
-    assert main(["device", "estimate", "--model", "mi_bminet", "--strategy", "edge", "--set", setting]) == 2
+    assert cli_main(["device", "estimate", "--model", "mi_bminet", "--strategy", "edge", "--set", setting]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
     from biotrain.device.cli import split_sets
