@@ -116,6 +116,7 @@ def test_registered_and_accepted_by_params(cohort):
     params = tiny_params()
     params["data"]["dataset"] = {"name": "SmartGlassesEOG", "kwargs": {"path": str(cohort)}}
     params["data"]["modalities"] = ["eog"]
+    params["data"]["eog"]["dataset_kwargs"] = {}  # the synthetic cohort's trials_per_class is not an argument here
     validate_params(params)
 
 
