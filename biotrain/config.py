@@ -34,6 +34,21 @@ class ParamsError(UserError):
             super().__init__(f"{where}invalid parameters ({len(problems)}):\n{lines}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the first would be ignored)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first at line {seen[key] + 1}); the first value "
+                                f"would be silently ignored", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_params(path: str | Path) -> dict:
     """Parse the parameters file a caller names (a missing file or bad YAML is a ParamsError)."""
     path = Path(path)
@@ -45,7 +60,7 @@ def read_params(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as err:
         raise ParamsError([("<file>", f"{path} cannot be read: {err}")]) from None
     try:
-        params = yaml.safe_load(text)
+        params = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

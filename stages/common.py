@@ -46,6 +46,12 @@ def run_main(main, name: str | None = None) -> None:
             raise
         print(f"biotrain stage {name}: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except FileNotFoundError as err:  # an input an earlier stage makes: say which, and how to get it
+        if debug_enabled():
+            raise
+        print(f"biotrain stage {name}: error: input {err.filename} is missing; run the stages before this one "
+              f"(dvc repro, or biotrain run)", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt as err:
         if debug_enabled():
             raise

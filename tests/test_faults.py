@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from biotrain.cli import main as cli_main
-from biotrain.config import ParamsError, validate_params
+from biotrain.config import ParamsError, read_params, validate_params
 from biotrain.errors import DEBUG_ENV, TrackingError, UserError
 from tests.helpers import ROOT, tiny_params
 
@@ -148,6 +148,24 @@ def test_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
     assert f"{path} is not valid YAML at line 3, column 1" in proc.stderr
     path.write_text(yaml.safe_dump(DEFAULT))
     assert cli_main(["validate", str(path)]) == 0
+
+
+def test_key_given_twice_is_refused(tmp_path):
+    """YAML keeps the last of two equal keys silently; the user may be editing the first."""
+    path = tmp_path / "params.yaml"
+    text = yaml.safe_dump(DEFAULT, sort_keys=False).replace("  lr: 0.005\n", "  lr: 0.005\n  lr: 0.01\n", 1)
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=r"line \d+, column 3: key 'lr' is given twice \(first at line \d+\)"):
+        validate_params(read_params(path))
+    path.write_text(text.replace("  lr: 0.01\n", "", 1))
+    validate_params(read_params(path))
+
+
+def test_missing_input_of_a_stage_is_named(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(DEFAULT))
+    with pytest.raises(UserError, match=r"data/windows/eeg is missing: run the data stage first"):
+        _stage(tmp_path, monkeypatch, "split")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
 def test_missing_params_file_and_debug_traceback(tmp_path, monkeypatch, capsys):

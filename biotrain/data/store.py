@@ -47,6 +47,8 @@ def save_windows(path: str | Path, w: Windows) -> None:
 def load_windows(path: str | Path) -> Windows:
     """One ``.npz`` file, or a modality folder (every subject listed in its manifest)."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} is missing: run the data stage first (dvc repro data, or biotrain run)")
     if path.is_dir():
         try:
             manifest = json.loads((path / MANIFEST).read_text())
