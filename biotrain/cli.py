@@ -1,23 +1,36 @@
-"""``biotrain`` command line: check parameters, run the pipeline, estimate device costs."""
+"""``biotrain`` command line: check parameters, run the pipeline, estimate device costs.
+
+A mistake the user can fix (a parameter, a recording, an unreachable service) is one message
+and exit status 2; ``--debug`` (or ``BIOTRAIN_DEBUG=1``) adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import yaml
+from .errors import DEBUG_ENV, UserError, debug_enabled
+
+GRACE_S = 30.0  # after a stop signal, how long the pipeline may take to record it before SIGKILL
+
+
+def check_params_file(path: str | os.PathLike) -> dict:
+    """Parse, validate and check the tracking store of a parameters file; raise a UserError."""
+    from .config import read_params, validate_params
+    from .tracking import check_tracking, default_tracking_uri
+
+    params = validate_params(read_params(path))
+    check_tracking(params["tracking"]["uri"] or default_tracking_uri(Path(path).resolve().parent))
+    return params
 
 
 def _validate(args) -> int:
-    from .config import ParamsError, validate_params
-
-    try:
-        validate_params(yaml.safe_load(Path(args.params).read_text()))
-    except ParamsError as err:
-        print(err, file=sys.stderr)
-        return 2
+    check_params_file(args.params)
     print(f"{args.params}: valid")
     return 0
 
@@ -25,20 +38,33 @@ def _validate(args) -> int:
 def _run(args) -> int:
     """``dvc repro`` after a parameter check, so a bad value never starts a stage.
 
-    With ``--profile NAME`` the pipeline runs on ``profiles/NAME.yaml`` in ``runs/NAME/``.
+    With ``--profile NAME`` (before any ``dvc repro`` argument) the pipeline runs on
+    ``profiles/NAME.yaml`` in ``runs/NAME/``, leaving ``params.yaml`` and its outputs alone.
     """
-    cwd = Path.cwd()
-    if args.profile:
-        from .profiles import prepare_profile_run
+    profile, dvc_args = _take_profile(args.dvc_args)
+    if profile is None:
+        check_params_file("params.yaml")
+        return run_in_group([sys.executable, "-m", "dvc", "repro", *dvc_args])
+    from .profiles import prepare_profile_run
 
-        if _validate(argparse.Namespace(params=f"profiles/{args.profile}.yaml")):
-            return 2
-        cwd = prepare_profile_run(Path.cwd(), args.profile)
-        print(f"profile {args.profile}: running in {cwd.relative_to(Path.cwd().resolve())}/ "
-              f"(report: {cwd.relative_to(Path.cwd().resolve())}/reports/study.md)", flush=True)
-    elif _validate(argparse.Namespace(params="params.yaml")):
-        return 2
-    return subprocess.call([sys.executable, "-m", "dvc", "repro", *args.dvc_args], cwd=cwd)
+    root = Path.cwd().resolve()
+    source = root / "profiles" / f"{profile}.yaml"
+    if source.is_file():
+        check_params_file(source)
+    where = prepare_profile_run(root, profile).relative_to(root)
+    print(f"profile {profile}: running in {where}/ (report: {where}/reports/study.md)", flush=True)
+    return run_in_group([sys.executable, "-m", "dvc", "repro", *dvc_args], cwd=root / where)
+
+
+def _take_profile(words: list[str]) -> tuple[str | None, list[str]]:
+    """``--profile NAME`` or ``--profile=NAME`` at the start of ``run``'s arguments."""
+    if words and words[0] == "--profile":
+        if len(words) < 2:
+            raise UserError("--profile needs a name, e.g. `biotrain run --profile tiny`")
+        return words[1], words[2:]
+    if words and words[0].startswith("--profile="):
+        return words[0].split("=", 1)[1], words[1:]
+    return None, words
 
 
 def _results(args) -> int:
@@ -50,8 +76,7 @@ def _results(args) -> int:
 
     path = Path(args.csv)
     if not path.is_file():
-        print(f"no results at {path}: run the study first (`biotrain run`)", file=sys.stderr)
-        return 2
+        raise UserError(f"no results at {path}: run the study first (`biotrain run`)")
     print(accuracy_table(pd.read_csv(path, dtype={"session": str})), end="")
     return 0
 
@@ -61,23 +86,74 @@ def _ui(args) -> int:
     from .tracking import default_tracking_uri
     from .tracking.ui import serve
 
-    tracking = (yaml.safe_load(Path(args.params).read_text()) or {}).get("tracking") or {}
-    uri = tracking.get("uri") or default_tracking_uri(Path(args.params).resolve().parent)
+    params = check_params_file(args.params)
+    uri = params["tracking"]["uri"] or default_tracking_uri(Path(args.params).resolve().parent)
     try:
-        return serve(uri, tracking.get("experiment", "biotrain"), port=args.port)
+        return serve(uri, params["tracking"]["experiment"], port=args.port)
     except LookupError as err:
-        print(err, file=sys.stderr)
-        return 2
+        raise UserError(str(err)) from None
+
+
+def run_in_group(cmd: list[str], cwd: str | os.PathLike | None = None) -> int:
+    """Run ``cmd`` in a process group of its own; a stop signal here stops the whole group.
+
+    SIGINT, SIGTERM and SIGHUP are passed on to the group (``dvc repro`` and the stage it runs,
+    with its workers), which then gets ``GRACE_S`` to record the interruption before SIGKILL:
+    killing ``biotrain run`` never leaves an orphaned stage behind.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True, cwd=cwd)
+    stopped: list[int] = []
+
+    def forward(signum, _frame):
+        stopped.append(signum)
+        _signal_group(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                status = proc.wait(timeout=0.5 if stopped else None)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped:
+        _reap_group(proc.pid)
+        print(f"biotrain run: stopped by signal {signal.Signals(stopped[0]).name}", file=sys.stderr)
+        return 128 + stopped[0]
+    return status
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _reap_group(pgid: int) -> None:
+    """Wait for what is left of the group to end (it is recording the stop), then SIGKILL it."""
+    deadline = time.monotonic() + GRACE_S
+    while time.monotonic() < deadline:
+        if not _signal_group(pgid, 0):
+            return
+        time.sleep(0.2)
+    _signal_group(pgid, signal.SIGKILL)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="biotrain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="biotrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="check a parameters file and list every problem")
     v.add_argument("params", nargs="?", default="params.yaml")
     v.set_defaults(func=_validate)
-    r = sub.add_parser("run", help="validate params.yaml, then run the DVC pipeline (dvc repro)")
-    r.add_argument("--profile", help="run on profiles/PROFILE.yaml in runs/PROFILE/ (e.g. tiny: about 4 minutes)")
+    r = sub.add_parser("run", help="validate params.yaml, then run the DVC pipeline (dvc repro); "
+                                   "every further argument goes to dvc repro (e.g. --dry, -s report); "
+                                   "`run --profile tiny` runs profiles/tiny.yaml in runs/tiny/")
     r.add_argument("dvc_args", nargs=argparse.REMAINDER, help="extra arguments for dvc repro")
     r.set_defaults(func=_run)
     res = sub.add_parser("results", help="print the study's accuracy table (strategies as columns)")
@@ -96,9 +172,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; everything after ``run`` is passed to ``dvc repro`` untouched."""
+    parser = build_parser()
+    for i, word in enumerate(argv):
+        if not word.startswith("-"):
+            if word == "run":
+                args = parser.parse_args(argv[: i + 1])
+                args.dvc_args = argv[i + 1:]
+                return args
+            break
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    args = parse(list(sys.argv[1:] if argv is None else argv))
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"  # stages started by dvc repro inherit it
+    try:
+        return args.func(args)
+    except UserError as err:
+        if debug_enabled():
+            raise
+        print(f"biotrain {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

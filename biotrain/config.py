@@ -7,28 +7,75 @@ would be allowed, and every problem is reported at once.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .adaptation.strategies import STRATEGIES
 from .data.datasets import EOG_DATASETS, MODALITIES, dataset_class
+from .errors import UserError
 from .models import MODELS
+from .params_schema import check_constructor, check_datasets, unknown_keys
 
 RUNNERS = ("threads", "dask", "ray")
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError):
     """One or more parameters are invalid; ``problems`` lists them as (key, message)."""
 
-    def __init__(self, problems: list[tuple[str, str]]):
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
         self.problems = problems
         lines = "\n".join(f"  - {key}: {msg}" for key, msg in problems)
-        super().__init__(f"invalid parameters ({len(problems)}):\n{lines}")
+        where = f"{source}: " if source else ""
+        if len(problems) == 1 and problems[0][0] == "<file>":  # the file itself: one sentence
+            super().__init__(problems[0][1])
+        else:
+            super().__init__(f"{where}invalid parameters ({len(problems)}):\n{lines}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the first would be ignored)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first at line {seen[key] + 1}); the first value "
+                                f"would be silently ignored", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_params(path: str | Path) -> dict:
+    """Parse the parameters file a caller names (a missing file or bad YAML is a ParamsError)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError([("<file>", f"{path} does not exist; run from the project root (where params.yaml is) "
+                                      f"or give the file's path")]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParamsError([("<file>", f"{path} cannot be read: {err}")]) from None
+    try:
+        params = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ParamsError([("<file>", f"{path} is not valid YAML{where}: {problem}")]) from None
+    if params is None:
+        raise ParamsError([("<file>", f"{path} is empty; expected the sections of params.yaml")])
+    return params
 
 
 class _Checker:
     def __init__(self, params: dict):
         self.params = params
         self.problems: list[tuple[str, str]] = []
+        self.missing: set[str] = set()
 
     def get(self, key: str, default: Any = KeyError) -> Any:
         node: Any = self.params
@@ -43,9 +90,22 @@ class _Checker:
 
     def fail(self, key: str, value: Any, allowed: str) -> None:
         if value is None and allowed == "is missing":
-            self.problems.append((key, "is missing"))
+            # report a missing section once, not every key under it
+            parts = key.split(".")
+            node: Any = self.params
+            for i, part in enumerate(parts):
+                if not isinstance(node, dict) or part not in node:
+                    key = ".".join(parts[: i + 1])
+                    break
+                node = node[part]
+            if key not in self.missing:
+                self.missing.add(key)
+                self.problems.append((key, "is missing"))
         else:
             self.problems.append((key, f"got {value!r}; allowed: {allowed}"))
+
+    def problems_under(self, prefix: str) -> bool:
+        return any(key == prefix or key.startswith(prefix + ".") for key, _ in self.problems)
 
     def number(self, key: str, *, minimum=None, maximum=None, exclusive_min=False, integer=False, default=KeyError):
         value = self.get(key, default)
@@ -92,6 +152,7 @@ def validate_params(params: dict) -> dict:
     if not isinstance(params, dict):
         raise ParamsError([("<root>", f"params must be a mapping, got {type(params).__name__}")])
     c = _Checker(params)
+    c.problems += unknown_keys(params)
     c.number("seed", integer=True, minimum=0)
 
     # data
@@ -142,6 +203,13 @@ def validate_params(params: dict) -> dict:
         model_kwargs = c.get(f"models.{modality}.kwargs", {}) or {}
         if not isinstance(model_kwargs, dict):
             c.fail(f"models.{modality}.kwargs", model_kwargs, "a mapping of model arguments")
+        elif isinstance(model_name := c.get(f"models.{modality}.name", None), str) and model_name in MODELS \
+                and not c.problems_under(base):
+            c.problems += check_constructor(MODELS[model_name], model_kwargs, f"models.{modality}.kwargs",
+                                            model_shape(params, modality))
+    if isinstance(name, str) and isinstance(kwargs, dict) and not c.problems_under("data.dataset.name") \
+            and not c.problems_under("data.modalities"):
+        c.problems += check_datasets(params, name, modalities)
 
     # split
     c.number("split.calib_fraction", minimum=0, exclusive_min=True, maximum=0.99)
@@ -235,5 +303,15 @@ def validate_params(params: dict) -> dict:
     c.number("report.dpi", integer=True, minimum=30, default=120)
 
     if c.problems:
-        raise ParamsError(c.problems)
+        raise ParamsError(list(dict.fromkeys(c.problems)))
     return params
+
+
+def model_shape(params: dict, modality: str) -> dict:
+    """A nominal input shape to try a model's arguments on before the data exist."""
+    cfg = params["data"][modality]
+    channels = cfg.get("channels")
+    events = cfg.get("events")
+    n_chans = 2 if modality == "eog" else (len(channels) if channels else 8)
+    n_outputs = len(events) if events else (11 if modality == "eog" else 2)
+    return {"n_chans": n_chans, "n_times": cfg.get("n_times"), "n_outputs": n_outputs}

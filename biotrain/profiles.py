@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .errors import UserError
+
 CODE = ("biotrain", "stages", "flows")
 FILES = ("dvc.yaml", ".dvcignore")
 
@@ -25,7 +27,7 @@ def prepare_profile_run(root: str | Path, name: str) -> Path:
     root = Path(root).resolve()
     profile = root / "profiles" / f"{name}.yaml"
     if not profile.is_file():
-        raise FileNotFoundError(f"no profile {name!r} (looked for {profile}); "
+        raise UserError(f"no profile {name!r} (looked for {profile}); "
                                 f"available: {', '.join(available_profiles(root)) or 'none'}")
     dest = root / "runs" / name
     dest.mkdir(parents=True, exist_ok=True)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import time
 from functools import lru_cache, partial
 
 import torch
 from prefect import flow, task
 from prefect.context import TaskRunContext
+from prefect.exceptions import ExternalSignal, TerminationSignal
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.futures import as_completed
 from tqdm import tqdm
@@ -198,8 +200,9 @@ def adapt_job(job: dict, settings: dict, parent: dict, parent_resumed: bool = Fa
 
 
 @flow(name="adapt_cohort", log_prints=True)
-def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort") -> list[dict]:
-    """Run every job; return all result rows (one per subject, session, scenario, strategy, seed).
+def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort") -> dict:
+    """Run every job; return all result rows (one per subject, session, scenario, strategy, seed)
+    and the MLflow parent run's id (``{"rows": [...], "run_id": ...}``).
 
     The MLflow parent run is keyed by the jobs and settings: if a run with the same key was
     interrupted, it is resumed (its stranded RUNNING children are marked FAILED) and the
@@ -221,20 +224,27 @@ def adapt_cohort(jobs: list[dict], settings: dict, run_name: str = "adapt_cohort
         for fut in tqdm(as_completed(futures), total=len(futures), desc="adaptation tasks", unit="task"):
             fut.result()  # raise early if a task failed for good
         rows = [row for fut in futures for row in fut.result()["rows"]]
-    except BaseException:
-        tracker.end_run(run_id, "FAILED")
+    except BaseException as err:
+        # Ctrl-C or SIGTERM (stages turn it into KeyboardInterrupt): KILLED, as MLflow names it
+        stopped = isinstance(err, (KeyboardInterrupt, SystemExit, ExternalSignal))  # Prefect's own for SIGTERM
+        tracker.stop_run(run_id, "KILLED" if stopped else "FAILED")
         raise
     tracker.log_metrics(run_id, {"n_tasks": len(futures), "n_rows": len(rows)})
     tracker.end_run(run_id, "FINISHED")
-    return rows
+    return {"rows": rows, "run_id": run_id}
 
 
 def run_adapt_cohort(jobs: list[dict], settings: dict, runner: str = "threads", workers: int = 2,
-                     run_name: str = "adapt_cohort", address: str | None = None) -> list[dict]:
+                     run_name: str = "adapt_cohort", address: str | None = None, with_run_id: bool = False):
     """Entry point for stages and tests: the flow with the runner chosen in params.
 
     ``run_name`` names the Prefect flow run and the MLflow parent run (``<run_name>-<n>-jobs``).
+    Returns the result rows, or ``(rows, mlflow parent run id)`` with ``with_run_id``.
     """
     with shared_prefect_api(runner) as api_url:
         task_runner = make_task_runner(runner, workers, address, api_url)
-        return adapt_cohort.with_options(task_runner=task_runner, flow_run_name=run_name)(jobs, settings, run_name)
+        try:
+            out = adapt_cohort.with_options(task_runner=task_runner, flow_run_name=run_name)(jobs, settings, run_name)
+        except TerminationSignal as err:  # Prefect's form of SIGTERM: callers see it as Ctrl-C
+            raise KeyboardInterrupt(f"stopped by {signal.Signals(err.signal).name}") from None
+    return (out["rows"], out["run_id"]) if with_run_id else out["rows"]

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from biotrain.errors import UserError
+
 
 def local_dask_cluster(**kwargs):
     """A ``distributed.LocalCluster`` whose worker processes keep glibc's default allocator tuning.
@@ -61,23 +63,51 @@ def make_task_runner(name: str, workers: int, address: str | None = None, api_ur
     raise ValueError(f"adapt.runner.name={name!r} is not supported; use 'threads', 'dask' or 'ray'")
 
 
+# Prefect waits 20 s for its temporary server by default; on a loaded machine that is not enough
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+STARTUP_TIMEOUT_S = 90
+STARTUP_ATTEMPTS = 2
+
+
+def start_temporary_server():
+    """Prefect's temporary local server, given a longer start-up limit and one more try.
+
+    The limit is ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` if set, else 90 s. A start
+    that times out is stopped (its process ended) before the second try, so there is never more
+    than one server at a time.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    timeout = int(float(os.environ.get(STARTUP_TIMEOUT_ENV, STARTUP_TIMEOUT_S)))
+    for attempt in range(1, STARTUP_ATTEMPTS + 1):
+        server = SubprocessASGIServer()  # the process-wide one Prefect itself would have started
+        try:
+            server.start(timeout=timeout)
+            return server
+        except RuntimeError as err:
+            server.stop()
+            if attempt == STARTUP_ATTEMPTS:
+                raise UserError(
+                    f"Prefect's temporary server did not answer within {timeout} s, {STARTUP_ATTEMPTS} times (is the "
+                    f"machine overloaded?); raise {STARTUP_TIMEOUT_ENV}, or start a server (prefect server start) "
+                    f"and export PREFECT_API_URL. Last error: {str(err).splitlines()[0][:300]}") from None
+    raise AssertionError("unreachable")
+
+
 @contextmanager
 def shared_prefect_api(runner: str):
     """The Prefect API the flow and its worker processes report to.
 
-    With a configured server (``PREFECT_API_URL``) that is the one. Otherwise, for runners with
-    worker processes, the temporary server Prefect would start for the flow is started first, so
-    its address can be handed to the workers; with threads Prefect's own behaviour is kept.
+    With a configured server (``PREFECT_API_URL``) that is the one. Otherwise the temporary
+    server Prefect would start for the flow is started first (with a longer limit and a retry,
+    :func:`start_temporary_server`), so its address can be handed to worker processes.
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = PREFECT_API_URL.value()
-    if url or runner == "threads":
+    if url:
         yield url
         return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the process-wide one Prefect itself would have started
-    server.start()
+    server = start_temporary_server()
     with temporary_settings({PREFECT_API_URL: server.api_url}):
         yield server.api_url

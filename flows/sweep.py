@@ -18,7 +18,8 @@ from biotrain.adaptation.plan import plan_sweep
 from biotrain.report.sweep import write_sweep
 from biotrain.tracking import default_tracking_uri
 from flows.adapt_cohort import run_adapt_cohort
-from stages.common import load_params, modality_paths
+from biotrain.errors import UserError
+from stages.common import load_params, modality_paths, run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     for modality in params["data"]["modalities"]:
         paths = modality_paths(modality)
         if not paths["splits"].exists():
-            raise SystemExit(f"{paths['splits']} is missing: run `dvc repro pretrain` before a sweep")
+            raise UserError(f"{paths['splits']} is missing: run `dvc repro pretrain` before a sweep")
         inputs[modality] = {**paths, "dataset": params["data"]["dataset"]["name"], "model": params["models"][modality]["name"]}
         folds[modality] = json.loads(paths["splits"].read_text())["folds"]
     jobs = plan_sweep(inputs, folds, sweep["grid"], a["strategies"], a["seeds"])
@@ -52,4 +53,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "sweep")

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from biotrain.adaptation.plan import plan_jobs
+from biotrain.io import write_json
 from biotrain.report.summary import write_results
 from biotrain.tracking import default_tracking_uri
 from flows.adapt_cohort import run_adapt_cohort
-from stages.common import load_params, modality_paths, stage_args
+from stages.common import RUN_FILE, run_main, load_params, modality_paths, stage_args
 
 
 def main() -> None:
@@ -30,11 +31,14 @@ def main() -> None:
         "device": params["device"],
         "torch_threads": 1,  # tasks run side by side; one torch thread each keeps results bit-exact
     }
-    rows = run_adapt_cohort(jobs, settings, a["runner"]["name"], a["runner"]["workers"],
-                            address=a["runner"].get("address"))
+    rows, run_id = run_adapt_cohort(jobs, settings, a["runner"]["name"], a["runner"]["workers"],
+                                    address=a["runner"].get("address"), with_run_id=True)
     df = write_results(rows, "results/adaptation.csv", "metrics/adaptation.json")
+    # the MLflow run these results belong to: the report attaches itself to it (DVC restores this
+    # file with the results from its cache, so the pair never disagrees)
+    write_json(RUN_FILE, {"mlflow_run_id": run_id, "experiment": settings["experiment"]})
     print(f"{len(df)} result rows from {len(jobs)} day-1 jobs; MLflow store: {settings['tracking_uri']}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "adapt")

@@ -8,13 +8,39 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from biotrain.data.datasets import make_dataset
+from biotrain.data.datasets import check_study_shape, make_dataset
+from biotrain.data.recordings import read_error
+from biotrain.data.sources import DigestCache, subject_sources
 from biotrain.data.store import StagedFolder, fingerprint, reusable_subjects
 from biotrain.data.validate import check_windows
 from biotrain.data.windows import WindowSpec, check_window_fits, extract_windows
-from stages.common import load_params, modality_paths, stage_args
+from biotrain.errors import UserError
+from stages.common import load_params, modality_paths, run_main, stage_args
 
 SELECTION_KEYS = ("subjects", "n_subjects")  # choose subjects; do not change any subject's data
+DIGESTS = Path("data/.source-digests.json")  # SHA-256 of recording files, by (path, size, mtime)
+
+
+def prepare(data: dict, cache: DigestCache) -> list[tuple]:
+    """Every modality's dataset, window spec and per-subject fingerprints, checked before any work."""
+    jobs = []
+    for modality in data["modalities"]:
+        cfg = data[modality]
+        spec = WindowSpec(modality=modality, sfreq=float(cfg["sfreq"]), n_times=int(cfg["n_times"]),
+                          fmin=float(cfg["fmin"]), fmax=float(cfg["fmax"]), tmin=float(cfg["tmin"]),
+                          channels=cfg.get("channels"), events=cfg.get("events"))
+        kwargs = {**(data["dataset"].get("kwargs") or {}), **(cfg.get("dataset_kwargs") or {})}
+        key = f"data.dataset.kwargs + data.{modality}.dataset_kwargs" if cfg.get("dataset_kwargs") else "data.dataset.kwargs"
+        dataset = make_dataset(data["dataset"]["name"], kwargs, modality, key)
+        check_study_shape(dataset, key)
+        check_window_fits(dataset, spec)
+        params_fp = {"dataset": data["dataset"]["name"], "spec": asdict(spec), "format": 2,
+                     "kwargs": {k: v for k, v in kwargs.items() if k not in SELECTION_KEYS}}
+        subjects = list(dataset.subject_list)
+        sources = subject_sources(dataset, subjects, cache)
+        fps = {s: fingerprint({**params_fp, "sources": sources[s]}) for s in subjects}
+        jobs.append((modality, dataset, spec, fps, sources))
+    return jobs
 
 
 def main() -> None:
@@ -22,38 +48,36 @@ def main() -> None:
     data = params["data"]
     if data.get("cache_dir"):  # where MOABB downloads and caches recordings
         os.environ["MNE_DATA"] = str(Path(data["cache_dir"]).expanduser().resolve())
-    jobs = []
-    for modality in data["modalities"]:  # check every modality before loading anything
-        cfg = data[modality]
-        spec = WindowSpec(modality=modality, sfreq=float(cfg["sfreq"]), n_times=int(cfg["n_times"]),
-                          fmin=float(cfg["fmin"]), fmax=float(cfg["fmax"]), tmin=float(cfg["tmin"]),
-                          channels=cfg.get("channels"), events=cfg.get("events"))
-        kwargs = {**(data["dataset"].get("kwargs") or {}), **(cfg.get("dataset_kwargs") or {})}
-        dataset = make_dataset(data["dataset"]["name"], kwargs, modality)
-        check_window_fits(dataset, spec)
-        fp = fingerprint({"dataset": data["dataset"]["name"], "spec": asdict(spec), "format": 1,
-                          "kwargs": {k: v for k, v in kwargs.items() if k not in SELECTION_KEYS}})
-        jobs.append((modality, dataset, spec, fp))
-    for modality, dataset, spec, fp in jobs:
+    cache = DigestCache(DIGESTS)
+    jobs = prepare(data, cache)
+    cache.save()
+    for modality, dataset, spec, fps, sources in jobs:
         folder = modality_paths(modality)["windows"]
-        reuse = reusable_subjects(folder, fp)
-        subjects = list(dataset.subject_list)
-        todo = [s for s in subjects if s not in reuse]
+        reuse, notes = reusable_subjects(folder, fps)
+        for note in notes:
+            print(f"{modality}: {note}")
+        subjects = list(fps)
         staged = StagedFolder(folder)
         try:
             for subject in tqdm(subjects, desc=f"data {modality}", unit="subject"):
                 if subject in reuse:
-                    staged.add(subject, reuse=reuse[subject])
+                    staged.add(subject, fps[subject], reuse=reuse[subject])
                     continue
-                windows = extract_windows(dataset, spec, [subject])
+                try:
+                    windows = extract_windows(dataset, spec, [subject])
+                except UserError:
+                    raise
+                except Exception as err:  # a recording the reader chokes on: name it, not the params
+                    raise read_error(dataset, subject, err) from err
                 check_windows(windows, f"{dataset.code} subject {subject}")
-                staged.add(subject, windows)
-            staged.commit(fp, {"dataset": dataset.code, "modality": modality})
+                staged.add(subject, fps[subject], windows)
+            staged.commit({"dataset": dataset.code, "modality": modality})
         except BaseException:
             staged.discard()
             raise
-        print(f"{modality}: {len(subjects)} subjects ({len(subjects) - len(todo)} reused, {len(todo)} computed)")
+        n_reused = sum(s in reuse for s in subjects)
+        print(f"{modality}: {len(subjects)} subjects ({n_reused} reused, {len(subjects) - n_reused} computed)")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "data")

@@ -8,7 +8,7 @@ from biotrain.adaptation import NORM_OF, PretrainConfig
 from biotrain.adaptation.pretraining import pretrain_folds
 from biotrain.data.store import load_windows
 from biotrain.io import write_json
-from stages.common import load_params, modality_paths, stage_args
+from stages.common import run_main, load_params, modality_paths, stage_args
 
 
 def main() -> None:
@@ -29,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "pretrain")

@@ -11,7 +11,8 @@ from biotrain.device import load_constants
 from biotrain.report.device import device_section
 from biotrain.report.study import write_report
 from biotrain.tracking import attach_report, default_tracking_uri
-from stages.common import load_params, stage_args
+from biotrain.errors import TrackingError
+from stages.common import RUN_FILE, run_main, load_params, stage_args
 
 
 def main() -> None:
@@ -23,9 +24,15 @@ def main() -> None:
     device = device_section(df, "reports", l2_budget, params["report"]["dpi"])
     path = write_report(df, metrics, "reports", dpi=params["report"]["dpi"], extra_sections=[device])
     uri = params["tracking"]["uri"] or default_tracking_uri(Path.cwd())
-    run_id = attach_report(uri, params["tracking"]["experiment"], [path, *sorted(Path("reports/figures").glob("*.png"))])
-    print(f"wrote {path}" + (f"; attached to MLflow run {run_id}" if run_id else ""))
+    with open(RUN_FILE) as fh:
+        run_id = json.load(fh)["mlflow_run_id"]  # the run the adapt stage recorded these results in
+    try:
+        attach_report(uri, run_id, [path, *sorted(Path("reports/figures").glob("*.png"))])
+    except TrackingError as err:  # the report stands on its own; say why the dashboard lacks it
+        print(f"wrote {path}; not attached to MLflow: {err}")
+        return
+    print(f"wrote {path}; attached to MLflow run {run_id}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "report")

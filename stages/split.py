@@ -6,7 +6,7 @@ from biotrain.data.split import make_splits
 from biotrain.data.store import load_windows
 from biotrain.data.validate import check_folds, check_windows
 from biotrain.io import write_json
-from stages.common import load_params, modality_paths, stage_args
+from stages.common import run_main, load_params, modality_paths, stage_args
 
 
 def main() -> None:
@@ -22,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "split")

@@ -84,7 +84,9 @@ def test_a_profile_runs_in_a_project_of_its_own(tmp_path):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, tmp_path / name)
-    with pytest.raises(FileNotFoundError, match="no profile 'tinny'.*available: tiny"):
+    from biotrain.errors import UserError
+
+    with pytest.raises(UserError, match="no profile 'tinny'.*available: tiny"):
         prepare_profile_run(tmp_path, "tinny")
     dest = prepare_profile_run(tmp_path, "tiny")
     assert dest == tmp_path / "runs" / "tiny" and (dest / ".dvc").is_dir()

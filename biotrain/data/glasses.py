@@ -48,6 +48,7 @@ from mne import create_info
 from mne.io import RawArray
 from moabb.datasets.base import BaseDataset
 
+from ..errors import UserError
 from .synthetic import EOG_EVENTS, GLASSES_CHANNELS
 from .order import natural_key
 
@@ -60,7 +61,7 @@ _SUBJECT_RE = re.compile(r"^(?:sub(?:ject)?|s)?[-_]?(\d+)$", re.IGNORECASE)
 _SESSION_RE = re.compile(r"^(?:ses(?:sion)?)?[-_]?(\d+)$", re.IGNORECASE)
 
 
-class GlassesDataError(ValueError):
+class GlassesDataError(UserError):
     """A recording or folder that does not follow the documented format."""
 
 

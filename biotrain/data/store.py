@@ -1,8 +1,10 @@
 """Windows on disk: one ``.npz`` per subject, plus a manifest naming them and their fingerprint.
 
 Per-subject files make the ``data`` stage incremental: adding a subject computes only that
-subject, and a subject is recomputed only when what produced it (dataset, its arguments other
-than the subject selection, the window spec) changes. A whole modality is written into a staging
+subject, and a subject is recomputed only when what produced it changes: the dataset, its
+arguments other than the subject selection, the window spec, or the content of the subject's
+recording files. The manifest keeps each file's SHA-256, checked before the file is reused, so
+a damaged output is rebuilt rather than passed on. A whole modality is written into a staging
 folder and swapped in at the end, so a failure never leaves a half-written output.
 """
 
@@ -13,12 +15,14 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
+from .validate import DataError
 from .windows import Windows, concat_windows
 
 MANIFEST = "manifest.json"
@@ -43,19 +47,39 @@ def save_windows(path: str | Path, w: Windows) -> None:
 def load_windows(path: str | Path) -> Windows:
     """One ``.npz`` file, or a modality folder (every subject listed in its manifest)."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} is missing: run the data stage first (dvc repro data, or biotrain run)")
     if path.is_dir():
-        manifest = json.loads((path / MANIFEST).read_text())
-        return concat_windows([load_windows(path / entry["file"]) for entry in manifest["subjects"]])
-    with np.load(path, allow_pickle=False) as z:
-        header = json.loads(str(z["header"]))
-        meta = pd.DataFrame({
-            "subject": z["subject"], "session": z["session"].astype(str),
-            "run": z["run"].astype(str), "trial": z["trial"],
-        })
-        return Windows(
-            X=z["X"], y=z["y"], meta=meta, ch_names=header["ch_names"],
-            class_names=header["class_names"], sfreq=header["sfreq"], info=header["info"],
-        )
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+            entries = manifest["subjects"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DataError(f"{path / MANIFEST}: missing or unreadable ({type(err).__name__}: {err}); "
+                            f"rebuild the windows with `dvc repro data`") from None
+        return concat_windows([load_windows(path / entry["file"]) for entry in entries])
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(str(z["header"]))
+            meta = pd.DataFrame({
+                "subject": z["subject"], "session": z["session"].astype(str),
+                "run": z["run"].astype(str), "trial": z["trial"],
+            })
+            return Windows(
+                X=z["X"], y=z["y"], meta=meta, ch_names=header["ch_names"],
+                class_names=header["class_names"], sfreq=header["sfreq"], info=header["info"],
+            )
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: unreadable windows file ({type(err).__name__}: {err}); it is damaged or "
+                        f"truncated: rebuild it with `dvc repro data` (the data stage checks and rebuilds "
+                        f"damaged files)") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def fingerprint(obj) -> str:
@@ -63,16 +87,32 @@ def fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def reusable_subjects(folder: str | Path, fp: str) -> dict[int, Path]:
-    """Subjects already written under ``folder`` with the same fingerprint."""
+def reusable_subjects(folder: str | Path, fps: dict[int, str]) -> tuple[dict[int, Path], list[str]]:
+    """Subjects already written under ``folder`` from the same inputs, and notes on damaged ones.
+
+    ``fps`` is each subject's fingerprint (parameters and recordings). A file is reused only if
+    its fingerprint matches and its bytes still have the SHA-256 the manifest recorded.
+    """
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-    if manifest.get("fingerprint") != fp:
-        return {}
-    return {int(e["subject"]): folder / e["file"] for e in manifest["subjects"] if (folder / e["file"]).is_file()}
+        entries = list(manifest["subjects"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, []
+    reuse, notes = {}, []
+    for e in entries:
+        if not isinstance(e, dict) or "sha256" not in e:
+            continue
+        subject, path = int(e["subject"]), folder / e["file"]
+        if fps.get(subject) != e.get("fingerprint"):
+            continue
+        if not path.is_file():
+            notes.append(f"subject {subject}: {path} is missing; recomputed")
+        elif file_sha256(path) != e["sha256"]:
+            notes.append(f"subject {subject}: {path} is damaged (its content does not match the manifest); recomputed")
+        else:
+            reuse[subject] = path
+    return reuse, notes
 
 
 class StagedFolder:
@@ -84,16 +124,17 @@ class StagedFolder:
         self.stage = Path(tempfile.mkdtemp(dir=self.folder.parent, prefix=f".{self.folder.name}."))
         self.entries: list[dict] = []
 
-    def add(self, subject: int, windows: Windows | None = None, reuse: Path | None = None) -> None:
+    def add(self, subject: int, fp: str, windows: Windows | None = None, reuse: Path | None = None) -> None:
         name = f"subject-{subject}.npz"
         if reuse is not None:
             shutil.copy2(reuse, self.stage / name)
         else:
             save_windows(self.stage / name, windows)
-        self.entries.append({"subject": int(subject), "file": name})
+        self.entries.append({"subject": int(subject), "file": name, "fingerprint": fp,
+                             "sha256": file_sha256(self.stage / name)})
 
-    def commit(self, fp: str, extra: dict | None = None) -> None:
-        manifest = {"fingerprint": fp, "subjects": self.entries, **(extra or {})}
+    def commit(self, extra: dict | None = None) -> None:
+        manifest = {"subjects": self.entries, **(extra or {})}
         (self.stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         old = None
         if self.folder.exists():

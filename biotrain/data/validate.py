@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UserError
 from .windows import Windows
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Input data that cannot feed the study, with where and why."""
 
 

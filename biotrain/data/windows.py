@@ -14,6 +14,7 @@ import pandas as pd
 from moabb.datasets.base import BaseDataset
 from moabb.paradigms import MotorImagery
 
+from ..errors import UserError
 from .paradigms import EyeMovement
 from .order import natural_key
 from .synthetic import GLASSES_CHANNELS
@@ -54,14 +55,14 @@ def check_window_fits(dataset: BaseDataset, spec: WindowSpec) -> None:
     """Fail before loading anything when the window cannot lie inside a trial."""
     trial_s = float(dataset.interval[1] - dataset.interval[0])
     if spec.tmin + spec.window_s > trial_s + 1e-9:
-        raise ValueError(
+        raise UserError(
             f"data.{spec.modality}.n_times={spec.n_times} at data.{spec.modality}.sfreq={spec.sfreq:g} Hz "
             f"from tmin={spec.tmin:g} s is a {spec.tmin + spec.window_s:.3f} s window, longer than the "
             f"{trial_s:g} s trial of {dataset.code}; allowed: n_times <= "
             f"{int((trial_s - spec.tmin) * spec.sfreq)}"
         )
     if spec.fmax >= spec.sfreq / 2:
-        raise ValueError(
+        raise UserError(
             f"data.{spec.modality}.fmax={spec.fmax:g} must be below Nyquist (sfreq/2 = {spec.sfreq / 2:g} Hz)"
         )
 
@@ -83,7 +84,7 @@ def check_channels(dataset: BaseDataset, spec: WindowSpec, subject: int) -> None
     available = [c for c, kind in zip(raw.ch_names, raw.get_channel_types()) if kind != "stim"]
     missing = [c for c in wanted if c not in available]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"data.{spec.modality}.channels: {missing} not in {dataset.code} (subject {subject}); "
             f"the recording has {available}"
         )
@@ -116,7 +117,7 @@ def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] 
     check_window_fits(dataset, spec)
     paradigm, events = _paradigm(dataset, spec)
     if not paradigm.is_valid(dataset):
-        raise ValueError(
+        raise UserError(
             f"dataset {dataset.code} (paradigm {dataset.paradigm!r}, events {list(dataset.event_id)}) "
             f"cannot feed the {spec.modality} task with events {events}"
         )
@@ -130,7 +131,7 @@ def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] 
     # same scaling MOABB applies to arrays (volts -> the dataset's unit, e.g. microvolts)
     X = epochs.get_data(copy=False) * dataset.unit_factor
     if X.shape[-1] < spec.n_times:
-        raise ValueError(
+        raise UserError(
             f"data.{spec.modality}.n_times={spec.n_times} but {dataset.code} only yields "
             f"{X.shape[-1]} samples per window"
         )
@@ -160,11 +161,11 @@ def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] 
 def concat_windows(parts: list[Windows]) -> Windows:
     """Join per-subject windows (same channels, classes and rate) into one set."""
     if not parts:
-        raise ValueError("no windows to join: the dataset yielded no subjects")
+        raise UserError("no windows to join: the dataset yielded no subjects")
     first = parts[0]
     for p in parts[1:]:
         if p.ch_names != first.ch_names or p.class_names != first.class_names or p.X.shape[1:] != first.X.shape[1:]:
-            raise ValueError("subjects disagree on channels, classes or window shape; cannot join them")
+            raise UserError("subjects disagree on channels, classes or window shape; cannot join them")
     return Windows(
         X=np.concatenate([p.X for p in parts]), y=np.concatenate([p.y for p in parts]),
         meta=pd.concat([p.meta for p in parts], ignore_index=True), ch_names=first.ch_names,

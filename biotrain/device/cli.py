@@ -44,11 +44,17 @@ def split_sets(pairs: list[str], model_name: str) -> tuple[dict, dict]:
         key, value = pair.split("=", 1)
         key = key.strip()
         if key in SHAPE_KEYS:
-            model_kw[SHAPE_KEYS[key]] = int(value)
+            try:
+                model_kw[SHAPE_KEYS[key]] = int(value)
+            except ValueError:
+                raise ValueError(f"--set {key}={value!r}: {key} expects a positive integer") from None
+            if model_kw[SHAPE_KEYS[key]] < 1:
+                raise ValueError(f"--set {key}={value!r}: {key} expects a positive integer")
         elif key in consts:
             overrides[key] = value
         else:
             model_kw[key] = _parse_value(value)
+    load_constants(overrides)  # a bad constant fails here, named, before the step is captured
     return model_kw, overrides
 
 

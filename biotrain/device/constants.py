@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 from pathlib import Path
 
 import yaml
@@ -30,10 +32,13 @@ def _coerce(key: str, value, default):
 def load_constants(overrides: dict | None = None) -> dict:
     """The GAP9 constants of ``gap9.yaml``, with ``overrides`` applied (unknown keys are an error)."""
     with open(CONSTANTS_FILE) as fh:
-        consts = yaml.safe_load(fh)
+        defaults = yaml.safe_load(fh)  # the documented values: their sign sets each key's range
+    consts = dict(defaults)
     for key, value in (overrides or {}).items():
         if key not in consts:
-            raise ValueError(f"unknown device constant {key!r}; valid keys are {sorted(consts)}")
+            close = difflib.get_close_matches(str(key), list(consts), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown device constant {key!r}; {hint}valid keys are {sorted(consts)}")
         consts[key] = _coerce(key, value, consts[key])
     validate(consts)
     return consts
@@ -49,6 +54,8 @@ def validate(consts: dict) -> None:
     for key, v in consts.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
+        if not math.isfinite(v):
+            raise ValueError(f"device constant {key!r} must be a finite number, got {v!r}")
         strict = key in POSITIVE or key.startswith("mac_per_cycle_")
         if (strict and v <= 0) or v < 0:
             raise ValueError(f"device constant {key!r} must be {'> 0' if strict else '>= 0'}, got {v!r}")

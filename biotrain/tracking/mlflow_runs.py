@@ -110,6 +110,15 @@ class Tracker:
         with _LOCK:
             self.client.set_terminated(run_id, status=status)
 
+    def stop_run(self, run_id: str, status: str = "KILLED") -> None:
+        """End a parent run that did not finish, and its children still RUNNING, with ``status``."""
+        with _LOCK:
+            for child in self.client.search_runs(
+                    [self.experiment_id],
+                    filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}' and attributes.status = 'RUNNING'"):
+                self.client.set_terminated(child.info.run_id, status=status)
+            self.client.set_terminated(run_id, status=status)
+
     def record_run(self, name: str, parent_run_id: str, task_key: str, *, tags: dict, params: dict,
                    steps: list[dict], start_ms: int, status: str = "FINISHED", replace: bool = False) -> str:
         """A finished child run, written in three calls (create, one batch, terminate).
@@ -146,20 +155,23 @@ def tracker_for(uri: str, experiment: str, experiment_id: str) -> Tracker:
     return Tracker(uri, experiment, experiment_id)
 
 
-def attach_report(uri: str, experiment: str, files: list[str | Path]) -> str | None:
-    """Log the report and its plots as artifacts of the latest finished study run (the dashboard).
+def attach_report(uri: str, run_id: str, files: list[str | Path]) -> None:
+    """Log the report and its plots as artifacts of ``run_id``, the study run whose results they show.
 
-    Returns the run id, or None when the experiment has no finished flow run yet.
+    The run id comes from the adapt stage's own output (``results/run.json``), restored with the
+    results when DVC takes them from its cache, so the report never lands on another run.
+    Raises :class:`TrackingError` if the store does not hold that run.
     """
+    from mlflow.exceptions import MlflowException
+
+    from ..errors import TrackingError
+
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.kind = 'flow' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
-        return None
+    try:
+        client.get_run(run_id)
+    except MlflowException as err:
+        raise TrackingError(f"MLflow run {run_id} (results/run.json, written by the adapt stage) is not in the "
+                            f"tracking store {uri}: {str(err).splitlines()[0]}") from None
     for path in files:
         path = Path(path)
-        client.log_artifact(runs[0].info.run_id, str(path), "report" if path.suffix == ".md" else "report/figures")
-    return runs[0].info.run_id
+        client.log_artifact(run_id, str(path), "report" if path.suffix == ".md" else "report/figures")

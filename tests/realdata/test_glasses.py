@@ -116,6 +116,7 @@ def test_registered_and_accepted_by_params(cohort):
     params = tiny_params()
     params["data"]["dataset"] = {"name": "SmartGlassesEOG", "kwargs": {"path": str(cohort)}}
     params["data"]["modalities"] = ["eog"]
+    params["data"]["eog"]["dataset_kwargs"] = {}  # the synthetic cohort's trials_per_class is not an argument here
     validate_params(params)
 
 
@@ -274,7 +275,7 @@ def test_download_errors_name_the_url(tmp_path):
 
 def corrupt(root: Path, how: str) -> Path:
     """A 3-subject folder with one bad thing in subject 3; returns the bad file (or folder)."""
-    small_folder(root, n_subjects=3)
+    small_folder(root, n_subjects=3, n_sessions=2)  # 2 sessions: a one-session study is refused up front
     bad = root / "sub-03" / "ses-01" / "run1.csv"
     text = bad.read_text()
     if how == "truncated":
