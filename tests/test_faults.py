@@ -103,8 +103,8 @@ PARAM_CASES = {
         "data.dataset.kwargs.subjects: got [1]; allowed: null or at least 2 subjects", _bnci),
     "device constant 0 (a divisor)": (lambda p: _set(p, "device.constants", {"mac_per_cycle_conv_fwd": 0}),
                                       "device constant 'mac_per_cycle_conv_fwd' must be > 0", lambda p: p),
-    "negative device power": (lambda p: _set(p, "device.constants", {"power_static_mw": -100}),
-                              "device constant 'power_static_mw' must be >= 0, got -100", lambda p: p),
+    "negative device power": (lambda p: _set(p, "device.constants", {"power_leak_mw": -100}),
+                              "device constant 'power_leak_mw' must be >= 0, got -100", lambda p: p),
     "misspelt device constant": (lambda p: _set(p, "device.constants", {"freq_mhzz": 240}),
                                  "unknown device constant 'freq_mhzz'; did you mean 'freq_mhz'?", lambda p: p),
 }
@@ -217,7 +217,7 @@ def test_stage_prints_one_message_without_traceback(tmp_path):
 @pytest.mark.parametrize("setting,expected", [
     ("T=abc", "--set T='abc': T expects a positive integer"),
     ("mac_per_cycle_conv_fwd=0", "device constant 'mac_per_cycle_conv_fwd' must be > 0, got 0"),
-    ("power_static_mw=-100", "device constant 'power_static_mw' must be >= 0, got -100"),
+    ("power_leak_mw=-100", "device constant 'power_leak_mw' must be >= 0, got -100"),
 ])
 def test_device_estimate_names_the_bad_setting(setting, expected, capsys):
     assert cli_main(["device", "estimate", "--model", "mi_bminet", "--strategy", "edge", "--set", setting]) == 2
