@@ -85,7 +85,8 @@ def test_flow_one_parent_and_one_child_run_per_task(tmp_path, prefect_harness):
     for tag in ("dataset", "modality", "subject", "session", "scenario", "strategy", "seed"):
         assert children[f"tags.{tag}"].notna().all()
     for metric in VIEW_METRICS:  # the UI's study view shows columns the children really log
-        assert children[f"metrics.{metric}"].notna().any(), metric
+        if not metric.startswith("device_"):  # no device costs in these settings (test_pipeline has them)
+            assert children[f"metrics.{metric}"].notna().all(), metric
     for tag in VIEW_TAGS + GROUP_BY:
         assert children[f"tags.{tag}"].notna().all(), tag
 

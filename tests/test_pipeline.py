@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from biotrain.tracking.views import VIEW_METRICS
 from tests.helpers import ROOT, git, make_project, run_dvc as _dvc
 
 OUTPUTS = ["data/windows", "data/splits", "models/pretrained", "results", "metrics", "reports"]
@@ -90,6 +91,9 @@ def test_mlflow_parent_and_one_child_per_task(project, results):
     n_tasks = len(results.drop_duplicates(["modality", "subject", "scenario", "strategy", "seed"]))
     assert len(children) == n_tasks
     assert children["metrics.acc_after"].notna().all() and children["metrics.n_calib"].notna().all()
+    trained = children[children["tags.strategy"] != "none"]
+    for metric in VIEW_METRICS:  # every column of the UI's study view is logged by the trained children
+        assert trained[f"metrics.{metric}"].notna().all(), metric
     # the dashboard: the report and its plots are artifacts of the parent run
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     names = {a.path for a in client.list_artifacts(parents.iloc[0]["run_id"], "report/figures")}
