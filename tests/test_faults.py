@@ -611,7 +611,7 @@ def test_stopping_biotrain_run_stops_its_whole_process_group(dvc_project):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "biotrain run: stopped by signal SIGTERM" in err
-    deadline = time.time() + 10
+    deadline = time.time() + 60  # a bound for a loaded machine, not a timing assertion
     while _alive(stage_pid) and time.time() < deadline:
         time.sleep(0.1)
     assert not _alive(stage_pid)  # no orphaned stage

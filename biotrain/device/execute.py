@@ -36,11 +36,10 @@ class CheckResult:
                 "tol": self.tol, "rel_error_by_kind": self.errors.get("by_kind", {})}
 
 
-def initial_state(model: nn.Module, program: StepProgram, seed: int = 0) -> tuple[dict, list]:
-    """Initial persistent state (from the model, plus a non-zero momentum) and the batch."""
-    g = torch.Generator().manual_seed(seed)
-    params = dict(model.named_parameters())
-    bufs = dict(model.named_buffers())
+def persistent_state(model: nn.Module, program: StepProgram, g: torch.Generator) -> dict:
+    """The step's persistent state: the model's weights and buffers, a non-zero momentum drawn
+    from ``g`` (so the optimizer state is exercised) and zeroed gradient accumulators."""
+    params, bufs = dict(model.named_parameters()), dict(model.named_buffers())
     state = {}
     for name, spec in program.states.items():
         kind, _, key = name.partition(":")
@@ -52,6 +51,28 @@ def initial_state(model: nn.Module, program: StepProgram, seed: int = 0) -> tupl
             state[name] = 1e-2 * torch.randn(spec.shape, generator=g)
         elif kind == "accum":
             state[name] = torch.zeros(spec.shape)
+    return state
+
+
+def model_at_state(model: nn.Module, strategy: str, state: dict) -> tuple[nn.Module, set]:
+    """A copy of ``model`` holding ``state``'s weights and buffers, set up for ``strategy``;
+    returns it with the names of its trainable parameters."""
+    m = copy.deepcopy(model)
+    trainable, training = strategy_setup(m, strategy)
+    m.train(training)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            p.copy_(state[f"param:{n}"])
+            p.requires_grad_(n in trainable)
+        for n, b in m.named_buffers():
+            b.copy_(state[f"buffer:{n}"])
+    return m, trainable
+
+
+def initial_state(model: nn.Module, program: StepProgram, seed: int = 0) -> tuple[dict, list]:
+    """Initial persistent state (from the model, plus a non-zero momentum) and the batch."""
+    g = torch.Generator().manual_seed(seed)
+    state = persistent_state(model, program, g)
     n_out = int(getattr(model, "n_outputs", 2))
     x_shape = program.states["x"].shape
     batches = [(torch.randn(x_shape, generator=g), torch.randint(0, n_out, x_shape[:1], generator=g))
@@ -61,15 +82,7 @@ def initial_state(model: nn.Module, program: StepProgram, seed: int = 0) -> tupl
 
 def eager_step(model: nn.Module, program: StepProgram, state: dict, batches: list) -> dict:
     """The same step in plain eager PyTorch with ``torch.optim.SGD``."""
-    m = copy.deepcopy(model)
-    trainable, training = strategy_setup(m, program.strategy)
-    m.train(training)
-    with torch.no_grad():
-        for n, p in m.named_parameters():
-            p.copy_(state[f"param:{n}"])
-            p.requires_grad_(n in trainable)
-        for n, b in m.named_buffers():
-            b.copy_(state[f"buffer:{n}"])
+    m, trainable = model_at_state(model, program.strategy, state)
     tp = [p for n, p in m.named_parameters() if n in trainable]
     hp = program.hparams
     opt = torch.optim.SGD(tp, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..capture import capture_step
 from ..constants import load_constants
+from ..execute import persistent_state
 from ..memory import MemoryPlan, StepGraph, build_graph, plan_memory
 from .codegen import KINDS, StepCodegen
 
@@ -44,18 +45,7 @@ def default_data(model: nn.Module, program, steps: int, seed: int = 0):
     """Initial state (model weights, a non-zero momentum so the optimizer state is exercised),
     random samples and a schedule of ``steps`` steps at the configured learning rate."""
     g = torch.Generator().manual_seed(seed)
-    params, bufs = dict(model.named_parameters()), dict(model.named_buffers())
-    state = {}
-    for name, spec in program.states.items():
-        kind, _, key = name.partition(":")
-        if kind == "param":
-            state[name] = params[key].detach().clone()
-        elif kind == "buffer":
-            state[name] = bufs[key].detach().clone()
-        elif kind == "momentum":
-            state[name] = 1e-2 * torch.randn(spec.shape, generator=g)
-        elif kind == "accum":
-            state[name] = torch.zeros(spec.shape)
+    state = persistent_state(model, program, g)
     n = steps * program.batch_size
     x = torch.randn((n, model.n_chans, model.n_times), generator=g)
     y = torch.randint(0, int(model.n_outputs), (n,), generator=g)

@@ -8,7 +8,6 @@ from the same initial state, samples and schedule.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..capture import strategy_setup
+from ..execute import model_at_state
 from .project import read_samples, read_schedule, read_state, write_schedule
 
 TARGETS = ("host", "qemu", "gap9-board", "gap9-gvsoc")
@@ -111,15 +110,7 @@ def _model_from_meta(meta: dict):
 def reference_run(meta: dict, state: dict, x: np.ndarray, y: np.ndarray, schedule: list, model=None):
     """The same steps in eager PyTorch: ``torch.optim.SGD`` from the exported state. Returns
     (final state dict, loss per step)."""
-    m = copy.deepcopy(model) if model is not None else _model_from_meta(meta)
-    trainable, training = strategy_setup(m, meta["strategy"])
-    m.train(training)
-    with torch.no_grad():
-        for n, p in m.named_parameters():
-            p.copy_(state[f"param:{n}"])
-            p.requires_grad_(n in trainable)
-        for n, b in m.named_buffers():
-            b.copy_(state[f"buffer:{n}"])
+    m, trainable = model_at_state(model if model is not None else _model_from_meta(meta), meta["strategy"], state)
     names = [n for n, _ in m.named_parameters() if n in trainable]
     params = dict(m.named_parameters())
     tp = [params[n] for n in names]
