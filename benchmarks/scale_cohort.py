@@ -75,7 +75,7 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
     cohort = out / "cohort"
     config = {"n_subjects": n_subjects, "dataset": DATASET_KWARGS, "window": WINDOW, "model": MODEL,
               "kwargs": MODEL_KWARGS, "pretrain_subjects": pretrain_subjects, "pretrain_epochs": pretrain_epochs}
-    paths = {"windows": cohort / "eeg.npz", "splits": cohort / "eeg.json", "models_dir": cohort / "models"}
+    paths = {"windows": cohort / "windows", "splits": cohort / "splits", "models": cohort / "models"}
     stamp = cohort / "config.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == config:
         print(f"cohort: reusing {cohort}")
@@ -86,7 +86,6 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
     import torch
 
     from biotrain.adaptation import PretrainConfig
-    from biotrain.adaptation.plan import pretrained_path
     from biotrain.adaptation.training import pretrain
     from biotrain.data.split import make_splits
     from biotrain.data.store import save_windows
@@ -95,14 +94,17 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
     from biotrain.io import write_json
     from biotrain.models import build_model
     from biotrain.models.checkpoint import save_checkpoint
+    from biotrain.study import StudyPaths
 
+    study = StudyPaths(**paths)
     t0 = time.perf_counter()
     dataset = SyntheticMI(n_subjects=n_subjects, **DATASET_KWARGS)
     spec = WindowSpec("eeg", events=["left_hand", "right_hand"], **WINDOW)
     w = extract_windows(dataset, spec)
-    save_windows(paths["windows"], w)
+    study.windows.mkdir(parents=True, exist_ok=True)
+    save_windows(study.windows_of("eeg"), w)
     folds = make_splits(w.meta, 0.8)
-    write_json(paths["splits"], {"folds": folds})
+    write_json(study.splits_of("eeg"), {"folds": folds})
     t_data = time.perf_counter() - t0
     print(f"cohort: {w.X.shape} windows of {n_subjects} subjects in {t_data:.1f} s")
 
@@ -116,7 +118,7 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
         model = build_model(MODEL, w.X.shape[1], w.X.shape[2], len(w.class_names), norm, **MODEL_KWARGS)
         pretrain(model, w.X[idx], w.y[idx], cfg, seed=0)
         for fold in folds:
-            save_checkpoint(pretrained_path(paths["models_dir"], "eeg", norm, fold["subject"]), model, MODEL, MODEL_KWARGS)
+            save_checkpoint(study.pretrained("eeg", norm, fold["subject"]), model, MODEL, MODEL_KWARGS)
     print(f"cohort: 2 base models ({pretrain_epochs} epochs on {len(idx)} windows) in {time.perf_counter() - t0:.1f} s")
     stamp.write_text(json.dumps(config))
     return {k: str(v) for k, v in paths.items()}
@@ -135,23 +137,22 @@ def run_child(args) -> None:
     from prefect import flow, task
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from biotrain.adaptation.plan import plan_jobs
+    import yaml
+
+    from biotrain.adaptation.strategies import FinetuneConfig
+    from biotrain.study import AdaptSettings, DeviceConfig, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
     from flows.adapt_cohort import run_adapt_cohort
 
-    paths = json.loads(args.paths)
-    with open(paths["splits"]) as fh:
-        folds = json.load(fh)["folds"]
-    inputs = {"eeg": {**paths, "dataset": "synthetic", "model": MODEL}}
-    jobs = plan_jobs(inputs, {"eeg": folds}, STRATEGIES, SEEDS)
-    settings = {
-        "finetune": {"epochs": args.epochs, "lr": 5e-3, "momentum": 0.9, "weight_decay": 1e-3, "batch_size": 8,
-                     "micro_batch": 1},
-        "tracking_uri": f"sqlite:///{run_dir / 'mlflow.db'}",
-        "experiment": "scale",
-        "retries": 0,
-        "torch_threads": 1,
-        "device": {"backend": "gap9-sim", "constants": {}} if args.device else None,
-    }
+    paths = StudyPaths(**{k: Path(v) for k, v in json.loads(args.paths).items()})
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["modalities"] = ["eeg"]
+    params["models"]["eeg"] = {"name": MODEL, "kwargs": MODEL_KWARGS}
+    params["adapt"].update(strategies=STRATEGIES, seeds=SEEDS)
+    study = StudyConfig.from_params(params, run_dir)
+    jobs = plan_study(study, paths, {"eeg": json.loads(paths.splits_of("eeg").read_text())["folds"]})
+    finetune = FinetuneConfig(epochs=args.epochs, lr=5e-3, momentum=0.9, weight_decay=1e-3, batch_size=8, micro_batch=1)
+    settings = AdaptSettings(finetune, DeviceConfig() if args.device else None)
+    tracking = TrackingConfig(f"sqlite:///{run_dir / 'mlflow.db'}", "scale")
 
     # start the ephemeral Prefect server (and its DB migrations) before the clock starts
     @task
@@ -169,7 +170,7 @@ def run_child(args) -> None:
     runner, workers = args.child.split(":")
     flow_cpu0, server_cpu0 = _cpu_seconds(psutil.Process()), _cpu_seconds(*_prefect_servers())
     t0 = time.perf_counter()
-    rows = run_adapt_cohort(jobs, settings, runner, int(workers))
+    rows, _ = run_adapt_cohort(jobs, settings, tracking, RunnerConfig(runner, int(workers), retries=0))
     wall = time.perf_counter() - t0
     flow_cpu, server_cpu = _cpu_seconds(psutil.Process()) - flow_cpu0, _cpu_seconds(*_prefect_servers()) - server_cpu0
     n_tasks = len(jobs)  # one task per job: day 1, then the longitudinal chain

@@ -250,7 +250,7 @@ def validate_params(params: dict) -> dict:
 
     # sweep (optional section)
     if "sweep" in params:
-        from .adaptation.plan import expand_grid
+        from .study.jobs import expand_grid
 
         name = c.get("sweep.name")
         if name is not None and not (isinstance(name, str) and name.strip() and "/" not in name):

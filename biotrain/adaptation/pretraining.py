@@ -11,8 +11,12 @@ from tqdm import tqdm
 
 from ..models import build_model
 from ..models.checkpoint import save_checkpoint
-from .plan import pretrained_path
 from .training import PretrainConfig, accuracy, pretrain
+
+
+def pretrained_path(models_dir: str | Path, modality: str, norm: str, subject: int) -> Path:
+    """Where the base model that never saw ``subject`` lives."""
+    return Path(models_dir) / modality / norm / f"subject-{subject}.pt"
 
 
 def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dict], model_name: str, model_kwargs: dict,
