@@ -137,14 +137,13 @@ def run_child(args) -> None:
     from prefect import flow, task
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    import yaml
-
     from biotrain.adaptation.strategies import FinetuneConfig
     from biotrain.study import AdaptSettings, DeviceConfig, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
     from flows.adapt_cohort import run_adapt_cohort
+    from stages.common import load_params
 
     paths = StudyPaths(**{k: Path(v) for k, v in json.loads(args.paths).items()})
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_params(ROOT / "params.yaml")
     params["data"]["modalities"] = ["eeg"]
     params["models"]["eeg"] = {"name": MODEL, "kwargs": MODEL_KWARGS}
     params["adapt"].update(strategies=STRATEGIES, seeds=SEEDS)

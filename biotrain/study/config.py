@@ -14,8 +14,8 @@ from typing import Any
 
 from ..adaptation.strategies import FinetuneConfig
 from ..adaptation.training import PretrainConfig
-from ..adaptation.strategies import NORM_OF
 from ..data.windows import WindowSpec
+from ..strategy_table import STRATEGIES
 
 FINETUNE_KEYS = tuple(f.name for f in fields(FinetuneConfig))
 
@@ -58,7 +58,7 @@ class DeviceConfig:
 
     def target_for(self, subject: int, strategy: str) -> str:
         """``host`` (PyTorch) or the device target this subject's fine-tuning runs on."""
-        if self.execute == "host" or strategy == "none":
+        if self.execute == "host" or not STRATEGIES[strategy].costed:
             return "host"
         if self.execute_subjects is not None and subject not in self.execute_subjects:
             return "host"
@@ -108,7 +108,7 @@ class StudyConfig:
     @property
     def norms(self) -> list[str]:
         """The normalizations the base models need: one per norm the strategies use."""
-        return sorted({NORM_OF[s] for s in self.strategies})
+        return sorted({STRATEGIES[s].norm for s in self.strategies})
 
     def for_sweep(self) -> StudyConfig:
         """The same study tracked in the sweep's own MLflow experiment (``sweep-<name>``)."""

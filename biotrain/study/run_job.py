@@ -19,6 +19,7 @@ from ..adaptation.strategies import adapt
 from ..data.store import load_windows
 from ..device.study import device_row_fields, step_costs
 from ..models.checkpoint import load_checkpoint
+from ..strategy_table import STRATEGIES
 from .config import AdaptSettings, DeviceConfig
 from .jobs import Job
 from .records import ChildRuns, now_ms
@@ -48,11 +49,13 @@ def limit_calibration(fold: dict, size: int | None) -> dict:
 
 
 def chip_costs(spec: dict, strategy: str, finetune, device: DeviceConfig | None) -> dict:
-    """Chip cost of this job's training step (``{}`` for ``none`` or without a device); only
-    ``edge`` micro-batches."""
+    """Chip cost of this job's training step (``{}`` for ``none`` or without a device).
+
+    ``adapt.micro_batch`` applies where the strategy micro-batches (``edge``); the others take
+    the strategy table's device batching."""
     if device is None:
         return {}
-    micro = finetune.micro_batch if strategy == "edge" else None
+    micro = finetune.micro_batch if STRATEGIES[strategy].host_micro_batch else None
     return step_costs(spec, strategy, finetune.batch_size, micro, device.backend, device.constants)
 
 
