@@ -111,7 +111,7 @@ def watch():
 threading.Thread(target=watch, daemon=True).start()
 import pickle
 jobs, settings, runner = pickle.load(open(sys.argv[1], "rb"))
-rows, _ = run_adaptsmall_cohort(jobs, *settings, runner)
+rows, _ = run_adapt_cohort(jobs, *settings, runner)
 done.set()
 json.dump({"rows": rows, "prefect_servers": most}, open(sys.argv[2], "w"))
 """
