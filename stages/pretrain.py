@@ -23,7 +23,10 @@ def main() -> None:
         with open(paths["splits"]) as fh:
             folds = json.load(fh)["folds"]
         model = params["models"][modality]
-        summary += pretrain_folds(w.X, w.y, len(w.class_names), folds, model["name"], model.get("kwargs") or {},
+        # the windows' rate goes to the model with its arguments: the model turns its lengths in
+        # seconds into samples with it, and its checkpoint records it
+        model_kwargs = {**(model.get("kwargs") or {}), "sfreq": w.sfreq}
+        summary += pretrain_folds(w.X, w.y, len(w.class_names), folds, model["name"], model_kwargs,
                                   norms, cfg, params["seed"], paths["models_dir"], modality, p["workers"])
     write_json("models/pretrained/summary.json", summary)
 
