@@ -8,7 +8,7 @@ What it does:
 
 1. builds the cohort on disk with the real library: ``SyntheticMI`` (54 subjects x 2 sessions x
    2 classes x 50 trials, the shape of Lee2019_MI) through MOABB's paradigm (``extract_windows``,
-   8 channels, 2 s windows at 200 Hz: MI-BMINet with ``Nf: 64, Nf2: 8`` as in ``params.yaml``),
+   8 channels, 2 s windows at 200 Hz: MI-BMINet with kernels of 0.32 s and 0.04 s as in ``params.yaml``),
    ``save_windows``, ``make_splits`` and a ``{"folds": ...}`` splits file;
 2. trains ONE base model per normalization (batch, group) briefly on a few subjects and saves it
    as every held-out subject's checkpoint: the benchmark measures adaptation at scale, not
@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the repo, not
 STRATEGIES = ["none", "last_layer", "full", "edge"]
 SEEDS = [0]
 MODEL = "mi_bminet"
-MODEL_KWARGS = {"Nf": 64, "Nf2": 8}  # params.yaml: BRIEF's Nf=128, Nf2=16 scaled from 500 Hz to 200 Hz
+MODEL_KWARGS = {"temporal_kernel_s": 0.32, "depthwise_kernel_s": 0.04}  # params.yaml: 64 and 8 samples at 200 Hz
 WINDOW = {"sfreq": 200.0, "n_times": 400, "fmin": 4.0, "fmax": 40.0, "tmin": 0.5}  # params.yaml data.eeg
 DATASET_KWARGS = {"n_sessions": 2, "trials_per_class": 50, "seed": 0, "erd": 0.45, "distractor": 1.0}
 
@@ -115,7 +115,7 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
     cfg = PretrainConfig(epochs=pretrain_epochs)
     for norm in ("batch", "group"):
         torch.manual_seed(0)
-        model = build_model(MODEL, w.X.shape[1], w.X.shape[2], len(w.class_names), norm, **MODEL_KWARGS)
+        model = build_model(MODEL, w.X.shape[1], w.X.shape[2], len(w.class_names), norm, sfreq=w.sfreq, **MODEL_KWARGS)
         pretrain(model, w.X[idx], w.y[idx], cfg, seed=0)
         for fold in folds:
             save_checkpoint(study.pretrained("eeg", norm, fold["subject"]), model, MODEL, MODEL_KWARGS)
@@ -395,7 +395,8 @@ def report(figs: list[dict], args, cohort_s: float) -> str:
         f"paradigm with `extract_windows`: 8 channels, 4-40 Hz, resampled to {WINDOW['sfreq']:.0f} Hz, windows of "
         f"{WINDOW['n_times']} samples (2 s from 0.5 s after the cue), the project's default EEG windows; saved with "
         "`save_windows` (one .npz), splits from `make_splits(meta, 0.8)`: 80 calibration / 20 test windows per session.",
-        f"- Model: MI-BMINet with `Nf: 64, Nf2: 8` (params.yaml's kernels for 200 Hz; BRIEF's T=1900 at 500 Hz "
+        "- Model: MI-BMINet with kernels of 0.32 s and 0.04 s (params.yaml's: 64 and 8 samples at 200 Hz; "
+        "BRIEF's T=1900 at 500 Hz "
         "with Nf=128 would make each task about 5x slower and the benchmark infeasible on 2 shared cores).",
         f"- Pretrained models (simplification): one base model per normalization (batch, group), AdamW "
         f"{args.pretrain_epochs} epochs on the first {args.pretrain_subjects} subjects, saved as every held-out "

@@ -354,10 +354,10 @@ def _check_report(c: _Checker) -> None:
 
 
 def model_shape(params: dict, modality: str) -> dict:
-    """A nominal input shape to try a model's arguments on before the data exist."""
+    """A nominal input shape, at the data's rate, to try a model's arguments on before the data exist."""
     cfg = params["data"][modality]
     channels = cfg.get("channels")
     events = cfg.get("events")
     n_chans = 2 if modality == "eog" else (len(channels) if channels else 8)
     n_outputs = len(events) if events else (11 if modality == "eog" else 2)
-    return {"n_chans": n_chans, "n_times": cfg.get("n_times"), "n_outputs": n_outputs}
+    return {"n_chans": n_chans, "n_times": cfg.get("n_times"), "n_outputs": n_outputs, "sfreq": cfg.get("sfreq")}

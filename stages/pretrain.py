@@ -15,8 +15,11 @@ def main() -> None:
     for modality, folds in read_folds(config, paths).items():
         w = load_windows(paths.windows_of(modality))
         model = config.data.modalities[modality].model
+        # the model is built at the windows' own rate: it turns its lengths in seconds into
+        # samples with it, and its checkpoint records it
         summary += pretrain_folds(w.X, w.y, len(w.class_names), folds, model.name, model.kwargs, config.norms,
-                                  config.pretrain, config.seed, paths.models, modality, config.pretrain_workers)
+                                  config.pretrain, config.seed, paths.models, modality, config.pretrain_workers,
+                                  sfreq=w.sfreq)
     write_json(paths.models / "summary.json", summary)
 
 

@@ -88,7 +88,8 @@ PARAM_CASES = {
     "model shape argument set by hand": (lambda p: _set(p, "models.eeg.kwargs.n_chans", 3),
                                          "models.eeg.kwargs.n_chans: is set from the data by the pipeline", lambda p: p),
     "model argument rejected by the class": (lambda p: _set(p, "models.eeg.kwargs.F1", 0),
-                                             "models.eeg.kwargs: got {'Nf': 64, 'Nf2': 8, 'F1': 0}; MIBMINet rejects it",
+                                             "models.eeg.kwargs: got {'temporal_kernel_s': 0.32, "
+                                             "'depthwise_kernel_s': 0.04, 'F1': 0}; MIBMINet rejects it",
                                              lambda p: p),
     "synthetic kwargs on BNCI2014_001 (README example)": (
         _readme_bnci_example, "data.eeg.dataset_kwargs.erd: not an argument of BNCI2014_001", _bnci),
