@@ -7,7 +7,6 @@ and keep subject / session / run plus the trial's position in time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 from moabb.datasets.base import BaseDataset
@@ -17,25 +16,8 @@ from ..errors import UserError
 from .arrays import Windows
 from .order import natural_key
 from .paradigms import EyeMovement
+from .spec import WindowSpec
 from .signals import GLASSES_CHANNELS, GLASSES_DERIVED_CHANNELS, derive_glasses_channels
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """How to cut windows for one modality (the ``data.<modality>`` block of params)."""
-
-    modality: str
-    sfreq: float
-    n_times: int
-    fmin: float
-    fmax: float
-    tmin: float = 0.0
-    channels: list[str] | None = None
-    events: list[str] | None = None
-
-    @property
-    def window_s(self) -> float:
-        return self.n_times / self.sfreq
 
 
 def check_window_fits(dataset: BaseDataset, spec: WindowSpec) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..adaptation.strategies import FinetuneConfig
 from ..adaptation.training import PretrainConfig
-from ..data.windows import WindowSpec
+from ..data.spec import WindowSpec
 from ..strategy_table import STRATEGIES
 
 FINETUNE_KEYS = tuple(f.name for f in fields(FinetuneConfig))

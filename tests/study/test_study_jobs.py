@@ -76,3 +76,16 @@ def test_a_job_failure_is_a_failed_child_run_naming_the_error(tmp_path):
         run_job(broken, settings, ChildRuns(parent, settings))
     (child,) = mlflow.MlflowClient(uri).search_runs([parent.experiment_id], filter_string="tags.scenario = 'day1'")
     assert child.info.status == "FAILED" and "missing.pt" in child.data.tags["error"]
+
+
+def test_a_worker_runs_jobs_without_importing_moabb_or_mne():
+    """Workers only load arrays and checkpoints: MOABB's ~5 s import is for the data stage alone."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    code = ("import sys, flows.adapt_cohort, biotrain.study.run_job; "
+            "print(sorted(m for m in ('moabb', 'mne') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
