@@ -73,3 +73,29 @@ def test_stages_do_not_depend_on_settings_that_leave_results_unchanged():
     for settings_only in ("adapt", "adapt.runner", "adapt.retries", "tracking", "tracking.uri", "pretrain.workers"):
         assert not any(settings_only in d for d in deps.values()), settings_only
     assert {"adapt.lr", "adapt.epochs", "device"} <= deps["adapt"]
+
+
+def test_only_stages_common_loads_params():
+    """One loader: every entry point (stages, flows, the CLI, benchmarks) goes through it."""
+    import re
+
+    loaders = re.compile(r"read_params\(|validate_params\(|safe_load\(.*params")
+    entry_points = [*ROOT.glob("stages/*.py"), *ROOT.glob("flows/*.py"), *ROOT.glob("benchmarks/*.py"),
+                    ROOT / "biotrain" / "cli.py"]
+    offenders = [p.relative_to(ROOT).as_posix() for p in entry_points
+                 if p.name != "common.py" and loaders.search(p.read_text())]
+    assert offenders == []
+    assert loaders.search((ROOT / "stages" / "common.py").read_text())
+
+
+def test_flows_hold_no_study_logic():
+    """flows/ wires Prefect to the library: no training, data, device or MLflow calls of its own."""
+    import ast
+
+    for path in ROOT.glob("flows/*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        library = {m for m in imported if m.startswith("biotrain")}
+        assert library <= {"biotrain.study", "biotrain.errors"}, (path.name, library)
+        assert not {"torch", "mlflow", "numpy"} & {m.split(".")[0] for m in imported}, path.name
