@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .fast_loop import HOST_LOOPS, fast_gradients
 from .training import as_tensor, seeded_generator
 
 STRATEGIES = ("none", "last_layer", "full", "edge")
@@ -33,6 +34,7 @@ class FinetuneConfig:
     weight_decay: float = 1e-3
     batch_size: int = 8
     micro_batch: int = 1  # edge only: samples per forward/backward; batch_size must be a multiple
+    host_loop: str = "fast"  # "reference": today's loop bit-for-bit (fast_loop.py says what differs)
 
 
 @dataclass
@@ -63,6 +65,8 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
         raise ValueError("strategy 'edge' needs a GroupNorm model (micro-batch 1 breaks BatchNorm)")
     if strategy == "edge" and cfg.batch_size % cfg.micro_batch:
         raise ValueError(f"adapt.batch_size={cfg.batch_size} must be a multiple of adapt.micro_batch={cfg.micro_batch}")
+    if cfg.host_loop not in HOST_LOOPS:
+        raise ValueError(f"host_loop={cfg.host_loop!r} is not supported; use one of {list(HOST_LOOPS)}")
     if strategy == "none":
         return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
 
@@ -74,6 +78,7 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
     gen = seeded_generator(seed)
     xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
     micro = cfg.micro_batch if strategy == "edge" else cfg.batch_size
+    fast_step = fast_gradients(model, xs, ys, strategy, loss_fn) if cfg.host_loop == "fast" else None
     steps = 0
     for _ in range(cfg.epochs):
         # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
@@ -85,10 +90,13 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
             if strategy == "full" and len(batch) < 2:
                 continue  # BatchNorm cannot use batch statistics of one sample
             opt.zero_grad(set_to_none=True)
-            for j in range(0, len(batch), micro):  # edge: gradients accumulate over micro-batches
-                idx = batch[j:j + micro]
-                loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
-                loss.backward()
+            if fast_step is not None:
+                fast_step(batch)
+            else:
+                for j in range(0, len(batch), micro):  # edge: gradients accumulate over micro-batches
+                    idx = batch[j:j + micro]
+                    loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
+                    loss.backward()
             opt.step()
             steps += 1
         sched.step()
