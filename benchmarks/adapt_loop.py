@@ -140,7 +140,8 @@ def markdown(rows: list[dict], args, load_before, load_after, seconds) -> str:
         "classifier input once per `adapt` call (in chunks of the step's batch size: EpiDeNet's convolutions round "
         "differently at batch 1 and 8) and trains the classifier alone, bit-exact; `edge` on a per-sample model "
         "(GroupNorm, no BatchNorm) runs one forward/backward over the batch of 8 instead of 8 micro-batches of 1: "
-        "the same gradient up to float summation order; `full` is unchanged.", "",
+        "the same gradient up to float summation order; `full` is unchanged, so its row runs the same code on "
+        "both sides and its ratio shows the measurement noise under the load.", "",
         f"Configuration: {args.epochs} epochs, SGD momentum 0.9, lr 5e-3, weight decay 1e-3, cosine, batch 8 "
         "(edge: micro-batch 1 in the reference loop), one torch thread, random windows of the default cohort's "
         "shapes (params.yaml), seed 0. "
