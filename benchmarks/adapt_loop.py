@@ -49,10 +49,10 @@ def cohort_shapes(params_path: Path) -> dict:
     eog_tpc = {**ds, **p["data"]["eog"]["dataset_kwargs"]}["trials_per_class"]
     n_eeg_classes = len(p["data"]["eeg"]["events"])
     n_eog_classes = 11  # events: null -> all 11 eye movements
-    return {
-        "eeg": (p["models"]["eeg"]["name"], p["models"]["eeg"]["kwargs"], 8, p["data"]["eeg"]["n_times"], n_eeg_classes,
+    return {  # the model kwargs carry the window's rate (kernels may be given in seconds)
+        "eeg": (p["models"]["eeg"]["name"], {**p["models"]["eeg"]["kwargs"], "sfreq": p["data"]["eeg"]["sfreq"]}, 8, p["data"]["eeg"]["n_times"], n_eeg_classes,
                 int(frac * eeg_tpc * n_eeg_classes)),
-        "eog": (p["models"]["eog"]["name"], p["models"]["eog"]["kwargs"], 2, p["data"]["eog"]["n_times"], n_eog_classes,
+        "eog": (p["models"]["eog"]["name"], {**p["models"]["eog"]["kwargs"], "sfreq": p["data"]["eog"]["sfreq"]}, 2, p["data"]["eog"]["n_times"], n_eog_classes,
                 int(frac * eog_tpc * n_eog_classes)),
     }
 

@@ -8,7 +8,7 @@ What it does:
 
 1. builds the cohort on disk with the real library: ``SyntheticMI`` (54 subjects x 2 sessions x
    2 classes x 50 trials, the shape of Lee2019_MI) through MOABB's paradigm (``extract_windows``,
-   8 channels, 2 s windows at 200 Hz: MI-BMINet with ``Nf: 64, Nf2: 8`` as in ``params.yaml``),
+   8 channels, 2 s windows at 200 Hz: MI-BMINet with kernels of 0.32 s and 0.04 s as in ``params.yaml``),
    ``save_windows``, ``make_splits`` and a ``{"folds": ...}`` splits file;
 2. trains ONE base model per normalization (batch, group) briefly on a few subjects and saves it
    as every held-out subject's checkpoint: the benchmark measures adaptation at scale, not
@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the repo, not
 STRATEGIES = ["none", "last_layer", "full", "edge"]
 SEEDS = [0]
 MODEL = "mi_bminet"
-MODEL_KWARGS = {"Nf": 64, "Nf2": 8}  # params.yaml: BRIEF's Nf=128, Nf2=16 scaled from 500 Hz to 200 Hz
+MODEL_KWARGS = {"temporal_kernel_s": 0.32, "depthwise_kernel_s": 0.04}  # params.yaml: 64 and 8 samples at 200 Hz
 WINDOW = {"sfreq": 200.0, "n_times": 400, "fmin": 4.0, "fmax": 40.0, "tmin": 0.5}  # params.yaml data.eeg
 DATASET_KWARGS = {"n_sessions": 2, "trials_per_class": 50, "seed": 0, "erd": 0.45, "distractor": 1.0}
 
@@ -75,7 +75,7 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
     cohort = out / "cohort"
     config = {"n_subjects": n_subjects, "dataset": DATASET_KWARGS, "window": WINDOW, "model": MODEL,
               "kwargs": MODEL_KWARGS, "pretrain_subjects": pretrain_subjects, "pretrain_epochs": pretrain_epochs}
-    paths = {"windows": cohort / "eeg.npz", "splits": cohort / "eeg.json", "models_dir": cohort / "models"}
+    paths = {"windows": cohort / "windows", "splits": cohort / "splits", "models": cohort / "models"}
     stamp = cohort / "config.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == config:
         print(f"cohort: reusing {cohort}")
@@ -86,7 +86,6 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
     import torch
 
     from biotrain.adaptation import PretrainConfig
-    from biotrain.adaptation.plan import pretrained_path
     from biotrain.adaptation.training import pretrain
     from biotrain.data.split import make_splits
     from biotrain.data.store import save_windows
@@ -95,14 +94,17 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
     from biotrain.io import write_json
     from biotrain.models import build_model
     from biotrain.models.checkpoint import save_checkpoint
+    from biotrain.study import StudyPaths
 
+    study = StudyPaths(**paths)
     t0 = time.perf_counter()
     dataset = SyntheticMI(n_subjects=n_subjects, **DATASET_KWARGS)
     spec = WindowSpec("eeg", events=["left_hand", "right_hand"], **WINDOW)
     w = extract_windows(dataset, spec)
-    save_windows(paths["windows"], w)
+    study.windows.mkdir(parents=True, exist_ok=True)
+    save_windows(study.windows_of("eeg"), w)
     folds = make_splits(w.meta, 0.8)
-    write_json(paths["splits"], {"folds": folds})
+    write_json(study.splits_of("eeg"), {"folds": folds})
     t_data = time.perf_counter() - t0
     print(f"cohort: {w.X.shape} windows of {n_subjects} subjects in {t_data:.1f} s")
 
@@ -113,10 +115,10 @@ def build_cohort(out: Path, n_subjects: int, pretrain_subjects: int, pretrain_ep
     cfg = PretrainConfig(epochs=pretrain_epochs)
     for norm in ("batch", "group"):
         torch.manual_seed(0)
-        model = build_model(MODEL, w.X.shape[1], w.X.shape[2], len(w.class_names), norm, **MODEL_KWARGS)
+        model = build_model(MODEL, w.X.shape[1], w.X.shape[2], len(w.class_names), norm, sfreq=w.sfreq, **MODEL_KWARGS)
         pretrain(model, w.X[idx], w.y[idx], cfg, seed=0)
         for fold in folds:
-            save_checkpoint(pretrained_path(paths["models_dir"], "eeg", norm, fold["subject"]), model, MODEL, MODEL_KWARGS)
+            save_checkpoint(study.pretrained("eeg", norm, fold["subject"]), model, MODEL, MODEL_KWARGS)
     print(f"cohort: 2 base models ({pretrain_epochs} epochs on {len(idx)} windows) in {time.perf_counter() - t0:.1f} s")
     stamp.write_text(json.dumps(config))
     return {k: str(v) for k, v in paths.items()}
@@ -135,23 +137,21 @@ def run_child(args) -> None:
     from prefect import flow, task
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from biotrain.adaptation.plan import plan_jobs
+    from biotrain.adaptation.strategies import FinetuneConfig
+    from biotrain.study import AdaptSettings, DeviceConfig, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
     from flows.adapt_cohort import run_adapt_cohort
+    from stages.common import load_params
 
-    paths = json.loads(args.paths)
-    with open(paths["splits"]) as fh:
-        folds = json.load(fh)["folds"]
-    inputs = {"eeg": {**paths, "dataset": "synthetic", "model": MODEL}}
-    jobs = plan_jobs(inputs, {"eeg": folds}, STRATEGIES, SEEDS)
-    settings = {
-        "finetune": {"epochs": args.epochs, "lr": 5e-3, "momentum": 0.9, "weight_decay": 1e-3, "batch_size": 8,
-                     "micro_batch": 1},
-        "tracking_uri": f"sqlite:///{run_dir / 'mlflow.db'}",
-        "experiment": "scale",
-        "retries": 0,
-        "torch_threads": 1,
-        "device": {"backend": "gap9-sim", "constants": {}} if args.device else None,
-    }
+    paths = StudyPaths(**{k: Path(v) for k, v in json.loads(args.paths).items()})
+    params = load_params(ROOT / "params.yaml")
+    params["data"]["modalities"] = ["eeg"]
+    params["models"]["eeg"] = {"name": MODEL, "kwargs": MODEL_KWARGS}
+    params["adapt"].update(strategies=STRATEGIES, seeds=SEEDS)
+    study = StudyConfig.from_params(params, run_dir)
+    jobs = plan_study(study, paths, {"eeg": json.loads(paths.splits_of("eeg").read_text())["folds"]})
+    finetune = FinetuneConfig(epochs=args.epochs, lr=5e-3, momentum=0.9, weight_decay=1e-3, batch_size=8, micro_batch=1)
+    settings = AdaptSettings(finetune, DeviceConfig() if args.device else None)
+    tracking = TrackingConfig(f"sqlite:///{run_dir / 'mlflow.db'}", "scale")
 
     # start the ephemeral Prefect server (and its DB migrations) before the clock starts
     @task
@@ -169,7 +169,7 @@ def run_child(args) -> None:
     runner, workers = args.child.split(":")
     flow_cpu0, server_cpu0 = _cpu_seconds(psutil.Process()), _cpu_seconds(*_prefect_servers())
     t0 = time.perf_counter()
-    rows = run_adapt_cohort(jobs, settings, runner, int(workers))
+    rows, _ = run_adapt_cohort(jobs, settings, tracking, RunnerConfig(runner, int(workers), retries=0))
     wall = time.perf_counter() - t0
     flow_cpu, server_cpu = _cpu_seconds(psutil.Process()) - flow_cpu0, _cpu_seconds(*_prefect_servers()) - server_cpu0
     n_tasks = len(jobs)  # one task per job: day 1, then the longitudinal chain
@@ -395,7 +395,8 @@ def report(figs: list[dict], args, cohort_s: float) -> str:
         f"paradigm with `extract_windows`: 8 channels, 4-40 Hz, resampled to {WINDOW['sfreq']:.0f} Hz, windows of "
         f"{WINDOW['n_times']} samples (2 s from 0.5 s after the cue), the project's default EEG windows; saved with "
         "`save_windows` (one .npz), splits from `make_splits(meta, 0.8)`: 80 calibration / 20 test windows per session.",
-        f"- Model: MI-BMINet with `Nf: 64, Nf2: 8` (params.yaml's kernels for 200 Hz; BRIEF's T=1900 at 500 Hz "
+        "- Model: MI-BMINet with kernels of 0.32 s and 0.04 s (params.yaml's: 64 and 8 samples at 200 Hz; "
+        "BRIEF's T=1900 at 500 Hz "
         "with Nf=128 would make each task about 5x slower and the benchmark infeasible on 2 shared cores).",
         f"- Pretrained models (simplification): one base model per normalization (batch, group), AdamW "
         f"{args.pretrain_epochs} epochs on the first {args.pretrain_subjects} subjects, saved as every held-out "

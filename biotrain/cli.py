@@ -20,13 +20,11 @@ GRACE_S = 30.0  # after a stop signal, how long the pipeline may take to record 
 
 
 def check_params_file(path: str | os.PathLike) -> dict:
-    """Parse, validate and check the tracking store of a parameters file; raise a UserError."""
-    from .config import read_params, validate_params
-    from .tracking import check_tracking, default_tracking_uri
+    """The stages' own loader (``stages.common.load_params``): the command line checks a params
+    file exactly as a stage will read it."""
+    from stages.common import load_params
 
-    params = validate_params(read_params(path))
-    check_tracking(params["tracking"]["uri"] or default_tracking_uri(Path(path).resolve().parent))
-    return params
+    return load_params(path)
 
 
 def _validate(args) -> int:
@@ -83,13 +81,13 @@ def _results(args) -> int:
 
 def _ui(args) -> int:
     """MLflow's UI on the study's store, opened on the study's runs with its metrics as columns."""
-    from .tracking import default_tracking_uri
+    from stages.common import load_study
+
     from .tracking.ui import serve
 
-    params = check_params_file(args.params)
-    uri = params["tracking"]["uri"] or default_tracking_uri(Path(args.params).resolve().parent)
+    tracking = load_study(args.params).tracking
     try:
-        return serve(uri, params["tracking"]["experiment"], port=args.port)
+        return serve(tracking.uri, tracking.experiment, port=args.port)
     except LookupError as err:
         raise UserError(str(err)) from None
 

@@ -148,14 +148,37 @@ class _Checker:
 
 
 def validate_params(params: dict) -> dict:
-    """Check every section of the study parameters; return them unchanged if valid."""
+    """Check every section of the study parameters; return them unchanged if valid.
+
+    One checker per section, in the file's order, each adding to one list of problems so that
+    every problem is reported at once."""
     if not isinstance(params, dict):
         raise ParamsError([("<root>", f"params must be a mapping, got {type(params).__name__}")])
     c = _Checker(params)
     c.problems += unknown_keys(params)
     c.number("seed", integer=True, minimum=0)
+    for check in (_check_data_and_models, _check_split, _check_pretrain, _check_adapt, _check_sweep, _check_device,
+                  _check_tracking, _check_report):
+        check(c)
+    if c.problems:
+        raise ParamsError(list(dict.fromkeys(c.problems)))
+    return params
 
-    # data
+
+def _check_data_and_models(c: _Checker) -> None:
+    """data and models: the dataset, then each modality's data and model (tried on the shape its
+    data will have), then the dataset's constructor arguments."""
+    name, kwargs, modalities = _check_dataset(c)
+    for modality in modalities:
+        _check_modality(c, modality)
+        _check_model(c, modality)
+    if isinstance(name, str) and isinstance(kwargs, dict) and not c.problems_under("data.dataset.name") \
+            and not c.problems_under("data.modalities"):
+        c.problems += check_datasets(c.params, name, modalities)
+
+
+def _check_dataset(c: _Checker) -> tuple[Any, Any, list]:
+    """data.dataset, data.modalities, data.cache_dir: a known dataset that has every modality."""
     name = c.get("data.dataset.name")
     kwargs = c.get("data.dataset.kwargs", {}) or {}
     if not isinstance(kwargs, dict):
@@ -178,50 +201,61 @@ def validate_params(params: dict) -> dict:
                    f"'eog' only with an eye-movement dataset (data.dataset.name one of {sorted(EOG_DATASETS)})")
     elif name is not None:
         c.fail("data.dataset.name", name, "'synthetic' or a moabb.datasets class name")
-    for modality in modalities:
-        base = f"data.{modality}"
-        sfreq = c.number(f"{base}.sfreq", minimum=0, exclusive_min=True)
-        c.number(f"{base}.n_times", integer=True, minimum=64)
-        c.number(f"{base}.tmin", minimum=0)
-        fmin = c.number(f"{base}.fmin", minimum=0)
-        fmax = c.number(f"{base}.fmax", minimum=0, exclusive_min=True)
-        if fmin is not None and fmax is not None and fmin >= fmax:
-            c.fail(f"{base}.fmin", fmin, f"a number below {base}.fmax={fmax}")
-        if fmax is not None and sfreq is not None and fmax >= sfreq / 2:
-            c.fail(f"{base}.fmax", fmax, f"a number below Nyquist ({base}.sfreq/2 = {sfreq / 2:g})")
-        extra = c.get(f"{base}.dataset_kwargs", {}) or {}
-        if not isinstance(extra, dict):
-            c.fail(f"{base}.dataset_kwargs", extra, "a mapping merged over data.dataset.kwargs")
-        for key in ("channels", "events"):
-            value = c.get(f"{base}.{key}", None)
-            if value is not None and not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
-                c.fail(f"{base}.{key}", value, "null or a non-empty list of names")
-        events = c.get(f"{base}.events", None)
-        if isinstance(events, list) and len(events) < 2:
-            c.fail(f"{base}.events", events, "at least 2 classes")
-        c.choice(f"models.{modality}.name", sorted(MODELS))
-        model_kwargs = c.get(f"models.{modality}.kwargs", {}) or {}
-        if not isinstance(model_kwargs, dict):
-            c.fail(f"models.{modality}.kwargs", model_kwargs, "a mapping of model arguments")
-        elif isinstance(model_name := c.get(f"models.{modality}.name", None), str) and model_name in MODELS \
-                and not c.problems_under(base):
-            c.problems += check_constructor(MODELS[model_name], model_kwargs, f"models.{modality}.kwargs",
-                                            model_shape(params, modality))
-    if isinstance(name, str) and isinstance(kwargs, dict) and not c.problems_under("data.dataset.name") \
-            and not c.problems_under("data.modalities"):
-        c.problems += check_datasets(params, name, modalities)
+    return name, kwargs, modalities
 
-    # split
+
+def _check_modality(c: _Checker, modality: str) -> None:
+    """data.<modality>: band-pass below Nyquist, window length, channels and events."""
+    base = f"data.{modality}"
+    sfreq = c.number(f"{base}.sfreq", minimum=0, exclusive_min=True)
+    c.number(f"{base}.n_times", integer=True, minimum=64)
+    c.number(f"{base}.tmin", minimum=0)
+    fmin = c.number(f"{base}.fmin", minimum=0)
+    fmax = c.number(f"{base}.fmax", minimum=0, exclusive_min=True)
+    if fmin is not None and fmax is not None and fmin >= fmax:
+        c.fail(f"{base}.fmin", fmin, f"a number below {base}.fmax={fmax}")
+    if fmax is not None and sfreq is not None and fmax >= sfreq / 2:
+        c.fail(f"{base}.fmax", fmax, f"a number below Nyquist ({base}.sfreq/2 = {sfreq / 2:g})")
+    extra = c.get(f"{base}.dataset_kwargs", {}) or {}
+    if not isinstance(extra, dict):
+        c.fail(f"{base}.dataset_kwargs", extra, "a mapping merged over data.dataset.kwargs")
+    for key in ("channels", "events"):
+        value = c.get(f"{base}.{key}", None)
+        if value is not None and not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            c.fail(f"{base}.{key}", value, "null or a non-empty list of names")
+    events = c.get(f"{base}.events", None)
+    if isinstance(events, list) and len(events) < 2:
+        c.fail(f"{base}.events", events, "at least 2 classes")
+
+
+def _check_model(c: _Checker, modality: str) -> None:
+    """models.<modality>: a known model whose arguments build it (only once its data are valid)."""
+    c.choice(f"models.{modality}.name", sorted(MODELS))
+    model_kwargs = c.get(f"models.{modality}.kwargs", {}) or {}
+    if not isinstance(model_kwargs, dict):
+        c.fail(f"models.{modality}.kwargs", model_kwargs, "a mapping of model arguments")
+    elif isinstance(model_name := c.get(f"models.{modality}.name", None), str) and model_name in MODELS \
+            and not c.problems_under(f"data.{modality}"):
+        c.problems += check_constructor(MODELS[model_name], model_kwargs, f"models.{modality}.kwargs",
+                                        model_shape(c.params, modality))
+
+
+def _check_split(c: _Checker) -> None:
+    """split: the calibration share of each session."""
     c.number("split.calib_fraction", minimum=0, exclusive_min=True, maximum=0.99)
 
-    # pretrain
+
+def _check_pretrain(c: _Checker) -> None:
+    """pretrain: the base models' training."""
     c.number("pretrain.epochs", integer=True, minimum=1)
     c.number("pretrain.batch_size", integer=True, minimum=2)
     c.number("pretrain.lr", minimum=0, exclusive_min=True)
     c.number("pretrain.weight_decay", minimum=0)
     c.number("pretrain.workers", integer=True, minimum=1)
 
-    # adapt
+
+def _check_adapt(c: _Checker) -> None:
+    """adapt: strategies, seeds, the fine-tuning hyper-parameters and its batching."""
     strategies = c.subset("adapt.strategies", STRATEGIES)
     seeds = c.get("adapt.seeds")
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)) or (
@@ -240,6 +274,11 @@ def validate_params(params: dict) -> dict:
     if "edge" in strategies and micro and batch and micro > batch:
         c.fail("adapt.micro_batch", micro, f"<= adapt.batch_size={batch}")
     c.number("adapt.retries", integer=True, minimum=0)
+    _check_runner(c)
+
+
+def _check_runner(c: _Checker) -> None:
+    """adapt.runner: where the adaptation tasks run; an address only for a cluster runner."""
     runner = c.choice("adapt.runner.name", RUNNERS)
     c.number("adapt.runner.workers", integer=True, minimum=1)
     address = c.get("adapt.runner.address", None)
@@ -248,35 +287,40 @@ def validate_params(params: dict) -> dict:
     elif address is not None and runner == "threads":
         c.fail("adapt.runner.address", address, "null with adapt.runner.name 'threads' (an address needs 'dask' or 'ray')")
 
-    # sweep (optional section)
-    if "sweep" in params:
-        from .adaptation.plan import expand_grid
 
-        name = c.get("sweep.name")
-        if name is not None and not (isinstance(name, str) and name.strip() and "/" not in name):
-            c.fail("sweep.name", name, "a non-empty name without '/'")
-        grid = c.get("sweep.grid")
-        if isinstance(grid, dict):
-            try:
-                points = expand_grid(grid)
-            except ValueError as err:
-                c.problems.append(("sweep.grid", str(err)))
-            else:
-                bad = [p["strategy"] for p in points if "strategy" in p and p["strategy"] not in STRATEGIES]
-                if bad:
-                    c.fail("sweep.grid.strategy", sorted(set(bad)), f"values from {list(STRATEGIES)}")
-                for key in ("lr", "epochs", "batch_size", "micro_batch"):
-                    if any(key in p and not (isinstance(p[key], (int, float)) and p[key] > 0) for p in points):
-                        c.fail(f"sweep.grid.{key}", grid[key], "positive numbers")
-        elif grid is not None:
-            c.fail("sweep.grid", grid, "a mapping of sweepable keys to lists of values")
+def _check_sweep(c: _Checker) -> None:
+    """sweep (optional): a name usable as a folder and a grid that expands to valid points."""
+    if "sweep" not in c.params:
+        return
+    from .study.jobs import expand_grid
 
-    # device
+    name = c.get("sweep.name")
+    if name is not None and not (isinstance(name, str) and name.strip() and "/" not in name):
+        c.fail("sweep.name", name, "a non-empty name without '/'")
+    grid = c.get("sweep.grid")
+    if isinstance(grid, dict):
+        try:
+            points = expand_grid(grid)
+        except ValueError as err:
+            c.problems.append(("sweep.grid", str(err)))
+        else:
+            bad = [p["strategy"] for p in points if "strategy" in p and p["strategy"] not in STRATEGIES]
+            if bad:
+                c.fail("sweep.grid.strategy", sorted(set(bad)), f"values from {list(STRATEGIES)}")
+            for key in ("lr", "epochs", "batch_size", "micro_batch"):
+                if any(key in p and not (isinstance(p[key], (int, float)) and p[key] > 0) for p in points):
+                    c.fail(f"sweep.grid.{key}", grid[key], "positive numbers")
+    elif grid is not None:
+        c.fail("sweep.grid", grid, "a mapping of sweepable keys to lists of values")
+
+
+def _check_device(c: _Checker) -> None:
+    """device: the cost backend, where fine-tuning runs (issue 13: PyTorch, or the exported C
+    program on a device or emulator) and overrides of the chip's constants."""
     backends = ("gap9-sim", "gap9-board")
     backend = c.choice("device.backend", backends)
     if backend == "gap9-board":
         c.fail("device.backend", backend, "'gap9-sim' (the board backend is not implemented yet)")
-    # where fine-tuning runs (issue 13): PyTorch, or the exported C program on a device or emulator
     c.choice("device.execute", ("host", "qemu", "gap9-board"), default="host")
     subjects = c.get("device.execute_subjects", None)
     if subjects is not None and not (isinstance(subjects, list) and all(
@@ -293,25 +337,27 @@ def validate_params(params: dict) -> dict:
         except ValueError as err:
             c.problems.append(("device.constants", str(err)))
 
-    # tracking and report
+
+def _check_tracking(c: _Checker) -> None:
+    """tracking: where runs are logged."""
     uri = c.get("tracking.uri", None)
     if uri is not None and not isinstance(uri, str):
         c.fail("tracking.uri", uri, "null or a tracking URI string such as sqlite:////abs/path/mlflow.db")
     experiment = c.get("tracking.experiment")
     if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
         c.fail("tracking.experiment", experiment, "a non-empty name")
-    c.number("report.dpi", integer=True, minimum=30, default=120)
 
-    if c.problems:
-        raise ParamsError(list(dict.fromkeys(c.problems)))
-    return params
+
+def _check_report(c: _Checker) -> None:
+    """report: figure resolution."""
+    c.number("report.dpi", integer=True, minimum=30, default=120)
 
 
 def model_shape(params: dict, modality: str) -> dict:
-    """A nominal input shape to try a model's arguments on before the data exist."""
+    """A nominal input shape, at the data's rate, to try a model's arguments on before the data exist."""
     cfg = params["data"][modality]
     channels = cfg.get("channels")
     events = cfg.get("events")
     n_chans = 2 if modality == "eog" else (len(channels) if channels else 8)
     n_outputs = len(events) if events else (11 if modality == "eog" else 2)
-    return {"n_chans": n_chans, "n_times": cfg.get("n_times"), "n_outputs": n_outputs}
+    return {"n_chans": n_chans, "n_times": cfg.get("n_times"), "n_outputs": n_outputs, "sfreq": cfg.get("sfreq")}

@@ -11,6 +11,8 @@ import difflib
 import inspect
 from typing import Any
 
+from .models.base import PIPELINE_ARGS
+
 OPEN = "open"  # a mapping whose keys are checked elsewhere (constructor arguments, constants, grid)
 
 _MODALITY = {"dataset_kwargs": OPEN, "channels": None, "events": None, "fmin": None, "fmax": None,
@@ -34,7 +36,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 # set from the data by the pipeline, never by the user
-SHAPE_ARGS = ("self", "n_chans", "n_times", "n_outputs", "norm")
+SHAPE_ARGS = ("self", *PIPELINE_ARGS)
 
 
 def _paths(schema: dict, prefix: str = "") -> list[str]:
@@ -100,7 +102,7 @@ def unknown_arguments(cls, kwargs: dict, key: str, exclude: tuple[str, ...] = ("
 
 
 def check_constructor(cls, kwargs: dict, key: str, shape: dict) -> list[tuple[str, str]]:
-    """A model's arguments: known to its class, and accepted by it at a nominal input shape."""
+    """A model's arguments: known to its class, and accepted by it at a nominal input shape and rate."""
     problems = unknown_arguments(cls, kwargs, key, SHAPE_ARGS)
     if problems or not isinstance(shape.get("n_times"), int):
         return problems

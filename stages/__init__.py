@@ -1,0 +1,1 @@
+"""Pipeline stages: one thin script per ``dvc.yaml`` stage (``python -m stages.<name>``)."""

@@ -1,8 +1,10 @@
-"""What every stage shares: reading and validating ``params.yaml`` (the library never does)."""
+"""What every stage shares: the one loader of ``params.yaml`` (the library never reads it), the
+files a stage is told about on its command line, and how a stage ends on an error or a signal."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -10,21 +12,41 @@ import sys
 import warnings
 from pathlib import Path
 
-from biotrain.cli import check_params_file
+from biotrain.config import read_params, validate_params
 from biotrain.errors import UserError, debug_enabled
+from biotrain.study import StudyConfig, StudyPaths
+from biotrain.tracking import check_tracking, default_tracking_uri
 
 # no telemetry from the ephemeral Prefect server (the machine may have no internet)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # a tracking server that stops answering mid-run fails in seconds, not after minutes of retries
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
 
-# the adapt stage's MLflow parent run id, beside its results: the report attaches to that run
-RUN_FILE = "results/run.json"
+# Every file a stage reads or writes, by option name. dvc.yaml passes each on the command line
+# (tests/pipeline check they agree); these defaults let a stage run by hand.
+PATHS = {
+    "windows": "data/windows", "splits": "data/splits", "models": "models/pretrained",
+    "recordings": "data/recordings.json", "results": "results/adaptation.csv",
+    "metrics": "metrics/adaptation.json", "run-file": "results/run.json", "reports": "reports",
+    "sweeps": "results/sweeps", "sweep-reports": "reports/sweeps",
+}
+
+
+def params_path(path: str | os.PathLike | None = None) -> Path:
+    return Path(path or os.environ.get("BIOTRAIN_PARAMS", "params.yaml"))
 
 
 def load_params(path: str | os.PathLike | None = None) -> dict:
     """Parse and validate params.yaml and check the tracking store answers (a UserError if not)."""
-    return check_params_file(Path(path or os.environ.get("BIOTRAIN_PARAMS", "params.yaml")))
+    path = params_path(path)
+    params = validate_params(read_params(path))
+    check_tracking(params["tracking"]["uri"] or default_tracking_uri(path.resolve().parent))
+    return params
+
+
+def load_study(path: str | os.PathLike | None = None) -> StudyConfig:
+    """The study's typed settings from a checked params file (a default tracking store beside it)."""
+    return StudyConfig.from_params(load_params(path), params_path(path).resolve().parent)
 
 
 def _stop(signum, _frame):
@@ -60,10 +82,13 @@ def run_main(main, name: str | None = None) -> None:
         sys.exit(130)
 
 
-def stage_args(description: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
+def stage_args(description: str, *paths: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """``--params`` and the stage's files (``paths``: names from :data:`PATHS`), quiet MNE/MOABB."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--params", default=None, help="parameters file (default: params.yaml)")
-    args = parser.parse_args()
+    for name in paths:
+        parser.add_argument(f"--{name}", type=Path, default=Path(PATHS[name]), help="default: %(default)s")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("mne", "moabb"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -72,10 +97,11 @@ def stage_args(description: str) -> argparse.Namespace:
     return args
 
 
-def modality_paths(modality: str) -> dict[str, Path]:
-    """The files one modality flows through, stage to stage."""
-    return {
-        "windows": Path("data/windows") / modality,
-        "splits": Path("data/splits") / f"{modality}.json",
-        "models_dir": Path("models/pretrained"),
-    }
+def study_paths(args: argparse.Namespace) -> StudyPaths:
+    """The folders the stage was told about (the others keep their defaults)."""
+    return StudyPaths(**{k: getattr(args, k) for k in ("windows", "splits", "models") if hasattr(args, k)})
+
+
+def read_folds(config: StudyConfig, paths: StudyPaths) -> dict[str, list[dict]]:
+    """Every modality's folds, as the split stage wrote them."""
+    return {m: json.loads(paths.splits_of(m).read_text())["folds"] for m in config.data.modalities}

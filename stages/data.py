@@ -13,28 +13,24 @@ from biotrain.data.recordings import read_error
 from biotrain.data.sources import DigestCache, subject_sources
 from biotrain.data.store import StagedFolder, fingerprint, reusable_subjects
 from biotrain.data.validate import check_windows
-from biotrain.data.windows import WindowSpec, check_window_fits, extract_windows
+from biotrain.data.windows import check_window_fits, extract_windows
 from biotrain.errors import UserError
-from stages.common import load_params, modality_paths, run_main, stage_args
+from biotrain.study import DataConfig
+from stages.common import load_study, run_main, stage_args, study_paths
 
 SELECTION_KEYS = ("subjects", "n_subjects")  # choose subjects; do not change any subject's data
 DIGESTS = Path("data/.source-digests.json")  # SHA-256 of recording files, by (path, size, mtime)
 
 
-def prepare(data: dict, cache: DigestCache) -> list[tuple]:
+def prepare(data: DataConfig, cache: DigestCache) -> list[tuple]:
     """Every modality's dataset, window spec and per-subject fingerprints, checked before any work."""
     jobs = []
-    for modality in data["modalities"]:
-        cfg = data[modality]
-        spec = WindowSpec(modality=modality, sfreq=float(cfg["sfreq"]), n_times=int(cfg["n_times"]),
-                          fmin=float(cfg["fmin"]), fmax=float(cfg["fmax"]), tmin=float(cfg["tmin"]),
-                          channels=cfg.get("channels"), events=cfg.get("events"))
-        kwargs = {**(data["dataset"].get("kwargs") or {}), **(cfg.get("dataset_kwargs") or {})}
-        key = f"data.dataset.kwargs + data.{modality}.dataset_kwargs" if cfg.get("dataset_kwargs") else "data.dataset.kwargs"
-        dataset = make_dataset(data["dataset"]["name"], kwargs, modality, key)
-        check_study_shape(dataset, key)
+    for modality, cfg in data.modalities.items():
+        spec, kwargs = cfg.window, cfg.dataset_kwargs
+        dataset = make_dataset(data.dataset, kwargs, modality, cfg.kwargs_key)
+        check_study_shape(dataset, cfg.kwargs_key)
         check_window_fits(dataset, spec)
-        params_fp = {"dataset": data["dataset"]["name"], "spec": asdict(spec), "format": 2,
+        params_fp = {"dataset": data.dataset, "spec": asdict(spec), "format": 2,
                      "kwargs": {k: v for k, v in kwargs.items() if k not in SELECTION_KEYS}}
         subjects = list(dataset.subject_list)
         sources = subject_sources(dataset, subjects, cache)
@@ -44,15 +40,15 @@ def prepare(data: dict, cache: DigestCache) -> list[tuple]:
 
 
 def main() -> None:
-    params = load_params(stage_args(__doc__).params)
-    data = params["data"]
-    if data.get("cache_dir"):  # where MOABB downloads and caches recordings
-        os.environ["MNE_DATA"] = str(Path(data["cache_dir"]).expanduser().resolve())
+    args = stage_args(__doc__, "windows")
+    data, paths = load_study(args.params).data, study_paths(args)
+    if data.cache_dir:  # where MOABB downloads and caches recordings
+        os.environ["MNE_DATA"] = str(Path(data.cache_dir).expanduser().resolve())
     cache = DigestCache(DIGESTS)
     jobs = prepare(data, cache)
     cache.save()
     for modality, dataset, spec, fps, sources in jobs:
-        folder = modality_paths(modality)["windows"]
+        folder = paths.windows_of(modality)
         reuse, notes = reusable_subjects(folder, fps)
         for note in notes:
             print(f"{modality}: {note}")

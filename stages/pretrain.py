@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
-from biotrain.adaptation import NORM_OF, PretrainConfig
 from biotrain.adaptation.pretraining import pretrain_folds
 from biotrain.data.store import load_windows
 from biotrain.io import write_json
-from stages.common import run_main, load_params, modality_paths, stage_args
+from stages.common import load_study, read_folds, run_main, stage_args, study_paths
 
 
 def main() -> None:
-    params = load_params(stage_args(__doc__).params)
-    p = params["pretrain"]
-    cfg = PretrainConfig(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"])
-    norms = sorted({NORM_OF[s] for s in params["adapt"]["strategies"]})
+    args = stage_args(__doc__, "windows", "splits", "models")
+    config, paths = load_study(args.params), study_paths(args)
     summary = []
-    for modality in params["data"]["modalities"]:
-        paths = modality_paths(modality)
-        w = load_windows(paths["windows"])
-        with open(paths["splits"]) as fh:
-            folds = json.load(fh)["folds"]
-        model = params["models"][modality]
-        summary += pretrain_folds(w.X, w.y, len(w.class_names), folds, model["name"], model.get("kwargs") or {},
-                                  norms, cfg, params["seed"], paths["models_dir"], modality, p["workers"])
-    write_json("models/pretrained/summary.json", summary)
+    for modality, folds in read_folds(config, paths).items():
+        w = load_windows(paths.windows_of(modality))
+        model = config.data.modalities[modality].model
+        # the model is built at the windows' own rate: it turns its lengths in seconds into
+        # samples with it, and its checkpoint records it
+        summary += pretrain_folds(w.X, w.y, len(w.class_names), folds, model.name, model.kwargs, config.norms,
+                                  config.pretrain, config.seed, paths.models, modality, config.pretrain_workers,
+                                  sfreq=w.sfreq)
+    write_json(paths.models / "summary.json", summary)
 
 
 if __name__ == "__main__":

@@ -17,26 +17,23 @@ from pathlib import Path
 from biotrain.data.datasets import make_dataset
 from biotrain.data.sources import DigestCache, subject_sources
 from biotrain.io import write_json
-from stages.common import load_params, run_main, stage_args
+from stages.common import load_study, run_main, stage_args
 from stages.data import DIGESTS
-
-INDEX = Path("data/recordings.json")
 
 
 def main() -> None:
-    params = load_params(stage_args(__doc__).params)
-    data = params["data"]
-    if data.get("cache_dir"):
-        os.environ["MNE_DATA"] = str(Path(data["cache_dir"]).expanduser().resolve())
+    args = stage_args(__doc__, "recordings")
+    data = load_study(args.params).data
+    if data.cache_dir:
+        os.environ["MNE_DATA"] = str(Path(data.cache_dir).expanduser().resolve())
     cache = DigestCache(DIGESTS)
     index = {}
-    for modality in data["modalities"]:
-        kwargs = {**(data["dataset"].get("kwargs") or {}), **(data[modality].get("dataset_kwargs") or {})}
-        dataset = make_dataset(data["dataset"]["name"], kwargs, modality)
+    for modality, cfg in data.modalities.items():
+        dataset = make_dataset(data.dataset, cfg.dataset_kwargs, modality)
         sources = subject_sources(dataset, list(dataset.subject_list), cache)
         index[modality] = {str(s): files for s, files in sources.items()}
     cache.save()
-    write_json(INDEX, index)
+    write_json(args.recordings, index)
     n_files = sum(len(f) for m in index.values() for f in m.values())
     print(f"recordings: {n_files} file(s) fingerprinted for {sum(len(m) for m in index.values())} subject-modalities")
 

@@ -10,24 +10,23 @@ import pandas as pd
 from biotrain.device import load_constants
 from biotrain.report.device import device_section
 from biotrain.report.study import write_report
-from biotrain.tracking import attach_report, default_tracking_uri
 from biotrain.errors import TrackingError
-from stages.common import RUN_FILE, run_main, load_params, stage_args
+from biotrain.tracking import attach_report
+from stages.common import load_study, run_main, stage_args
 
 
 def main() -> None:
-    params = load_params(stage_args(__doc__).params)
-    df = pd.read_csv("results/adaptation.csv", dtype={"session": str})
-    with open("metrics/adaptation.json") as fh:
-        metrics = json.load(fh)
-    l2_budget = load_constants(params["device"]["constants"])["l2_budget_bytes"]
-    device = device_section(df, "reports", l2_budget, params["report"]["dpi"])
-    path = write_report(df, metrics, "reports", dpi=params["report"]["dpi"], extra_sections=[device])
-    uri = params["tracking"]["uri"] or default_tracking_uri(Path.cwd())
-    with open(RUN_FILE) as fh:
-        run_id = json.load(fh)["mlflow_run_id"]  # the run the adapt stage recorded these results in
+    args = stage_args(__doc__, "results", "metrics", "run-file", "reports")
+    config = load_study(args.params)
+    df = pd.read_csv(args.results, dtype={"session": str})
+    metrics = json.loads(Path(args.metrics).read_text())
+    l2_budget = load_constants(config.device.constants)["l2_budget_bytes"]
+    device = device_section(df, args.reports, l2_budget, config.report_dpi)
+    path = write_report(df, metrics, args.reports, dpi=config.report_dpi, extra_sections=[device])
+    # the run the adapt stage recorded these results in
+    run_id = json.loads(Path(args.run_file).read_text())["mlflow_run_id"]
     try:
-        attach_report(uri, run_id, [path, *sorted(Path("reports/figures").glob("*.png"))])
+        attach_report(config.tracking.uri, run_id, [path, *sorted((Path(args.reports) / "figures").glob("*.png"))])
     except TrackingError as err:  # the report stands on its own; say why the dashboard lacks it
         print(f"wrote {path}; not attached to MLflow: {err}")
         return

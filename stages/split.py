@@ -6,18 +6,18 @@ from biotrain.data.split import make_splits
 from biotrain.data.store import load_windows
 from biotrain.data.validate import check_folds, check_windows
 from biotrain.io import write_json
-from stages.common import run_main, load_params, modality_paths, stage_args
+from stages.common import load_study, run_main, stage_args, study_paths
 
 
 def main() -> None:
-    params = load_params(stage_args(__doc__).params)
-    for modality in params["data"]["modalities"]:
-        paths = modality_paths(modality)
-        w = load_windows(paths["windows"])
+    args = stage_args(__doc__, "windows", "splits")
+    data, paths = load_study(args.params).data, study_paths(args)
+    for modality in data.modalities:
+        w = load_windows(paths.windows_of(modality))
         check_windows(w, modality)
-        folds = make_splits(w.meta, params["split"]["calib_fraction"])
+        folds = make_splits(w.meta, data.calib_fraction)
         check_folds(folds, w.y, modality)
-        write_json(paths["splits"], {"modality": modality, "calib_fraction": params["split"]["calib_fraction"], "folds": folds})
+        write_json(paths.splits_of(modality), {"modality": modality, "calib_fraction": data.calib_fraction, "folds": folds})
         print(f"{modality}: {len(folds)} folds, {1 + len(folds[0]['longitudinal'])} sessions per subject")
 
 

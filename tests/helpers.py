@@ -10,6 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from biotrain.adaptation.strategies import FinetuneConfig
+from biotrain.study import AdaptSettings, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,3 +70,68 @@ def run_stage(project: Path, params: dict, stage: str = "data") -> subprocess.Co
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=env, capture_output=True,
                           text=True, timeout=600)
+
+
+# ---- a small in-memory EEG cohort for the flow and the study core ---------------------------
+
+C, T, K = 3, 128, 2
+KWARGS = {"F1": 4, "F2": 4, "Nf": 8, "Nf2": 4}
+
+
+def small_cohort(tmp_path, n_subjects=3, n_sessions=2, n=10):
+    """A random EEG cohort with its folds and base models, in a study's file layout."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from biotrain.data.split import make_splits
+    from biotrain.data.store import save_windows
+    from biotrain.data.windows import Windows
+    from biotrain.io import write_json
+    from biotrain.models import build_model
+    from biotrain.models.checkpoint import save_checkpoint
+
+    paths = StudyPaths(windows=tmp_path / "windows", splits=tmp_path / "splits", models=tmp_path / "models")
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame([{"subject": s, "session": str(k), "run": "0", "trial": t}
+                         for s in range(1, n_subjects + 1) for k in range(n_sessions) for t in range(n)])
+    w = Windows(X=rng.standard_normal((len(meta), C, T)).astype(np.float32), y=rng.integers(0, K, len(meta)),
+                meta=meta, ch_names=["a", "b", "c"], class_names=["l", "r"], sfreq=64.0)
+    paths.windows.mkdir()
+    save_windows(paths.windows_of("eeg"), w)  # one file for the whole modality
+    folds = make_splits(meta, 0.8)
+    write_json(paths.splits_of("eeg"), {"folds": folds})
+    for fold in folds:
+        for norm in ("batch", "group"):
+            torch.manual_seed(fold["subject"])
+            save_checkpoint(paths.pretrained("eeg", norm, fold["subject"]),
+                            build_model("mi_bminet", C, T, K, norm, **KWARGS), "mi_bminet", KWARGS)
+    return paths, {"eeg": folds}
+
+
+def plan_eeg(tmp_path, cohort, strategies, seeds):
+    """The jobs of an EEG-only study (the tiny profile's settings) over ``cohort``."""
+    params = tiny_params()
+    params["data"]["modalities"] = ["eeg"]
+    params["models"]["eeg"] = {"name": "mi_bminet", "kwargs": KWARGS}
+    params["adapt"].update(strategies=strategies, seeds=seeds)
+    paths, folds = cohort
+    return plan_study(StudyConfig.from_params(params, tmp_path), paths, folds)
+
+
+def flow_settings(uri, experiment):
+    """Two epochs, no chip costs, tracked in ``experiment``."""
+    finetune = FinetuneConfig(epochs=2, lr=5e-3, momentum=0.9, weight_decay=1e-3, batch_size=8, micro_batch=1)
+    return AdaptSettings(finetune=finetune), TrackingConfig(uri, experiment)
+
+
+def runner(name="threads", workers=2, address=None):
+    return RunnerConfig(name=name, workers=workers, address=address, retries=0)
+
+
+def run_flow(jobs, settings, on: RunnerConfig, run_name="adapt_cohort"):
+    """The adapt flow's rows (``settings``: what :func:`flow_settings` returns)."""
+    from flows.adapt_cohort import run_adapt_cohort
+
+    rows, _ = run_adapt_cohort(jobs, *settings, on, run_name)
+    return rows

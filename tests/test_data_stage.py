@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from biotrain.data.arrays import Windows
 from biotrain.data.split import make_splits
+from biotrain.data.store import StagedFolder
 from biotrain.data.validate import DataError, check_folds, check_windows
-from biotrain.data.windows import Windows
-from tests.helpers import run_stage, tiny_params
+from tests.helpers import ROOT, run_stage, tiny_params
 
 
 def _eeg_only(n_subjects: int) -> dict:
@@ -92,3 +96,18 @@ def test_single_class_test_split_is_named():
     y = np.array([0, 1] * 4 + [0, 0] + [0, 1] * 5)  # subject 1's last 20% (the test part) is all class 0
     with pytest.raises(DataError, match=r"subject 1 session '0': the test split has a single class"):
         check_folds(make_splits(meta, 0.8), y, "eeg")
+
+
+def test_reading_windows_imports_neither_moabb_nor_mne(tmp_path):
+    """Workers that only read windows back skip MOABB's and MNE's seconds-long import."""
+    folder = tmp_path / "eeg"
+    staged = StagedFolder(folder)
+    staged.add(1, "fp", _windows())
+    staged.commit()
+    code = ("import sys; from biotrain.data.store import load_windows; "
+            f"w = load_windows({str(folder)!r}); assert len(w.X) == 12; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('moabb', 'mne')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -8,8 +8,10 @@ store functions); a few run a subprocess (the CLI, an interrupted flow, ``biotra
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -86,7 +88,8 @@ PARAM_CASES = {
     "model shape argument set by hand": (lambda p: _set(p, "models.eeg.kwargs.n_chans", 3),
                                          "models.eeg.kwargs.n_chans: is set from the data by the pipeline", lambda p: p),
     "model argument rejected by the class": (lambda p: _set(p, "models.eeg.kwargs.F1", 0),
-                                             "models.eeg.kwargs: got {'Nf': 64, 'Nf2': 8, 'F1': 0}; MIBMINet rejects it",
+                                             "models.eeg.kwargs: got {'temporal_kernel_s': 0.32, "
+                                             "'depthwise_kernel_s': 0.04, 'F1': 0}; MIBMINet rejects it",
                                              lambda p: p),
     "synthetic kwargs on BNCI2014_001 (README example)": (
         _readme_bnci_example, "data.eeg.dataset_kwargs.erd: not an argument of BNCI2014_001", _bnci),
@@ -517,28 +520,27 @@ def test_prefect_temporary_server_gets_a_longer_limit_and_one_retry(monkeypatch)
 # ---- interrupts -------------------------------------------------------------------------------
 
 INTERRUPTED_FLOW = """
-import json, sys
+import pickle, sys
 from stages.common import run_main
 from flows.adapt_cohort import run_adapt_cohort
 
-jobs, settings = json.load(open(sys.argv[1]))
-run_main(lambda: run_adapt_cohort(jobs, settings, "threads", 1), "adapt")
+jobs, settings, runner = pickle.load(open(sys.argv[1], "rb"))
+run_main(lambda: run_adapt_cohort(jobs, *settings, runner), "adapt")
 """
 
 
 def test_sigterm_marks_the_mlflow_runs_killed_and_a_rerun_finishes(tmp_path, prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
-    from biotrain.adaptation.plan import plan_jobs
     from flows.adapt_cohort import run_adapt_cohort
-    from tests.test_flow import _cohort, _settings
+    from tests.helpers import flow_settings as _settings, plan_eeg as _plan, runner as _runner, small_cohort as _cohort
 
-    inputs, folds = _cohort(tmp_path, n_subjects=2)
-    jobs = plan_jobs(inputs, folds, ["full", "edge"], [0, 1])
+    jobs = _plan(tmp_path, _cohort(tmp_path, n_subjects=2), ["full", "edge"], [0, 1])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings = {**_settings(uri, "interrupted"), "finetune": {**_settings(uri, "x")["finetune"], "epochs": 25}}
-    (tmp_path / "in.json").write_text(json.dumps([jobs, settings]))
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_FLOW, str(tmp_path / "in.json")],
+    adapt, tracking = _settings(uri, "interrupted")
+    settings = (dataclasses.replace(adapt, finetune=dataclasses.replace(adapt.finetune, epochs=25)), tracking)
+    (tmp_path / "in.pickle").write_bytes(pickle.dumps([jobs, settings, _runner("threads", 1)]))
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_FLOW, str(tmp_path / "in.pickle")],
                             env=_env(PREFECT_API_URL=PREFECT_API_URL.value()), stderr=subprocess.PIPE, text=True)
     client = mlflow.MlflowClient(uri)
     deadline = time.time() + 300
@@ -557,7 +559,7 @@ def test_sigterm_marks_the_mlflow_runs_killed_and_a_rerun_finishes(tmp_path, pre
     parent = [r for r in runs if r.data.tags.get("kind") == "flow"]
     assert len(parent) == 1 and parent[0].info.status == "KILLED"
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    rows = run_adapt_cohort(jobs, settings, "threads", 2)  # the rerun resumes and finishes the same run
+    rows, _ = run_adapt_cohort(jobs, *settings, _runner("threads", 2))  # the rerun resumes and finishes the same run
     runs = client.search_runs([exp.experiment_id])
     parent = [r for r in runs if r.data.tags.get("kind") == "flow"]
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"

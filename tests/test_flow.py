@@ -3,56 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import pickle
 import os
 import subprocess
 import sys
 import time
 
 import mlflow
-import numpy as np
-import pandas as pd
 import pytest
-import torch
 
-from biotrain.adaptation.plan import plan_jobs, pretrained_path
-from biotrain.data.split import make_splits
-from biotrain.data.store import save_windows
-from biotrain.data.windows import Windows
-from biotrain.io import write_json
-from biotrain.models import build_model
-from biotrain.models.checkpoint import save_checkpoint
 from biotrain.tracking.views import GROUP_BY, VIEW_METRICS, VIEW_TAGS
-from flows.adapt_cohort import run_adapt_cohort
-from tests.helpers import ROOT
-
-C, T, K = 3, 128, 2
-KWARGS = {"F1": 4, "F2": 4, "Nf": 8, "Nf2": 4}
-
-
-def _cohort(tmp_path, n_subjects=3, n_sessions=2, n=10):
-    rng = np.random.default_rng(0)
-    meta = pd.DataFrame([{"subject": s, "session": str(k), "run": "0", "trial": t}
-                         for s in range(1, n_subjects + 1) for k in range(n_sessions) for t in range(n)])
-    w = Windows(X=rng.standard_normal((len(meta), C, T)).astype(np.float32), y=rng.integers(0, K, len(meta)),
-                meta=meta, ch_names=["a", "b", "c"], class_names=["l", "r"], sfreq=64.0)
-    save_windows(tmp_path / "w.npz", w)
-    folds = make_splits(meta, 0.8)
-    write_json(tmp_path / "s.json", {"folds": folds})
-    for fold in folds:
-        for norm in ("batch", "group"):
-            torch.manual_seed(fold["subject"])
-            save_checkpoint(pretrained_path(tmp_path / "models", "eeg", norm, fold["subject"]),
-                            build_model("mi_bminet", C, T, K, norm, **KWARGS), "mi_bminet", KWARGS)
-    inputs = {"eeg": {"windows": tmp_path / "w.npz", "splits": tmp_path / "s.json", "models_dir": tmp_path / "models",
-                      "dataset": "synthetic", "model": "mi_bminet"}}
-    return inputs, {"eeg": folds}
-
-
-def _settings(uri, experiment):
-    return {"finetune": {"epochs": 2, "lr": 5e-3, "momentum": 0.9, "weight_decay": 1e-3, "batch_size": 8, "micro_batch": 1},
-            "tracking_uri": uri, "experiment": experiment, "retries": 0, "torch_threads": 1}
-
+from tests.helpers import ROOT, flow_settings, plan_eeg, run_flow, runner, small_cohort
 
 def _comparable(rows: list[dict]) -> list[dict]:
     """Rows in a fixed order without host timings (which differ run to run)."""
@@ -61,11 +24,11 @@ def _comparable(rows: list[dict]) -> list[dict]:
 
 
 def test_flow_one_parent_and_one_child_run_per_task(tmp_path, prefect_harness):
-    inputs, folds = _cohort(tmp_path)
+    cohort = small_cohort(tmp_path)
     strategies, seeds = ["none", "last_layer", "full", "edge"], [0, 1]
-    jobs = plan_jobs(inputs, folds, strategies, seeds)
+    jobs = plan_eeg(tmp_path, cohort, strategies, seeds)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    rows = run_adapt_cohort(jobs, _settings(uri, "flow-test"), "threads", 2)
+    rows = run_flow(jobs, flow_settings(uri, "flow-test"), runner("threads", 2))
 
     n_tasks = 2 * len(jobs)  # child runs: day-1 and longitudinal per job
     assert len(jobs) == 3 * 4 * 2 and len(rows) == n_tasks  # two sessions: one row per task
@@ -92,26 +55,26 @@ def test_flow_one_parent_and_one_child_run_per_task(tmp_path, prefect_harness):
 
 
 def test_same_results_whatever_the_concurrency(tmp_path, prefect_harness):
-    inputs, folds = _cohort(tmp_path, n_subjects=2)
-    jobs = plan_jobs(inputs, folds, ["full", "edge"], [3])
+    cohort = small_cohort(tmp_path, n_subjects=2)
+    jobs = plan_eeg(tmp_path, cohort, ["full", "edge"], [3])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    one = run_adapt_cohort(jobs, _settings(uri, "a"), "threads", 1)
-    two = run_adapt_cohort(jobs, _settings(uri, "b"), "threads", 2)
+    one = run_flow(jobs, flow_settings(uri, "a"), runner("threads", 1))
+    two = run_flow(jobs, flow_settings(uri, "b"), runner("threads", 2))
     assert _comparable(one) == _comparable(two)
 
 
 def test_failed_task_leaves_no_run_marked_running(tmp_path, prefect_harness):
-    inputs, folds = _cohort(tmp_path, n_subjects=2)
-    jobs = plan_jobs(inputs, folds, ["full"], [0])
-    jobs[0]["pretrained"] = str(tmp_path / "missing.pt")
+    cohort = small_cohort(tmp_path, n_subjects=2)
+    jobs = plan_eeg(tmp_path, cohort, ["full"], [0])
+    jobs[0] = dataclasses.replace(jobs[0], pretrained=str(tmp_path / "missing.pt"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(Exception):
-        run_adapt_cohort(jobs, _settings(uri, "failing"), "threads", 1)
+        run_flow(jobs, flow_settings(uri, "failing"), runner("threads", 1))
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["failing"])
     assert len(runs) >= 1 and not (runs["status"] == "RUNNING").any()
     assert (runs[runs["tags.kind"] == "flow"]["status"] == "FAILED").all()
-    failed = runs[runs["tags.subject"] == str(jobs[0]["subject"])]
+    failed = runs[runs["tags.subject"] == str(jobs[0].subject)]
     assert len(failed) == 1 and failed.iloc[0]["status"] == "FAILED"  # the failing task's run says why
     assert "missing.pt" in failed.iloc[0]["tags.error"]
 
@@ -146,8 +109,9 @@ def watch():
         most = max(most, alive)
 
 threading.Thread(target=watch, daemon=True).start()
-jobs, settings = json.load(open(sys.argv[1]))
-rows = run_adapt_cohort(jobs, settings, "dask", 2)
+import pickle
+jobs, settings, runner = pickle.load(open(sys.argv[1], "rb"))
+rows, _ = run_adapt_cohort(jobs, *settings, runner)
 done.set()
 json.dump({"rows": rows, "prefect_servers": most}, open(sys.argv[2], "w"))
 """
@@ -156,15 +120,15 @@ json.dump({"rows": rows, "prefect_servers": most}, open(sys.argv[2], "w"))
 @pytest.mark.slow
 def test_dask_cluster_of_two_processes_gives_the_thread_runners_results(tmp_path, prefect_harness):
     pytest.importorskip("prefect_dask")
-    inputs, folds = _cohort(tmp_path, n_subjects=2)
-    jobs = plan_jobs(inputs, folds, ["last_layer", "edge"], [0])
+    cohort = small_cohort(tmp_path, n_subjects=2)
+    jobs = plan_eeg(tmp_path, cohort, ["last_layer", "edge"], [0])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
+    threads = run_flow(jobs, flow_settings(uri, "threads"), runner("threads", 2))
 
-    (tmp_path / "in.json").write_text(json.dumps([jobs, _settings(uri, "dask")]))
+    (tmp_path / "in.pickle").write_bytes(pickle.dumps([jobs, flow_settings(uri, "dask"), runner("dask", 2)]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    proc = subprocess.run([sys.executable, "-c", DASK_SCRIPT, str(tmp_path / "in.json"), str(tmp_path / "out.json")],
+    proc = subprocess.run([sys.executable, "-c", DASK_SCRIPT, str(tmp_path / "in.pickle"), str(tmp_path / "out.json")],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
@@ -203,15 +167,14 @@ def test_an_existing_dask_cluster_by_address_reports_to_the_flows_prefect_api(tm
     from distributed import LocalCluster
     from prefect.settings import PREFECT_API_URL
 
-    inputs, folds = _cohort(tmp_path, n_subjects=2)
-    jobs = plan_jobs(inputs, folds, ["full"], [0])
+    cohort = small_cohort(tmp_path, n_subjects=2)
+    jobs = plan_eeg(tmp_path, cohort, ["full"], [0])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
+    threads = run_flow(jobs, flow_settings(uri, "threads"), runner("threads", 2))
     # a cluster started elsewhere, whose workers were told where the Prefect API is
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       env={"PREFECT_API_URL": PREFECT_API_URL.value()}) as cluster:
-        dask = run_adapt_cohort(jobs, _settings(uri, "by-address"), "dask", 1, run_name="by-address",
-                                address=cluster.scheduler_address)
+        dask = run_flow(jobs, flow_settings(uri, "by-address"), runner("dask", 1, cluster.scheduler_address), "by-address")
     assert _comparable(dask) == _comparable(threads)
     assert len(_task_runs_reported("by-address", len(jobs))) == len(jobs)
 
@@ -220,11 +183,11 @@ def test_an_existing_dask_cluster_by_address_reports_to_the_flows_prefect_api(tm
 def test_ray_gives_the_thread_runners_results(tmp_path, prefect_harness):
     """Ray is an optional extra (pip install -e '.[ray]'); skipped where it is not installed."""
     pytest.importorskip("prefect_ray")
-    inputs, folds = _cohort(tmp_path, n_subjects=2)
-    jobs = plan_jobs(inputs, folds, ["full"], [0])
+    cohort = small_cohort(tmp_path, n_subjects=2)
+    jobs = plan_eeg(tmp_path, cohort, ["full"], [0])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    threads = run_adapt_cohort(jobs, _settings(uri, "threads"), "threads", 2)
-    ray = run_adapt_cohort(jobs, _settings(uri, "ray"), "ray", 2)
+    threads = run_flow(jobs, flow_settings(uri, "threads"), runner("threads", 2))
+    ray = run_flow(jobs, flow_settings(uri, "ray"), runner("ray", 2))
     assert _comparable(ray) == _comparable(threads)
 
 
@@ -248,8 +211,8 @@ def test_local_dask_workers_keep_glibcs_adaptive_allocator(monkeypatch):
 
 def test_jobs_share_one_data_digest_and_differ_by_checkpoint(tmp_path):
     """A worker keeps one copy of a modality's data (keyed by data_digest) for all its jobs."""
-    inputs, folds = _cohort(tmp_path)
-    jobs = plan_jobs(inputs, folds, ["full", "edge"], [0])
-    assert len({j["data_digest"] for j in jobs}) == 1
-    by_checkpoint = {j["pretrained"]: j["inputs_digest"] for j in jobs}
+    cohort = small_cohort(tmp_path)
+    jobs = plan_eeg(tmp_path, cohort, ["full", "edge"], [0])
+    assert len({j.data_digest for j in jobs}) == 1
+    by_checkpoint = {j.pretrained: j.inputs_digest for j in jobs}
     assert len(set(by_checkpoint.values())) == len(by_checkpoint) == 3 * 2  # subjects x norms

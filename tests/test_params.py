@@ -54,6 +54,16 @@ def test_bad_value_is_named(key, value, expected):
     assert expected in text
 
 
+def test_model_arguments_are_tried_at_the_data_rate():
+    short = _with("models.eeg.kwargs.temporal_kernel_s", 0.002)
+    with pytest.raises(ParamsError, match=r"temporal_kernel_s=0.002 at 200 Hz is not a kernel of at least one sample"):
+        validate_params(short)
+    short["data"]["eeg"]["sfreq"] = 500.0
+    validate_params(short)  # one sample at 500 Hz
+    with pytest.raises(ParamsError, match=r"models.eeg.kwargs.sfreq: is set from the data by the pipeline"):
+        validate_params(_with("models.eeg.kwargs.sfreq", 200.0))
+
+
 def test_window_longer_than_recording_stops_the_data_stage(tmp_path):
     params = _with("data.eeg.n_times", 2000)  # 10 s at 200 Hz; the synthetic trial lasts 4 s
     proc = run_stage(tmp_path, params)

@@ -34,7 +34,7 @@ def _params(name: str, uri: str | None = None) -> dict:
 def _sweep(project, name, uri=None, **popen):
     (project / "params.yaml").write_text(yaml.safe_dump(_params(name, uri), sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "flows.sweep"], cwd=project, env=env,
+    return subprocess.Popen([sys.executable, "-m", "stages.sweep"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
 
 

@@ -3,8 +3,9 @@ import pytest
 from moabb.datasets.base import BaseDataset
 
 from biotrain.data.datasets import make_dataset
+from biotrain.data.signals import derive_glasses_channels
 from biotrain.data.synthetic import SyntheticEOG, SyntheticMI
-from biotrain.data.windows import WindowSpec, derive_glasses_channels, extract_windows
+from biotrain.data.windows import WindowSpec, extract_windows
 
 EEG = WindowSpec("eeg", sfreq=125.0, n_times=250, fmin=4.0, fmax=40.0, tmin=0.5)
 EOG = WindowSpec("eog", sfreq=250.0, n_times=500, fmin=0.5, fmax=40.0)

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ..strategy_table import STRATEGIES
 from .fast_loop import CachedFeatures, per_sample_model
 from .strategies import AdaptInfo, FinetuneConfig, adapt
 from .training import as_tensor, seeded_generator
@@ -84,10 +85,12 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
     if not models:
         return []
     _check_same_architecture(models)
-    supported = (strategy == "last_layer" or (strategy == "edge" and per_sample_model(models[0])))
+    s = STRATEGIES.get(strategy)  # unknown names fall through to adapt, which names the choices
+    supported = s is not None and ((s.trains == "classifier" and not s.train_mode)  # last_layer
+                                   or (s.host_micro_batch and per_sample_model(models[0])))  # edge
     if not supported or cfg.host_loop != "fast" or not (force or batching_pays(models[0], strategy)):
         return [adapt(m, X, y, strategy, cfg, s) for m, X, y, s in zip(models, Xs, ys, seeds)]
-    if strategy == "edge" and cfg.batch_size % cfg.micro_batch:
+    if s.host_micro_batch and cfg.batch_size % cfg.micro_batch:
         raise ValueError(f"adapt.batch_size={cfg.batch_size} must be a multiple of adapt.micro_batch={cfg.micro_batch}")
     infos: list[AdaptInfo | None] = [None] * len(models)
     groups = defaultdict(list)
@@ -109,8 +112,10 @@ def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     """K tasks with the same number of windows: one vmapped gradient and one SGD step per batch."""
     start = time.perf_counter()
     K, n = len(models), len(ys[0])
-    head = models[0].classifier if strategy == "last_layer" else models[0]  # the module vmap runs
-    prefix = "classifier." if strategy == "last_layer" else ""
+    row = STRATEGIES[strategy]
+    classifier_only = row.trains == "classifier"  # last_layer: cached features, vmap the classifier
+    head = models[0].classifier if classifier_only else models[0]  # the module vmap runs
+    prefix = "classifier." if classifier_only else ""
     names = [name for name, _ in head.named_parameters()]
     owned = [dict(m.named_parameters()) for m in models]
     params = {name: torch.stack([o[prefix + name].detach() for o in owned]).requires_grad_(True) for name in names}
@@ -121,7 +126,7 @@ def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     gens = [seeded_generator(s) for s in seeds]
     xs = [as_tensor(X) for X in Xs]
     labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys])  # (K, n)
-    if strategy == "last_layer":
+    if classifier_only:
         features = [CachedFeatures(m, x) for m, x in zip(models, xs)]
 
         def inputs(batches):  # (K, b, F): each task's own frozen backbone's classifier input
@@ -136,7 +141,7 @@ def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
         return nn.functional.cross_entropy(functional_call(head, (p, b), (x,)), y, reduction="sum") / len(y)
 
     task_grads = vmap(grad(loss))
-    head.train(strategy != "last_layer")
+    head.train(row.train_mode)
     steps = 0
     for _ in range(cfg.epochs):
         orders = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (K, n)
@@ -152,7 +157,7 @@ def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
         for k, (m, o) in enumerate(zip(models, owned)):
             for name in names:
                 o[prefix + name].copy_(params[name][k])
-            m.train(strategy != "last_layer")
+            m.train(row.train_mode)
             for p in m.parameters():
                 p.requires_grad_(True)
     seconds = (time.perf_counter() - start) / K

@@ -29,6 +29,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..strategy_table import STRATEGIES
+
 HOST_LOOPS = ("fast", "reference")
 
 # Leaf modules whose output for a sample depends on that sample only (and on no random draw).
@@ -85,14 +87,15 @@ def fast_gradients(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, strateg
     """A function accumulating one optimizer step's gradients for a batch of indices, or None
     when the fast loop has nothing better than the reference step (``full``, or ``edge`` on a
     model that is not per-sample)."""
-    if strategy == "last_layer":
+    s = STRATEGIES[strategy]
+    if s.trains == "classifier" and not s.train_mode:  # last_layer: a frozen backbone in eval mode
         features = CachedFeatures(model, xs)
 
         def last_layer_step(batch: torch.Tensor) -> None:
             loss = loss_fn(model.classifier(features(batch)), ys[batch]) / len(batch)
             loss.backward()
         return last_layer_step
-    if strategy == "edge" and per_sample_model(model):
+    if s.host_micro_batch and per_sample_model(model):  # edge
         def edge_step(batch: torch.Tensor) -> None:
             loss = loss_fn(model(xs[batch]), ys[batch]) / len(batch)  # = the micro-batch losses summed
             loss.backward()

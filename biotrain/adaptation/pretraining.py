@@ -11,14 +11,20 @@ from tqdm import tqdm
 
 from ..models import build_model
 from ..models.checkpoint import save_checkpoint
-from .plan import pretrained_path
 from .training import PretrainConfig, accuracy, pretrain
+
+
+def pretrained_path(models_dir: str | Path, modality: str, norm: str, subject: int) -> Path:
+    """Where the base model that never saw ``subject`` lives."""
+    return Path(models_dir) / modality / norm / f"subject-{subject}.pt"
 
 
 def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dict], model_name: str, model_kwargs: dict,
                    norms: list[str], cfg: PretrainConfig, seed: int, models_dir: str | Path, modality: str,
-                   workers: int = 2) -> list[dict]:
+                   workers: int = 2, *, sfreq: float) -> list[dict]:
     """Train and save every base model; returns one summary dict per model.
+
+    ``sfreq`` is the windows' rate: a model sets its lengths in seconds in samples at that rate.
 
     Models train side by side in ``workers`` threads with one torch thread each: multi-threaded
     kernels are not bit-for-bit reproducible on CPU, single-threaded ones are.
@@ -28,7 +34,8 @@ def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dic
     for norm in norms:
         for fold in folds:  # built here, in order: weight init draws from torch's global RNG
             torch.manual_seed(seed)
-            jobs.append((norm, fold, build_model(model_name, X.shape[1], X.shape[2], n_classes, norm, **model_kwargs)))
+            jobs.append((norm, fold, build_model(model_name, X.shape[1], X.shape[2], n_classes, norm, sfreq=sfreq,
+                                                    **model_kwargs)))
 
     def train_one(job, bar):
         norm, fold, model = job

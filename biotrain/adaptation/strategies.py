@@ -1,12 +1,5 @@
-"""The four adaptation strategies of BRIEF section 2.
-
-| name       | what trains     | normalization              | batching                            |
-|------------|-----------------|----------------------------|-------------------------------------|
-| none       | nothing         | BatchNorm                  | -                                   |
-| last_layer | classifier only | BatchNorm (frozen, eval)   | batch 8                             |
-| full       | every layer     | BatchNorm (batch stats)    | batch 8                             |
-| edge       | every layer     | GroupNorm, 1 group         | micro-batch 1, gradients summed x 8 |
-"""
+"""Fine-tuning on the host with one of the four strategies of ``biotrain.strategy_table``
+(what trains, train mode, batching): the table is the one place they are defined."""
 
 from __future__ import annotations
 
@@ -17,11 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..strategy_table import NORM_OF, has_batchnorm, trainable_parameters
+from ..strategy_table import STRATEGIES as TABLE
 from .fast_loop import HOST_LOOPS, fast_gradients
 from .training import as_tensor, seeded_generator
 
-STRATEGIES = ("none", "last_layer", "full", "edge")
-NORM_OF = {"none": "batch", "last_layer": "batch", "full": "batch", "edge": "group"}
+STRATEGIES = tuple(TABLE)  # names, in the table's order
+__all__ = ["NORM_OF", "STRATEGIES", "AdaptInfo", "FinetuneConfig", "adapt"]
 
 
 @dataclass(frozen=True)
@@ -45,29 +40,25 @@ class AdaptInfo:
 
 
 def _trainable(model: nn.Module, strategy: str) -> list[nn.Parameter]:
-    if strategy == "last_layer":
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in model.classifier.parameters():
-            p.requires_grad_(True)
-        return list(model.classifier.parameters())
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return list(model.parameters())
+    """The table's trainable parameters of ``strategy``; only they keep ``requires_grad``."""
+    trainable = trainable_parameters(model, strategy)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in trainable)
+    return list(trainable.values())
 
 
 def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: FinetuneConfig, seed: int) -> AdaptInfo:
     """Fine-tune ``model`` in place on the calibration windows ``X, y`` with ``strategy``."""
-    if strategy not in STRATEGIES:
+    if strategy not in TABLE:
         raise ValueError(f"strategy {strategy!r} is not supported; use one of {list(STRATEGIES)}")
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if strategy == "edge" and has_bn:
-        raise ValueError("strategy 'edge' needs a GroupNorm model (micro-batch 1 breaks BatchNorm)")
-    if strategy == "edge" and cfg.batch_size % cfg.micro_batch:
+    s = TABLE[strategy]
+    if s.norm == "group" and has_batchnorm(model):
+        raise ValueError(f"strategy {strategy!r} needs a GroupNorm model (micro-batch 1 breaks BatchNorm)")
+    if s.host_micro_batch and cfg.batch_size % cfg.micro_batch:
         raise ValueError(f"adapt.batch_size={cfg.batch_size} must be a multiple of adapt.micro_batch={cfg.micro_batch}")
     if cfg.host_loop not in HOST_LOOPS:
         raise ValueError(f"host_loop={cfg.host_loop!r} is not supported; use one of {list(HOST_LOOPS)}")
-    if strategy == "none":
+    if s.trains == "nothing":
         return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
 
     start = time.perf_counter()
@@ -77,23 +68,23 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     gen = seeded_generator(seed)
     xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
-    micro = cfg.micro_batch if strategy == "edge" else cfg.batch_size
+    micro = cfg.micro_batch if s.host_micro_batch else cfg.batch_size
     fast_step = fast_gradients(model, xs, ys, strategy, loss_fn) if cfg.host_loop == "fast" else None
     steps = 0
     for _ in range(cfg.epochs):
         # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
         # full uses batch statistics; edge's GroupNorm has none.
-        model.train(strategy != "last_layer")
+        model.train(s.train_mode)
         order = torch.randperm(len(ys), generator=gen)
         for i in range(0, len(ys), cfg.batch_size):
             batch = order[i:i + cfg.batch_size]
-            if strategy == "full" and len(batch) < 2:
+            if s.batch_statistics and len(batch) < 2:
                 continue  # BatchNorm cannot use batch statistics of one sample
             opt.zero_grad(set_to_none=True)
             if fast_step is not None:
                 fast_step(batch)
             else:
-                for j in range(0, len(batch), micro):  # edge: gradients accumulate over micro-batches
+                for j in range(0, len(batch), micro):  # host_micro_batch: gradients accumulate
                     idx = batch[j:j + micro]
                     loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
                     loss.backward()

@@ -21,7 +21,7 @@ Each CSV file has a header row with at least the columns ``EEG 1``, ``EEG 2``, `
 other columns (e.g. a time stamp) are ignored. One row per sample at ``sfreq`` (500 Hz).
 
 Triggers 50, 51, 52, 53, 61, 62, 63, 64, 70, 71, 80 are the 11 classes, named ``eye_50`` ...
-``eye_80`` exactly as :data:`biotrain.data.synthetic.EOG_EVENTS`. A trigger *segment* is a run of
+``eye_80`` exactly as :data:`biotrain.data.signals.EOG_EVENTS`. A trigger *segment* is a run of
 consecutive samples with the same non-zero code; each segment yields ``floor(length / window)``
 events, one per consecutive, non-overlapping ``window_s`` (2 s) window that lies wholly inside it
 (none if the segment is shorter). The dataset's ``interval`` is ``[0, window_s]``, so epochs start
@@ -49,8 +49,8 @@ from mne.io import RawArray
 from moabb.datasets.base import BaseDataset
 
 from ..errors import UserError
-from .synthetic import EOG_EVENTS, GLASSES_CHANNELS
 from .order import natural_key
+from .signals import EOG_EVENTS, GLASSES_CHANNELS
 
 log = logging.getLogger(__name__)
 

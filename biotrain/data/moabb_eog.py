@@ -30,7 +30,7 @@ import pandas as pd
 from moabb.datasets.base import BaseDataset
 from scipy.io import loadmat
 
-from .windows import Windows
+from .arrays import Windows
 
 KEEP_EEG_AND_EOG = {"eeg": True, "eog": True}
 # BCI Competition IV 2a: "at the beginning of each session, a recording of approximately

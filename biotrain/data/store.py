@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..io import atomic_path
 from .validate import DataError
-from .windows import Windows, concat_windows
+from .arrays import Windows, concat_windows
 
 MANIFEST = "manifest.json"
 

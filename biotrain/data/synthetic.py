@@ -28,13 +28,10 @@ from mne.channels import make_standard_montage
 from mne.io import RawArray
 from moabb.datasets.base import BaseDataset
 
+from .signals import EOG_EVENTS, GLASSES_CHANNELS
+
 MI_CHANNELS = ("FC3", "FCz", "FC4", "C3", "Cz", "C4", "CP3", "CP4")
 MI_EVENTS = {"left_hand": 1, "right_hand": 2}
-
-GLASSES_CHANNELS = ("EEG 1", "EEG 2", "EEG 3")
-# BRIEF section 4: task triggers 50..80 map to classes 0..10.
-EOG_TRIGGERS = (50, 51, 52, 53, 61, 62, 63, 64, 70, 71, 80)
-EOG_EVENTS = {f"eye_{t}": t for t in EOG_TRIGGERS}
 
 
 def _check_positive(name: str, value, minimum=1):

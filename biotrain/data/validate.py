@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from .windows import Windows
+from .arrays import Windows
 
 
 class DataError(UserError):

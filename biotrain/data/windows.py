@@ -7,48 +7,17 @@ and keep subject / session / run plus the trial's position in time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from moabb.datasets.base import BaseDataset
 from moabb.paradigms import MotorImagery
 
 from ..errors import UserError
-from .paradigms import EyeMovement
+from .arrays import Windows
 from .order import natural_key
-from .synthetic import GLASSES_CHANNELS
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """How to cut windows for one modality (the ``data.<modality>`` block of params)."""
-
-    modality: str
-    sfreq: float
-    n_times: int
-    fmin: float
-    fmax: float
-    tmin: float = 0.0
-    channels: list[str] | None = None
-    events: list[str] | None = None
-
-    @property
-    def window_s(self) -> float:
-        return self.n_times / self.sfreq
-
-
-@dataclass
-class Windows:
-    """Arrays of one modality: ``X (n, C, T) float32``, ``y (n,) int64`` and metadata."""
-
-    X: np.ndarray
-    y: np.ndarray
-    meta: pd.DataFrame  # subject, session, run, trial (position in time within the session)
-    ch_names: list[str]
-    class_names: list[str]
-    sfreq: float
-    info: dict = field(default_factory=dict)
+from .paradigms import EyeMovement
+from .spec import WindowSpec
+from .signals import GLASSES_CHANNELS, GLASSES_DERIVED_CHANNELS, derive_glasses_channels
 
 
 def check_window_fits(dataset: BaseDataset, spec: WindowSpec) -> None:
@@ -106,12 +75,6 @@ def _paradigm(dataset: BaseDataset, spec: WindowSpec):
     ), events
 
 
-def derive_glasses_channels(X: np.ndarray) -> np.ndarray:
-    """Smart-glasses electrodes e1, e2, e3 -> vertical = e2 - (e1+e3)/2, horizontal = e1 - e3."""
-    e1, e2, e3 = X[:, 0], X[:, 1], X[:, 2]
-    return np.stack([e2 - (e1 + e3) / 2, e1 - e3], axis=1)
-
-
 def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] | None = None) -> Windows:
     """Run MOABB's paradigm on ``dataset`` and return time-ordered windows of ``spec.n_times``."""
     check_window_fits(dataset, spec)
@@ -139,7 +102,7 @@ def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] 
     ch_names = list(epochs.ch_names)
     if spec.modality == "eog":
         X = derive_glasses_channels(X).astype(np.float32)
-        ch_names = ["vertical", "horizontal"]
+        ch_names = list(GLASSES_DERIVED_CHANNELS)
 
     meta = meta[["subject", "session", "run"]].reset_index(drop=True).copy()
     meta["subject"] = meta["subject"].astype(int)
@@ -155,19 +118,4 @@ def extract_windows(dataset: BaseDataset, spec: WindowSpec, subjects: list[int] 
     return Windows(
         X=X[order], y=y, meta=meta, ch_names=ch_names, class_names=list(events),
         sfreq=float(spec.sfreq), info={"dataset": dataset.code},
-    )
-
-
-def concat_windows(parts: list[Windows]) -> Windows:
-    """Join per-subject windows (same channels, classes and rate) into one set."""
-    if not parts:
-        raise UserError("no windows to join: the dataset yielded no subjects")
-    first = parts[0]
-    for p in parts[1:]:
-        if p.ch_names != first.ch_names or p.class_names != first.class_names or p.X.shape[1:] != first.X.shape[1:]:
-            raise UserError("subjects disagree on channels, classes or window shape; cannot join them")
-    return Windows(
-        X=np.concatenate([p.X for p in parts]), y=np.concatenate([p.y for p in parts]),
-        meta=pd.concat([p.meta for p in parts], ignore_index=True), ch_names=first.ch_names,
-        class_names=first.class_names, sfreq=first.sfreq, info=first.info,
     )

@@ -8,11 +8,15 @@ exactly as a device runtime would apply it. Nothing here knows the layers of a m
 
 A step is a short *program* of phases:
 
-* ``accum == 1`` (``full``, ``last_layer``): one phase ``step`` = forward, loss, backward and
-  update of the whole (micro-)batch.
-* ``accum > 1`` (``edge``): phase ``micro_step`` (forward + backward of one micro-batch, the
-  parameter gradients added into an accumulated-gradient buffer) repeated ``accum`` times,
-  then phase ``update`` (weight decay, momentum, weight update, zeroing of the accumulator).
+* ``accum == 1`` (``full`` by default): one phase ``step`` = forward, loss, backward and
+  update of the whole batch.
+* ``accum > 1`` (``edge`` and ``last_layer`` by default): phase ``micro_step`` (forward +
+  backward of one micro-batch, the parameter gradients added into an accumulated-gradient
+  buffer) repeated ``accum`` times, then phase ``update`` (weight decay, momentum, weight
+  update, zeroing of the accumulator).
+
+What trains, in which mode and with which default micro-batch comes from
+``biotrain.strategy_table`` (the table the host training reads too).
 
 Persistent state (weights, frozen weights, norm buffers, momentum, accumulated gradients) is
 shared by the phases; inputs ``x``/``y`` hold the current micro-batch.
@@ -29,10 +33,16 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.func import functional_call
 
-STRATEGIES = ("last_layer", "full", "edge")
+from ..adaptation.strategies import FinetuneConfig
+from ..strategy_table import COSTED as STRATEGIES  # the strategies with a training step to cost
+from ..strategy_table import STRATEGIES as TABLE
+from ..strategy_table import has_batchnorm, trainable_parameters
 
-# SGD hyper-parameters of BRIEF section 2 (values do not change the cost, only the numerics).
-SGD_DEFAULTS = {"lr": 5e-3, "momentum": 0.9, "weight_decay": 1e-3}
+__all__ = ["STRATEGIES", "SGD_DEFAULTS", "Phase", "StateSpec", "StepProgram", "capture_inference", "capture_step",
+           "has_batchnorm", "resolve_batching", "strategy_setup"]
+
+# SGD hyper-parameters of BRIEF section 2, FinetuneConfig's defaults (they change the numerics, not the cost).
+SGD_DEFAULTS = {k: getattr(FinetuneConfig, k) for k in ("lr", "momentum", "weight_decay")}
 
 
 @dataclass
@@ -74,43 +84,30 @@ class StepProgram:
 
 
 def strategy_setup(model: nn.Module, strategy: str) -> tuple[list[str], bool]:
-    """Trainable parameter names and training-mode flag for ``strategy``."""
+    """Trainable parameter names and training-mode flag for ``strategy``, from the strategy table."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; the device backend costs one of {list(STRATEGIES)}")
-    names = [n for n, _ in model.named_parameters()]
-    if strategy == "last_layer":
-        if not hasattr(model, "classifier"):
-            raise ValueError("strategy 'last_layer' needs a model with a `.classifier` last layer")
-        cls_ids = {id(p) for p in model.classifier.parameters()}
-        trainable = [n for n, p in model.named_parameters() if id(p) in cls_ids]
-        return trainable, False  # backbone frozen, BatchNorm in eval mode
-    return names, True
-
-
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return list(trainable_parameters(model, strategy)), TABLE[strategy].train_mode
 
 
 def resolve_batching(model: nn.Module, strategy: str, batch_size: int, micro_batch: int | None, accum: int | None):
-    """Defaults and validation of (micro_batch, accum) for a strategy."""
+    """Defaults and validation of (micro_batch, accum) for a strategy.
+
+    The default micro-batch is the table's ``device_micro_batch`` (``edge`` and ``last_layer``: 1,
+    exact because their norm layers do not normalise over the batch; ``full``: the whole batch)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if strategy in ("edge", "last_layer"):
-        # edge: GroupNorm allows micro-batch 1. last_layer: the frozen backbone runs BatchNorm in
-        # eval mode (running statistics), so per-sample forward passes are exact as well.
-        micro_batch = 1 if micro_batch is None else micro_batch
-        accum = (batch_size // micro_batch if micro_batch else None) if accum is None else accum
-    else:
-        micro_batch = batch_size if micro_batch is None else micro_batch
-        accum = (batch_size // micro_batch if micro_batch else None) if accum is None else accum
-    if micro_batch is None or micro_batch < 1 or accum is None or accum < 1:
+    _, training = strategy_setup(model, strategy)
+    if micro_batch is None:
+        micro_batch = TABLE[strategy].device_micro_batch or batch_size
+    accum = (batch_size // micro_batch if micro_batch else None) if accum is None else accum
+    if micro_batch < 1 or accum is None or accum < 1:
         raise ValueError(f"micro_batch and accum must be >= 1 (got micro_batch={micro_batch}, accum={accum})")
     if micro_batch * accum != batch_size:
         raise ValueError(
             f"micro_batch * accum must equal batch_size: {micro_batch} * {accum} != {batch_size}; "
             "a step processes batch_size samples as accum micro-batches of micro_batch samples"
         )
-    _, training = strategy_setup(model, strategy)
     if training and micro_batch < batch_size and has_batchnorm(model):
         raise ValueError(
             f"strategy {strategy!r} with micro_batch={micro_batch} < batch_size={batch_size}: BatchNorm in "
@@ -137,7 +134,10 @@ def capture_step(
     tracing_mode: str = "fake",
     remat: bool = True,
 ) -> StepProgram:
-    """Trace the training step of ``model`` under ``strategy`` into a :class:`StepProgram`."""
+    """Trace the training step of ``model`` under ``strategy`` into a :class:`StepProgram`.
+
+    Three steps: resolve the batching and the step's state, trace its phases, then (``remat``)
+    apply the exact memory-saving rewrites of ``passes.py`` to every phase."""
     hp = {**SGD_DEFAULTS, **(hparams or {})}
     micro_batch, accum = resolve_batching(model, strategy, batch_size, micro_batch, accum)
     trainable, training = strategy_setup(model, strategy)
@@ -145,103 +145,11 @@ def capture_step(
     model.train(training)
     params, buffers = _param_dicts(model)
     frozen = [n for n in params if n not in trainable]
-    buf_names = list(buffers)
-    n_chans, n_times = int(model.n_chans), int(model.n_times)
-    x_shape = (micro_batch, int(getattr(model, "in_channels", 1)), n_chans, n_times)
-    lr, mom, wd = hp["lr"], hp["momentum"], hp["weight_decay"]
-
-    states: dict[str, StateSpec] = {}
-    for n in trainable:
-        states[f"param:{n}"] = StateSpec(f"param:{n}", "weights", tuple(params[n].shape), params[n].dtype)
-    for n in frozen:
-        states[f"param:{n}"] = StateSpec(f"param:{n}", "frozen_weights", tuple(params[n].shape), params[n].dtype)
-    for n in buf_names:
-        states[f"buffer:{n}"] = StateSpec(f"buffer:{n}", "buffers", tuple(buffers[n].shape), buffers[n].dtype)
-    for n in trainable:
-        states[f"momentum:{n}"] = StateSpec(f"momentum:{n}", "optimizer_state", tuple(params[n].shape), params[n].dtype)
-    if accum > 1:
-        for n in trainable:
-            states[f"accum:{n}"] = StateSpec(
-                f"accum:{n}", "accumulated_gradients", tuple(params[n].shape), params[n].dtype
-            )
-    states["x"] = StateSpec("x", "input", x_shape, torch.float32)
-    states["y"] = StateSpec("y", "input", (micro_batch,), torch.int64)
-
-    def forward_backward(tr, fr, bu, x, y, scale):
-        out = functional_call(model, {**dict(zip(trainable, tr)), **dict(zip(frozen, fr)), **dict(zip(buf_names, bu))}, (x,))
-        loss = F.cross_entropy(out, y)
-        if scale != 1.0:
-            loss = loss * scale
-        grads = torch.autograd.grad(loss, tr)
-        return loss, grads
-
-    def sgd(tr, grads, moms):
-        with torch.no_grad():
-            for p, g, m in zip(tr, grads, moms):
-                g.add_(p, alpha=wd)  # weight decay, in the gradient buffer
-                m.mul_(mom).add_(g)  # momentum
-                p.add_(m, alpha=-lr)  # update
-
-    def _example(spec: StateSpec, requires_grad=False):
-        if spec.dtype == torch.int64:
-            return torch.zeros(spec.shape, dtype=spec.dtype)
-        t = torch.zeros(spec.shape, dtype=spec.dtype)
-        return t.requires_grad_(requires_grad)
-
-    tr_ex = [_example(states[f"param:{n}"], True) for n in trainable]
-    fr_ex = [_example(states[f"param:{n}"]) for n in frozen]
-    bu_ex = [buffers[n].clone() for n in buf_names]
-    mo_ex = [_example(states[f"momentum:{n}"]) for n in trainable]
-    x_ex = torch.zeros(x_shape)
-    y_ex = torch.zeros((micro_batch,), dtype=torch.int64)
-
-    phases: list[Phase] = []
-    in_tr = [f"param:{n}" for n in trainable]
-    in_fr = [f"param:{n}" for n in frozen]
-    in_bu = [f"buffer:{n}" for n in buf_names]
-    in_mo = [f"momentum:{n}" for n in trainable]
-    if accum == 1:
-
-        def step(tr, fr, bu, mo, x, y):
-            loss, grads = forward_backward(tr, fr, bu, x, y, 1.0)
-            grads = list(grads)
-            out = (loss, *grads)
-            sgd(tr, grads, mo)
-            return out
-
-        gm = make_fx(step, tracing_mode=tracing_mode)(tr_ex, fr_ex, bu_ex, mo_ex, x_ex, y_ex)
-        phases.append(_phase("step", gm, 1, in_tr + in_fr + in_bu + in_mo + ["x", "y"]))
-    else:
-        ac_ex = [_example(states[f"accum:{n}"]) for n in trainable]
-        in_ac = [f"accum:{n}" for n in trainable]
-
-        def micro_step(tr, fr, bu, ac, x, y):
-            loss, grads = forward_backward(tr, fr, bu, x, y, 1.0 / accum)
-            with torch.no_grad():
-                for a, g in zip(ac, grads):
-                    a.add_(g)
-            return (loss, *grads)
-
-        def update(tr, mo, ac):
-            sgd(tr, ac, mo)
-            with torch.no_grad():
-                for a in ac:
-                    a.zero_()
-            return ()
-
-        gm = make_fx(micro_step, tracing_mode=tracing_mode)(tr_ex, fr_ex, bu_ex, ac_ex, x_ex, y_ex)
-        phases.append(_phase("micro_step", gm, accum, in_tr + in_fr + in_bu + in_ac + ["x", "y"]))
-        tr_ex2 = [t.detach() for t in tr_ex]
-        gm2 = make_fx(update, tracing_mode=tracing_mode)(tr_ex2, mo_ex, ac_ex)
-        phases.append(_phase("update", gm2, 1, in_tr + in_mo + in_ac, has_loss=False))
-
-    rematerialized = []
-    if remat:
-        from .passes import optimize_phase
-
-        for ph in phases:
-            rematerialized += optimize_phase(ph)
-
+    x_shape = (micro_batch, int(getattr(model, "in_channels", 1)), int(model.n_chans), int(model.n_times))
+    states = _step_states(params, buffers, trainable, frozen, accum, x_shape)
+    tracer = _StepTracer(model, trainable, frozen, list(buffers), hp, tracing_mode)
+    phases = tracer.phases(states, buffers, accum)
+    rematerialized = _optimize(phases) if remat else []
     return StepProgram(
         rematerialized=rematerialized,
         strategy=strategy,
@@ -252,9 +160,118 @@ def capture_step(
         phases=phases,
         trainable=trainable,
         frozen=frozen,
-        buffers=buf_names,
+        buffers=list(buffers),
         hparams=hp,
     )
+
+
+def _step_states(params: dict, buffers: dict, trainable: list[str], frozen: list[str], accum: int,
+                 x_shape: tuple) -> dict[str, StateSpec]:
+    """Every tensor the phases share, in storage order: weights, frozen weights, norm buffers,
+    momentum, accumulated gradients (only when a step has several micro-batches), then the inputs."""
+    groups = [("param", "weights", trainable, params), ("param", "frozen_weights", frozen, params),
+              ("buffer", "buffers", list(buffers), buffers), ("momentum", "optimizer_state", trainable, params)]
+    if accum > 1:
+        groups.append(("accum", "accumulated_gradients", trainable, params))
+    states: dict[str, StateSpec] = {}
+    for prefix, kind, names, tensors in groups:
+        for n in names:
+            states[f"{prefix}:{n}"] = StateSpec(f"{prefix}:{n}", kind, tuple(tensors[n].shape), tensors[n].dtype)
+    states["x"] = StateSpec("x", "input", x_shape, torch.float32)
+    states["y"] = StateSpec("y", "input", (x_shape[0],), torch.int64)
+    return states
+
+
+def _example(spec: StateSpec, requires_grad: bool = False) -> torch.Tensor:
+    """A zero tensor of ``spec`` to trace with (floating weights may require gradients)."""
+    t = torch.zeros(spec.shape, dtype=spec.dtype)
+    return t if spec.dtype == torch.int64 else t.requires_grad_(requires_grad)
+
+
+@dataclass
+class _StepTracer:
+    """The step's maths over flat lists of tensors (the real model through ``functional_call``,
+    cross-entropy, ``autograd.grad``, in-place SGD), traced phase by phase with ``make_fx``."""
+
+    model: nn.Module
+    trainable: list[str]
+    frozen: list[str]
+    buffers: list[str]
+    hp: dict
+    tracing_mode: str
+
+    def forward_backward(self, tr, fr, bu, x, y, scale):
+        """Loss of one micro-batch (times ``scale``) and its gradients w.r.t. the trainable weights."""
+        weights = {**dict(zip(self.trainable, tr)), **dict(zip(self.frozen, fr)), **dict(zip(self.buffers, bu))}
+        out = functional_call(self.model, weights, (x,))
+        loss = F.cross_entropy(out, y)
+        if scale != 1.0:
+            loss = loss * scale
+        grads = torch.autograd.grad(loss, tr)
+        return loss, grads
+
+    def sgd(self, tr, grads, moms):
+        """SGD with momentum and weight decay written in place, as a device runtime applies it."""
+        lr, mom, wd = self.hp["lr"], self.hp["momentum"], self.hp["weight_decay"]
+        with torch.no_grad():
+            for p, g, m in zip(tr, grads, moms):
+                g.add_(p, alpha=wd)  # weight decay, in the gradient buffer
+                m.mul_(mom).add_(g)  # momentum
+                p.add_(m, alpha=-lr)  # update
+
+    def phases(self, states: dict[str, StateSpec], buffers: dict, accum: int) -> list[Phase]:
+        """``step`` alone, or ``micro_step`` repeated ``accum`` times then ``update``."""
+        ins = {"tr": [f"param:{n}" for n in self.trainable], "fr": [f"param:{n}" for n in self.frozen],
+               "bu": [f"buffer:{n}" for n in self.buffers], "mo": [f"momentum:{n}" for n in self.trainable],
+               "ac": [f"accum:{n}" for n in self.trainable] if accum > 1 else []}
+        ex = {k: [_example(states[name], k == "tr") for name in names] for k, names in ins.items()}
+        ex["bu"] = [buffers[n].clone() for n in self.buffers]
+        xy = [_example(states["x"]), _example(states["y"])]
+        if accum == 1:
+            return [self._whole_step(ins, ex, xy)]
+        return self._accumulated_step(ins, ex, xy, accum)
+
+    def _whole_step(self, ins: dict, ex: dict, xy: list) -> Phase:
+        """Forward, loss, backward and update of the whole batch in one phase."""
+
+        def step(tr, fr, bu, mo, x, y):
+            loss, grads = self.forward_backward(tr, fr, bu, x, y, 1.0)
+            grads = list(grads)
+            out = (loss, *grads)
+            self.sgd(tr, grads, mo)
+            return out
+
+        gm = make_fx(step, tracing_mode=self.tracing_mode)(ex["tr"], ex["fr"], ex["bu"], ex["mo"], *xy)
+        return _phase("step", gm, 1, ins["tr"] + ins["fr"] + ins["bu"] + ins["mo"] + ["x", "y"])
+
+    def _accumulated_step(self, ins: dict, ex: dict, xy: list, accum: int) -> list[Phase]:
+        """Gradients of ``accum`` micro-batches added into a buffer, then one update that zeroes it."""
+
+        def micro_step(tr, fr, bu, ac, x, y):
+            loss, grads = self.forward_backward(tr, fr, bu, x, y, 1.0 / accum)
+            with torch.no_grad():
+                for a, g in zip(ac, grads):
+                    a.add_(g)
+            return (loss, *grads)
+
+        def update(tr, mo, ac):
+            self.sgd(tr, ac, mo)
+            with torch.no_grad():
+                for a in ac:
+                    a.zero_()
+            return ()
+
+        gm = make_fx(micro_step, tracing_mode=self.tracing_mode)(ex["tr"], ex["fr"], ex["bu"], ex["ac"], *xy)
+        micro = _phase("micro_step", gm, accum, ins["tr"] + ins["fr"] + ins["bu"] + ins["ac"] + ["x", "y"])
+        gm2 = make_fx(update, tracing_mode=self.tracing_mode)([t.detach() for t in ex["tr"]], ex["mo"], ex["ac"])
+        return [micro, _phase("update", gm2, 1, ins["tr"] + ins["mo"] + ins["ac"], has_loss=False)]
+
+
+def _optimize(phases: list[Phase]) -> list[str]:
+    """The exact memory-saving rewrites of ``passes.py`` on every phase; what was applied."""
+    from .passes import optimize_phase
+
+    return [done for ph in phases for done in optimize_phase(ph)]
 
 
 def capture_inference(model: nn.Module, micro_batch: int = 1, tracing_mode: str = "fake") -> StepProgram:

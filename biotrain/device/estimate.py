@@ -123,7 +123,8 @@ def estimate_step(
 
     ``strategy`` is one of ``last_layer``, ``full``, ``edge``. ``edge`` (GroupNorm) and
     ``last_layer`` (frozen backbone, BatchNorm in eval mode) default to micro-batch 1 with the
-    gradient accumulated over ``batch_size``; ``full`` runs the whole batch at once.
+    gradient accumulated over ``batch_size``; ``full`` runs the whole batch at once (the
+    ``device_micro_batch`` of ``biotrain.strategy_table``).
     ``check=True`` also executes the planned step on one flat buffer and compares it with eager
     PyTorch (adds ``plan_check``); ``None`` runs it when the step has at most ``check_max_macs``
     MACs (about a second of CPU), ``False`` never. ``solver``: ``auto`` | ``cpsat`` | ``bestfit``.
@@ -131,6 +132,41 @@ def estimate_step(
     exact memory-saving rewrites of ``passes.py`` and ``memory.build_graph`` (an ablation).
     """
     t0 = time.perf_counter()
+    _check_request(backend, strategy)
+    c = load_constants(constants)
+    program = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
+    graph = build_graph(program, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
+    spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if program.frozen else 0
+    plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
+                       max_cpsat_items=int(c["cpsat_max_tensors"]))
+    cost = step_cost(graph, c)
+    fits_l2 = plan.peak <= int(c["l2_budget_bytes"])
+    fits_l1 = cost.l1_fits and cost.peak_l1_bytes <= int(c["l1_budget_bytes"])
+    n_train = sum(p.numel() for n, p in model.named_parameters() if n in set(program.trainable))
+    plan_check = _plan_check(model, graph, plan, check, cost.macs <= int(c["check_max_macs"]))
+    return DeviceEstimate(
+        backend=backend, model=type(model).__name__, strategy=strategy, batch_size=batch_size,
+        micro_batch=program.micro_batch, accum=program.accum,
+        n_parameters=sum(p.numel() for p in model.parameters()), n_trainable=int(n_train),
+        planner=_planner_summary(program, graph, plan, spilled, optimize), plan_check=plan_check,
+        constants=dict(c), **_memory_fields(graph, plan, cost, c, fits_l2, fits_l1),
+        **_time_and_energy_fields(plan, cost, c, batch_size, fits_l2, fits_l1), **_work_fields(cost, c),
+        estimate_s=round(time.perf_counter() - t0, 3),
+    )
+
+
+def _plan_check(model, graph, plan, check: bool | None, small: bool) -> dict | None:
+    """Execute the planned step on one flat buffer against eager PyTorch (``check=None``: only a
+    ``small`` step, one of at most ``check_max_macs`` MACs)."""
+    if not (small if check is None else check):
+        return None
+    from .execute import check_plan
+
+    return check_plan(model, graph, plan).to_dict()
+
+
+def _check_request(backend: str, strategy: str) -> None:
+    """Refuse a backend or strategy the simulator cannot cost, before any tracing."""
     if backend == "gap9-board":
         raise NotImplementedError(
             "backend 'gap9-board' (measuring on a real GAP9 board) is not implemented; use backend='gap9-sim'"
@@ -142,33 +178,12 @@ def estimate_step(
             f"unknown strategy {strategy!r} for a device estimate; choose one of {list(STRATEGIES)}"
             + (" ('none' trains nothing, so it has no training step to cost)" if strategy == "none" else "")
         )
-    c = load_constants(constants)
-    program = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
-    graph = build_graph(program, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
-    spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if program.frozen else 0
-    plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
-                       max_cpsat_items=int(c["cpsat_max_tensors"]))
-    cost = step_cost(graph, c)
 
-    fits_l2 = plan.peak <= int(c["l2_budget_bytes"])
-    fits_l1 = cost.l1_fits and cost.peak_l1_bytes <= int(c["l1_budget_bytes"])
-    fits = fits_l2 and fits_l1
-    latency_ms = cost.cycles / (float(c["freq_mhz"]) * 1e3)
-    power, energy_step, energy_parts = power_mw(cost.activity, latency_ms / 1e3, c)
-    session = _session(c, batch_size)
-    values = _time_and_energy(latency_ms, energy_step, batch_size, session) if fits else dict.fromkeys(TIMED)
-    msg = "fits on chip" if fits else _why_not(plan, cost, c, fits_l2, fits_l1)
+
+def _memory_fields(graph, plan, cost, c: dict, fits_l2: bool, fits_l1: bool) -> dict:
+    """L2 plan and L1 working set against their budgets, and what is live at the L2 peak."""
     t_peak = plan.lower_bound_t
-    n_train = sum(p.numel() for n, p in model.named_parameters() if n in set(program.trainable))
-    est = DeviceEstimate(
-        backend=backend,
-        model=type(model).__name__,
-        strategy=strategy,
-        batch_size=batch_size,
-        micro_batch=program.micro_batch,
-        accum=program.accum,
-        n_parameters=sum(p.numel() for p in model.parameters()),
-        n_trainable=int(n_train),
+    return dict(
         peak_l2_bytes=int(plan.peak),
         lower_bound_l2_bytes=int(plan.lower_bound),
         planner_overhead=round(plan.overhead, 4),
@@ -178,15 +193,35 @@ def estimate_step(
         l1_budget_bytes=int(c["l1_budget_bytes"]),
         fits_l2=fits_l2,
         fits_l1=fits_l1,
-        fits_on_chip=fits,
+        fits_on_chip=fits_l2 and fits_l1,
         breakdown=breakdown_at(graph, t_peak),
         dominant_tensors=dominant_at(graph, t_peak, 8),
-        planner={"rewrites": program.rematerialized if optimize else "off", "method": plan.method, "status": plan.status, "solve_s": round(plan.solve_s, 4),
-                 "best_fit_peak_bytes": int(plan.heuristic_peak), "n_tensors": len(graph.storages),
-                 "n_ops": len(graph.ops), "inplace_reuses": graph.inplace_merges, "l3_spilled_bytes": int(spilled),
-                 "peak_at_op": graph.ops[t_peak].node.name if graph.ops else ""},
-        power_mw=power,
-        session=session,
+    )
+
+
+def _planner_summary(program, graph, plan, spilled: int, optimize: bool) -> dict:
+    """How the plan was reached: rewrites applied, solver and its status, sizes of the problem."""
+    return {"rewrites": program.rematerialized if optimize else "off", "method": plan.method, "status": plan.status,
+            "solve_s": round(plan.solve_s, 4), "best_fit_peak_bytes": int(plan.heuristic_peak),
+            "n_tensors": len(graph.storages), "n_ops": len(graph.ops), "inplace_reuses": graph.inplace_merges,
+            "l3_spilled_bytes": int(spilled),
+            "peak_at_op": graph.ops[plan.lower_bound_t].node.name if graph.ops else ""}
+
+
+def _time_and_energy_fields(plan, cost, c: dict, batch_size: int, fits_l2: bool, fits_l1: bool) -> dict:
+    """Latency, power and energy of the step and the session; the timed figures only when it fits."""
+    fits = fits_l2 and fits_l1
+    latency_ms = cost.cycles / (float(c["freq_mhz"]) * 1e3)
+    power, energy_step, energy_parts = power_mw(cost.activity, latency_ms / 1e3, c)
+    session = _session(c, batch_size)
+    values = _time_and_energy(latency_ms, energy_step, batch_size, session) if fits else dict.fromkeys(TIMED)
+    return dict(power_mw=power, session=session, energy_breakdown_mj=energy_parts if fits else {},
+                message="fits on chip" if fits else _why_not(plan, cost, c, fits_l2, fits_l1), **values)
+
+
+def _work_fields(cost, c: dict) -> dict:
+    """MACs and cycles of the step, by kernel, part and phase, at the chip's operating point."""
+    return dict(
         macs_per_step=int(cost.macs),
         cycles_per_step=float(cost.cycles),
         cycles_by_kernel={k: round(v) for k, v in sorted(cost.cycles_by_kernel.items(), key=lambda kv: -kv[1])},
@@ -194,19 +229,6 @@ def estimate_step(
         cycles_by_phase={k: round(v) for k, v in cost.cycles_by_phase.items()},
         freq_mhz=float(c["freq_mhz"]),
         voltage_v=float(c["voltage_v"]),
-        estimate_s=0.0,
-        message=msg,
         l1_tiles=cost.tiles,
-        energy_breakdown_mj=energy_parts if fits else {},
         activity={k: round(v) for k, v in cost.activity.items()},
-        constants=dict(c),
-        **values,
     )
-    if check is None:
-        check = cost.macs <= int(c["check_max_macs"])
-    if check:
-        from .execute import check_plan
-
-        est.plan_check = check_plan(model, graph, plan).to_dict()
-    est.estimate_s = round(time.perf_counter() - t0, 3)
-    return est

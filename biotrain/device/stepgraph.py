@@ -275,32 +275,36 @@ class _Builder:
             rs, so = self.storages[src], self.storages[rec.outputs[0]]
             if len(rs.members) != 1 or rs.persistent or rs.kind in ("input", "scratch") or rs.end != rec.t:
                 continue
-            self.parent[src] = so.sid
-            so.start = min(so.start, rs.start)
-            so.members = rs.members + so.members
-            self.interior[src] = (tuple(so.shape), tuple(pads))
+            self._merge_into_padded(src, so, pads)
             rec.kernel = Kernel("free")
-            self.merges += 1
-            # walk up: an element-wise/norm producer may also work inside the padded buffer, in place
-            cur = src
-            while True:
-                prod = producer.get(cur)
-                if prod is None or INPLACE_OK.get(prod.name) is None or prod.name == "constant_pad_nd":
-                    break
-                a = prod.node.args[INPLACE_OK[prod.name]]
-                up = self.value_storage.get((prod.phase, a.name, 0)) if isinstance(a, torch.fx.Node) else None
-                if up is None or self.find(up) != up:
-                    break
-                us = self.storages[up]
-                if (len(us.members) != 1 or us.persistent or us.kind in ("input", "scratch") or us.end != prod.t
-                        or us.nbytes != self.storages[cur].nbytes):
-                    break
-                self.parent[up] = so.sid
-                so.start = min(so.start, us.start)
-                so.members = us.members + so.members
-                self.interior[up] = (tuple(so.shape), tuple(pads))
-                self.merges += 1
-                cur = up
+            self._extend_padded_upwards(src, so, pads, producer)
+
+    def _merge_into_padded(self, sid: int, padded: Storage, pads: list[int]) -> None:
+        """Storage ``sid`` becomes the interior of the padded buffer ``padded``."""
+        s = self.storages[sid]
+        self.parent[sid] = padded.sid
+        padded.start = min(padded.start, s.start)
+        padded.members = s.members + padded.members
+        self.interior[sid] = (tuple(padded.shape), tuple(pads))
+        self.merges += 1
+
+    def _extend_padded_upwards(self, cur: int, padded: Storage, pads: list[int], producer: dict) -> None:
+        """Walk up from the pad's input: an element-wise/norm producer whose own input dies at it,
+        with the same size, also works inside the padded buffer, in place."""
+        while True:
+            prod = producer.get(cur)
+            if prod is None or INPLACE_OK.get(prod.name) is None or prod.name == "constant_pad_nd":
+                return
+            a = prod.node.args[INPLACE_OK[prod.name]]
+            up = self.value_storage.get((prod.phase, a.name, 0)) if isinstance(a, torch.fx.Node) else None
+            if up is None or self.find(up) != up:
+                return
+            us = self.storages[up]
+            if (len(us.members) != 1 or us.persistent or us.kind in ("input", "scratch") or us.end != prod.t
+                    or us.nbytes != self.storages[cur].nbytes):
+                return
+            self._merge_into_padded(up, padded, pads)
+            cur = up
 
     def inplace_reuse(self, rewrites: bool) -> None:
         """An op overwrites an input that dies at it (element-wise ops, norms, and with ``rewrites``

@@ -10,7 +10,7 @@ import json
 import threading
 from functools import lru_cache
 
-from ..models import build_model
+from ..models.spec import model_from_spec
 from .estimate import estimate_step
 
 # the figures carried into results/adaptation.csv and MLflow, in this order
@@ -27,7 +27,7 @@ _LOCK = threading.Lock()  # graph capture uses process-wide tracing state: one e
 @lru_cache(maxsize=64)
 def _cached(spec_json: str, strategy: str, batch_size: int, micro_batch: int | None, backend: str, constants_json: str) -> tuple:
     spec = json.loads(spec_json)
-    model = build_model(spec["name"], spec["n_chans"], spec["n_times"], spec["n_outputs"], spec["norm"], **spec["kwargs"])
+    model = model_from_spec(spec)
     est = estimate_step(model, strategy, batch_size=batch_size, micro_batch=micro_batch, backend=backend,
                         constants=json.loads(constants_json) or None, check=False).to_dict()
     return tuple((k, est.get(k)) for k in FIELDS) + (("message", est.get("message")),)
@@ -37,7 +37,7 @@ def step_costs(spec: dict, strategy: str, batch_size: int = 8, micro_batch: int 
                backend: str = "gap9-sim", constants: dict | None = None) -> dict:
     """Chip cost of one training step of ``strategy`` (``{}`` for ``none``, which never trains).
 
-    ``spec`` is a checkpoint's model spec (name, n_chans, n_times, n_outputs, norm, kwargs).
+    ``spec`` is a checkpoint's model spec (name, n_chans, n_times, n_outputs, norm, sfreq, kwargs).
     When the plan does not fit the L2 budget, ``fits_on_chip`` is False and latency,
     throughput and energy are None: the chip could never deliver them.
     """

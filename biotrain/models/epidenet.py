@@ -2,7 +2,8 @@
 
 No padding, average pooling, global average pooling before the classifier, so any input
 length that survives the three pools works. Convolutions feeding a norm carry no bias (the
-norm's shift makes it redundant), which puts the count at about 4.1k parameters.
+norm's shift makes it redundant), which puts the count at about 4.1k parameters. Kernels and
+pools are counts of samples, as BRIEF gives them for 500 Hz; ``sfreq`` is recorded, not used.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import BiosignalModel, make_norm
+from .base import BRIEF_SFREQ, BiosignalModel, make_norm
 
 
 class EpiDeNet(BiosignalModel):
@@ -20,9 +21,10 @@ class EpiDeNet(BiosignalModel):
         n_times: int = 1000,
         n_outputs: int = 11,
         norm: str = "batch",
+        sfreq: float = BRIEF_SFREQ,
         filters: tuple[int, int, int] = (4, 16, 16),
     ):
-        super().__init__(n_chans, n_times, n_outputs, norm)
+        super().__init__(n_chans, n_times, n_outputs, norm, sfreq)
         f1, f2, f3 = filters
         if n_times < self.min_times():
             raise ValueError(f"EpiDeNet needs n_times >= {self.min_times()} to survive its pools, got {n_times}")

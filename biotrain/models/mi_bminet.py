@@ -1,5 +1,9 @@
 """MI-BMINet, the EEG motor-imagery model of BRIEF section 3.
 
+The two temporal kernels are lengths of time (``temporal_kernel_s``, ``depthwise_kernel_s``),
+turned into samples at the model's ``sfreq``, so the same parameters fit data resampled to any
+rate. ``Nf`` and ``Nf2`` (BRIEF's names) give them as counts of samples instead.
+
 ``padding="same"`` (the study's variant, the default) pads the temporal convolutions with explicit
 zero-padding layers, so the flattened feature size is ``F2 * (T // 64)``: BRIEF's parameter count
 (about 7.9k) and FLOP count (about 17.4 MFLOP forward at C=8, T=1900) assume it.
@@ -12,7 +16,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import BiosignalModel, make_norm
+from .base import BRIEF_SFREQ, BiosignalModel, make_norm
+
+# BRIEF's kernels, Nf=128 and Nf2=16 samples at 500 Hz, as lengths of time
+BRIEF_TEMPORAL_KERNEL_S = 0.256
+BRIEF_DEPTHWISE_KERNEL_S = 0.032
 
 
 def _same_pad(kernel: int) -> nn.ZeroPad2d:
@@ -22,6 +30,22 @@ def _same_pad(kernel: int) -> nn.ZeroPad2d:
 
 
 PADDINGS = ("same", "valid")
+
+
+def kernel_samples(seconds: float | None, samples: int | None, default_s: float, sfreq: float,
+                   names: tuple[str, str]) -> int:
+    """A kernel's length in samples: ``samples`` as given, or ``seconds`` (or the default) at ``sfreq``."""
+    if seconds is not None and samples is not None:
+        raise ValueError(f"give {names[0]} (seconds) or {names[1]} (samples), not both")
+    if samples is not None:
+        n = samples
+    else:
+        seconds = default_s if seconds is None else seconds
+        n = round(seconds * sfreq) if isinstance(seconds, (int, float)) and seconds > 0 else 0
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        given = f"{names[1]}={samples!r}" if samples is not None else f"{names[0]}={seconds!r} at {sfreq:g} Hz"
+        raise ValueError(f"{given} is not a kernel of at least one sample")
+    return n
 
 
 def _feature_len(n_times: int, nf: int, nf2: int, padding: str) -> int:
@@ -38,14 +62,21 @@ class MIBMINet(BiosignalModel):
         n_times: int = 1900,
         n_outputs: int = 2,
         norm: str = "batch",
+        sfreq: float = BRIEF_SFREQ,
         F1: int = 32,
         D: int = 1,
         F2: int = 32,
-        Nf: int = 128,
-        Nf2: int = 16,
+        temporal_kernel_s: float | None = None,
+        depthwise_kernel_s: float | None = None,
+        Nf: int | None = None,
+        Nf2: int | None = None,
         padding: str = "same",
     ):
-        super().__init__(n_chans, n_times, n_outputs, norm)
+        super().__init__(n_chans, n_times, n_outputs, norm, sfreq)
+        Nf = kernel_samples(temporal_kernel_s, Nf, BRIEF_TEMPORAL_KERNEL_S, self.sfreq, ("temporal_kernel_s", "Nf"))
+        Nf2 = kernel_samples(depthwise_kernel_s, Nf2, BRIEF_DEPTHWISE_KERNEL_S, self.sfreq,
+                             ("depthwise_kernel_s", "Nf2"))
+        self.kernel_lengths = (Nf, Nf2)  # temporal and depthwise kernels, in samples
         if padding not in PADDINGS:
             raise ValueError(f"MI-BMINet padding={padding!r} is not supported; use one of {PADDINGS}")
         n_feat = _feature_len(n_times, Nf, Nf2, padding)

@@ -7,6 +7,7 @@ Needs Debian's gcc-riscv64-unknown-elf, picolibc-riscv64-unknown-elf and qemu-sy
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import mlflow
 import numpy as np
@@ -14,9 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from biotrain.adaptation.plan import plan_jobs, pretrained_path
 from biotrain.adaptation.scenarios import run_day1
-from biotrain.adaptation.strategies import FinetuneConfig
 from biotrain.data.split import make_splits
 from biotrain.data.store import save_windows
 from biotrain.data.windows import Windows
@@ -24,6 +23,7 @@ from biotrain.device.export.runner import missing_tools
 from biotrain.io import write_json
 from biotrain.models import build_model
 from biotrain.models.checkpoint import save_checkpoint
+from biotrain.study import AdaptSettings, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
 from flows.adapt_cohort import run_adapt_cohort
 from tests.helpers import tiny_params
 
@@ -32,6 +32,7 @@ C = 3
 
 def _cohort(tmp_path, model_kw, n_times, n_per_session=20):
     """Two subjects, two sessions, a weak class signal (so accuracy means something)."""
+    paths = StudyPaths(windows=tmp_path / "windows", splits=tmp_path / "splits", models=tmp_path / "models")
     rng = np.random.default_rng(0)
     meta = pd.DataFrame([{"subject": s, "session": str(k), "run": "0", "trial": t}
                          for s in (1, 2) for k in range(2) for t in range(n_per_session)])
@@ -39,16 +40,15 @@ def _cohort(tmp_path, model_kw, n_times, n_per_session=20):
     X = rng.standard_normal((len(meta), C, n_times)).astype(np.float32)
     X[:, 0, :] += 0.8 * (2 * y[:, None] - 1) * np.sin(np.arange(n_times) / 4.0)[None, :]
     w = Windows(X=X, y=y, meta=meta, ch_names=["a", "b", "c"], class_names=["l", "r"], sfreq=100.0)
-    save_windows(tmp_path / "w.npz", w)
+    paths.windows.mkdir()
+    save_windows(paths.windows_of("eeg"), w)
     folds = make_splits(meta, 0.8)
-    write_json(tmp_path / "s.json", {"folds": folds})
+    write_json(paths.splits_of("eeg"), {"folds": folds})
     for fold in folds:
         torch.manual_seed(fold["subject"])
-        save_checkpoint(pretrained_path(tmp_path / "models", "eeg", "group", fold["subject"]),
+        save_checkpoint(paths.pretrained("eeg", "group", fold["subject"]),
                         build_model("mi_bminet", C, n_times, 2, "group", **model_kw), "mi_bminet", model_kw)
-    inputs = {"eeg": {"windows": tmp_path / "w.npz", "splits": tmp_path / "s.json", "models_dir": tmp_path / "models",
-                      "dataset": "synthetic", "model": "mi_bminet"}}
-    return inputs, {"eeg": folds}, w
+    return paths, {"eeg": folds}, w
 
 
 def test_one_subject_adapts_on_qemu(tmp_path, prefect_harness):
@@ -58,14 +58,15 @@ def test_one_subject_adapts_on_qemu(tmp_path, prefect_harness):
     p = tiny_params()
     model_kw = p["models"]["eeg"]["kwargs"]
     n_times = p["data"]["eeg"]["n_times"]
-    inputs, folds, w = _cohort(tmp_path, model_kw, n_times)
-    a = p["adapt"]
-    finetune = {k: a[k] for k in ("epochs", "lr", "momentum", "weight_decay", "batch_size", "micro_batch")}
+    paths, folds, w = _cohort(tmp_path, model_kw, n_times)
+    p["data"]["modalities"] = ["eeg"]
+    p["adapt"]["strategies"], p["adapt"]["seeds"] = ["edge"], [0]
+    config = StudyConfig.from_params(p, tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings = {"finetune": finetune, "tracking_uri": uri, "experiment": "device-exec", "retries": 0,
-                "torch_threads": 1, "device": {**p["device"], "execute": "qemu", "execute_subjects": [1]}}
-    jobs = plan_jobs(inputs, folds, ["edge"], [0])
-    rows = run_adapt_cohort(jobs, settings, "threads", 2)
+    device = dataclasses.replace(config.device, execute="qemu", execute_subjects=(1,))
+    jobs = plan_study(config, paths, folds)
+    rows, _ = run_adapt_cohort(jobs, AdaptSettings(config.finetune, device), TrackingConfig(uri, "device-exec"),
+                               RunnerConfig("threads", 2, retries=0))
 
     by = {(r["subject"], r["scenario"]): r for r in rows}
     assert by[(1, "day1")]["executed_on"] == "device-qemu"
@@ -75,9 +76,9 @@ def test_one_subject_adapts_on_qemu(tmp_path, prefect_harness):
     # the same day-1 adaptation in PyTorch: accuracy within one test window
     from biotrain.models.checkpoint import load_checkpoint
 
-    base, _ = load_checkpoint(pretrained_path(tmp_path / "models", "eeg", "group", 1))
+    base, _ = load_checkpoint(paths.pretrained("eeg", "group", 1))
     fold = next(f for f in folds["eeg"] if f["subject"] == 1)
-    host_row, _ = run_day1(copy.deepcopy(base), w.X, w.y, fold, "edge", FinetuneConfig(**finetune), 0, {})
+    host_row, _ = run_day1(copy.deepcopy(base), w.X, w.y, fold, "edge", config.finetune, 0, {})
     dev = by[(1, "day1")]
     assert dev["n_test"] == host_row["n_test"]
     assert abs(dev["acc_after"] - host_row["acc_after"]) <= 1.0 / dev["n_test"] + 1e-9
@@ -109,7 +110,7 @@ def test_device_execute_is_validated():
 def test_adapt_on_device_follows_pytorch_adapt(tmp_path, strategy):
     """Same batches, cosine schedule and partial last batch (full: a second planned step) as
     ``adaptation.adapt``, on the host build of the program."""
-    from biotrain.adaptation.strategies import adapt
+    from biotrain.adaptation.strategies import FinetuneConfig, adapt
     from biotrain.device.export.adapt import adapt_on_device
 
     if missing_tools("host"):

@@ -27,7 +27,8 @@ import pytest
 from biotrain.config import validate_params
 from biotrain.data.datasets import EOG_DATASETS, make_dataset
 from biotrain.data.glasses import GlassesDataError, SmartGlassesEOG, segment_windows
-from biotrain.data.synthetic import EOG_EVENTS, EOG_TRIGGERS, SyntheticEOG
+from biotrain.data.signals import EOG_EVENTS, EOG_TRIGGERS
+from biotrain.data.synthetic import SyntheticEOG
 from biotrain.data.windows import WindowSpec, extract_windows
 from tests.helpers import make_project, run_dvc, tiny_params
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ...adaptation.strategies import STRATEGIES, AdaptInfo, FinetuneConfig
 from ...adaptation.training import seeded_generator
+from ...strategy_table import STRATEGIES as TABLE
 from .project import export_project, read_state
 from .runner import build, execute
 
@@ -45,8 +46,8 @@ def schedule_of(n: int, strategy: str, cfg: FinetuneConfig, seed: int) -> list[t
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, cfg.batch_size):
             batch = order[i:i + cfg.batch_size]
-            if strategy == "full" and len(batch) < 2:
-                continue
+            if TABLE[strategy].batch_statistics and len(batch) < 2:
+                continue  # as adaptation.adapt: BatchNorm cannot use batch statistics of one sample
             steps.append((lr, batch.tolist()))
     return steps
 
@@ -62,11 +63,12 @@ def adapt_on_device(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: st
         return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
     start = time.perf_counter()
     schedule = schedule_of(len(y), strategy, cfg, seed)
-    micro = cfg.micro_batch if strategy == "edge" else None
-    if strategy == "edge" and any(len(b) % cfg.micro_batch for _, b in schedule):
+    s = TABLE[strategy]
+    micro = cfg.micro_batch if s.host_micro_batch else None  # None: the device's default (the table's)
+    if s.host_micro_batch and any(len(b) % cfg.micro_batch for _, b in schedule):
         raise ValueError(f"adapt.micro_batch={cfg.micro_batch}: a partial batch of the calibration set is not a "
                          "multiple of it; the device program needs whole micro-batches")
-    extra = sorted({len(b) for _, b in schedule} - {cfg.batch_size}) if strategy == "full" else None
+    extra = sorted({len(b) for _, b in schedule} - {cfg.batch_size}) if s.batch_statistics else None
     hp = {"lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay}
     zeros = {f"momentum:{n}": torch.zeros_like(p) for n, p in model.named_parameters()}
     with tempfile.TemporaryDirectory(prefix="biotrain-device-", dir=workdir) as tmp:

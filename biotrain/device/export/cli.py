@@ -47,6 +47,7 @@ def _export(args, parse_sets) -> int:
     import torch
 
     from ...models import build_model
+    from ...models.spec import model_spec
     from .project import export_project
 
     sets = [s for group in args.sets for s in (group if isinstance(group, list) else [group])]
@@ -59,9 +60,7 @@ def _export(args, parse_sets) -> int:
         model = build_model(args.model, **model_kw)
     except TypeError as exc:
         raise ValueError(f"--set: {exc}") from None
-    spec = {"name": args.model, "n_chans": model.n_chans, "n_times": model.n_times, "n_outputs": model.n_outputs,
-            "norm": model.norm, "kwargs": {k: v for k, v in model_kw.items()
-                                           if k not in ("n_chans", "n_times", "n_outputs", "norm")}}
+    spec = model_spec(args.model, model, model_kw)
     meta = export_project(args.out, model, args.strategy, batch_size=args.batch_size, micro_batch=args.micro_batch,
                           accum=args.accum, model_spec=spec, steps=args.steps, seed=args.seed)
     print(f"wrote {args.out}: arena {meta['arena_bytes']} B (plan peak {meta['plan']['peak']} B), "

@@ -98,13 +98,12 @@ def read_profile(path: Path, kinds: list[str]) -> dict:
 
 
 def _model_from_meta(meta: dict):
-    from ...models import build_model
+    from ...models.spec import model_from_spec
 
     spec = meta["model"]
     if not spec:
         raise ValueError("meta.json has no model spec: export with model_spec to let `run` rebuild the reference")
-    return build_model(spec["name"], spec["n_chans"], spec["n_times"], spec["n_outputs"], spec["norm"],
-                       **spec.get("kwargs", {}))
+    return model_from_spec(spec)
 
 
 def reference_run(meta: dict, state: dict, x: np.ndarray, y: np.ndarray, schedule: list, model=None):

@@ -1,0 +1,88 @@
+"""The four adaptation strategies of BRIEF section 2: one table, read by the host training code
+(``adaptation.strategies.adapt``) and by the device step capture (``device.capture``).
+
+| name       | what trains     | normalization            | host batching           | device step (default)   |
+|------------|-----------------|--------------------------|-------------------------|-------------------------|
+| none       | nothing         | BatchNorm                | -                       | - (nothing to cost)     |
+| last_layer | classifier only | BatchNorm (frozen, eval) | batch 8 in one pass     | micro-batch 1, sum x 8  |
+| full       | every layer     | BatchNorm (batch stats)  | batch 8 in one pass     | batch 8 in one pass     |
+| edge       | every layer     | GroupNorm, 1 group       | micro-batch 1, sum x 8  | micro-batch 1, sum x 8  |
+
+("micro-batch 1, sum x 8": eight forward/backward passes of one sample, their gradients summed
+before one optimizer step.)
+
+``last_layer`` is batched differently on the host (one pass over the batch of 8) and on the
+device (8 passes of one sample, gradients accumulated), and both compute the same step: the
+backbone is frozen and its BatchNorm runs in eval mode, normalising with the *running*
+statistics, so each sample's logits depend on that sample alone. The batch loss is the mean of
+per-sample losses, hence its gradient is exactly the sum of the per-sample gradients scaled by
+1/8 (the same maths; only the floating-point summation order differs). The device takes the
+per-sample form because it holds one sample's activations instead of eight. ``full`` cannot be
+split: BatchNorm in training mode normalises over the whole batch, which couples the samples.
+``edge``'s GroupNorm normalises each sample on its own, so its micro-batches are exact too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One row of the table: what trains, under which normalization, in which batches."""
+
+    name: str
+    trains: str  # "nothing" | "classifier" | "all"
+    norm: str  # "batch" | "group": the normalization of the base model it fine-tunes
+    train_mode: bool  # norm layers in training mode (BatchNorm: batch statistics) while fine-tuning
+    host_micro_batch: bool  # the host splits each batch into adapt.micro_batch passes
+    device_micro_batch: int | None  # the device step's default micro-batch; None: the whole batch
+
+    @property
+    def costed(self) -> bool:
+        """Has a training step, so the device backend costs it."""
+        return self.trains != "nothing"
+
+    @property
+    def batch_statistics(self) -> bool:
+        """Normalises over the batch: a batch of one sample is skipped, micro-batches are not exact."""
+        return self.train_mode and self.norm == "batch"
+
+    @property
+    def micro_batches_exact(self) -> bool:
+        """Gradients accumulated over micro-batches equal those of the whole batch."""
+        return not self.batch_statistics
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("none", "nothing", "batch", train_mode=False, host_micro_batch=False, device_micro_batch=None),
+        Strategy("last_layer", "classifier", "batch", train_mode=False, host_micro_batch=False, device_micro_batch=1),
+        Strategy("full", "all", "batch", train_mode=True, host_micro_batch=False, device_micro_batch=None),
+        Strategy("edge", "all", "group", train_mode=True, host_micro_batch=True, device_micro_batch=1),
+    )
+}
+
+NORM_OF = {name: s.norm for name, s in STRATEGIES.items()}
+COSTED = tuple(name for name, s in STRATEGIES.items() if s.costed)
+
+
+def trainable_parameters(model: nn.Module, strategy: str) -> dict[str, nn.Parameter]:
+    """The parameters ``strategy`` trains, by name, in the model's parameter order."""
+    trains = STRATEGIES[strategy].trains
+    if trains == "nothing":
+        return {}
+    if trains == "all":
+        return dict(model.named_parameters())
+    if not hasattr(model, "classifier"):
+        raise ValueError(f"strategy {strategy!r} needs a model with a `.classifier` last layer")
+    ids = {id(p) for p in model.classifier.parameters()}
+    return {n: p for n, p in model.named_parameters() if id(p) in ids}
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` normalises with BatchNorm (whose training mode couples a batch's samples)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

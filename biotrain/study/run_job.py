@@ -1,0 +1,115 @@
+"""One adaptation job, start to finish: its data and fold, base model, chip costs, the day-1
+scenario, the longitudinal chain from the day-1 model, and their MLflow child runs.
+
+Pure library code (no Prefect): the flow wraps :func:`run_job` in a task, and a test can call
+it directly. Windows and base models are read once per worker process and shared by its jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from functools import lru_cache, partial
+
+import torch
+
+from ..adaptation.scenarios import run_day1, run_longitudinal
+from ..adaptation.strategies import adapt
+from ..data.store import load_windows
+from ..device.study import device_row_fields, step_costs
+from ..models.checkpoint import load_checkpoint
+from ..strategy_table import STRATEGIES
+from .config import AdaptSettings, DeviceConfig
+from .jobs import Job
+from .records import ChildRuns, now_ms
+
+
+@lru_cache(maxsize=4)
+def _cohort(windows_path: str, splits_path: str, data_digest: str = ""):
+    """Windows and folds of one modality, read once per worker process (and again if they change)."""
+    w = load_windows(windows_path)
+    with open(splits_path) as fh:
+        folds = {f["subject"]: f for f in json.load(fh)["folds"]}
+    return w, folds
+
+
+@lru_cache(maxsize=32)
+def _pretrained(path: str, digest: str = ""):
+    """A base model read once per worker process (and again if its file changes); jobs adapt copies."""
+    return load_checkpoint(path)
+
+
+def limit_calibration(fold: dict, size: int | None) -> dict:
+    """Only the first ``size`` calibration windows (in time order) of every session adapt."""
+    if not size:
+        return fold
+    cut = lambda part: {**part, "calib": part["calib"][:size]}  # noqa: E731
+    return {**fold, "day1": cut(fold["day1"]), "longitudinal": [cut(p) for p in fold["longitudinal"]]}
+
+
+def chip_costs(spec: dict, strategy: str, finetune, device: DeviceConfig | None) -> dict:
+    """Chip cost of this job's training step (``{}`` for ``none`` or without a device).
+
+    ``adapt.micro_batch`` applies where the strategy micro-batches (``edge``); the others take
+    the strategy table's device batching."""
+    if device is None:
+        return {}
+    micro = finetune.micro_batch if STRATEGIES[strategy].host_micro_batch else None
+    return step_costs(spec, strategy, finetune.batch_size, micro, device.backend, device.constants)
+
+
+def executor(job: Job, device: DeviceConfig | None):
+    """Where this job's fine-tuning runs: ``("host", PyTorch)`` or the exported device program."""
+    target = device.target_for(job.subject, job.strategy) if device else "host"
+    if target == "host":
+        return "host", adapt
+    from ..device.export.adapt import adapt_on_device  # only where a device executes
+
+    return f"device-{target}", partial(adapt_on_device, target=target)
+
+
+def run_job(job: Job, settings: AdaptSettings, runs: ChildRuns) -> list[dict]:
+    """Day-1 adaptation, then the longitudinal chain from the day-1 model; one row per session.
+
+    The chain needs the day-1 model, so both scenarios run here: the model never crosses
+    processes. Each scenario is recorded as its own child run when it is done; a failure is
+    recorded as a FAILED child of the scenario it happened in, then raised.
+    """
+    start = time.perf_counter()
+    torch.set_num_threads(settings.torch_threads)
+    finetune = job.finetune(settings.finetune)
+    executed_on, adapt_fn = executor(job, settings.device)
+    scenario, sessions, begun, costs = "day1", [], now_ms(), {}
+    try:
+        w, folds = _cohort(job.windows, job.splits, job.data_digest)
+        fold = limit_calibration(folds[job.subject], job.calib_size)
+        base, spec = _pretrained(job.pretrained, job.inputs_digest)
+        costs = chip_costs(spec, job.strategy, finetune, settings.device)
+        context = {**job.context(), "executed_on": executed_on}
+
+        sessions, work = [fold["day1"]["session"]], time.perf_counter()
+        row, model = run_day1(base, w.X, w.y, fold, job.strategy, finetune, job.seed, context, adapt_fn)
+        row["work_seconds"] = time.perf_counter() - work
+        runs.record(job, scenario, sessions, [row], costs, begun, executed_on)
+        rows = [row]
+
+        if job.longitudinal:
+            scenario, begun = "longitudinal", now_ms()
+            sessions, work = [s["session"] for s in fold["longitudinal"]], time.perf_counter()
+            chain = run_longitudinal(model, w.X, w.y, fold, job.strategy, finetune, job.seed, context, adapt_fn)
+            each = (time.perf_counter() - work) / len(chain)  # shared evenly by the chain's sessions
+            for r in chain:
+                r["work_seconds"] = each
+            runs.record(job, scenario, sessions, chain, costs, begun, executed_on)
+            rows += chain
+    except Exception as err:
+        with contextlib.suppress(Exception):  # the job's own error matters more than a tracking one
+            runs.record(job, scenario, sessions, [], costs, begun, executed_on, error=err)
+        raise
+    each = (time.perf_counter() - start) / len(rows)
+    for r in rows:
+        r["task_seconds"] = each
+    if settings.device is not None:  # every row gets the device columns (empty for ``none``)
+        rows = [{**r, **device_row_fields(costs, r["n_calib"], finetune.epochs)} for r in rows]
+    return rows

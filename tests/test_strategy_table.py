@@ -1,0 +1,90 @@
+"""The strategy table is the one definition: host training and device capture both agree with it."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from biotrain import adaptation, strategy_table
+from biotrain.adaptation import FinetuneConfig, adapt
+from biotrain.adaptation.strategies import _trainable
+from biotrain.device import capture
+from biotrain.models import build_model
+from biotrain.strategy_table import STRATEGIES, trainable_parameters
+
+C, T, K = 4, 128, 2
+
+
+def _model(norm, seed=0):
+    torch.manual_seed(seed)
+    return build_model("mi_bminet", C, T, K, norm, F1=8, F2=8, Nf=16, Nf2=4)
+
+
+def test_table_is_complete_and_in_brief_order():
+    assert list(STRATEGIES) == ["none", "last_layer", "full", "edge"]
+    for name, s in STRATEGIES.items():
+        assert s.name == name
+        assert s.trains in ("nothing", "classifier", "all")
+        assert s.norm in ("batch", "group")
+        assert s.device_micro_batch is None or s.device_micro_batch >= 1
+        assert s.costed == (s.trains != "nothing")
+        if s.device_micro_batch is not None or s.host_micro_batch:
+            assert s.micro_batches_exact, f"{name} splits its batch, so accumulation must be exact"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        STRATEGIES["full"].trains = "nothing"
+
+
+def test_compatibility_names_are_derived_from_the_table():
+    assert adaptation.STRATEGIES == tuple(STRATEGIES)
+    assert adaptation.NORM_OF == {n: s.norm for n, s in STRATEGIES.items()}
+    assert capture.STRATEGIES == tuple(n for n, s in STRATEGIES.items() if s.costed)
+    assert capture.SGD_DEFAULTS == {k: getattr(FinetuneConfig(), k) for k in ("lr", "momentum", "weight_decay")}
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_host_and_device_train_the_same_parameters_in_the_same_mode(name):
+    s = STRATEGIES[name]
+    model = _model(s.norm)
+    host = {id(p) for p in _trainable(model, name)}
+    names = {n for n, p in model.named_parameters() if id(p) in host}
+    assert names == set(trainable_parameters(model, name))
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == names
+    if s.costed:
+        device_names, training = capture.strategy_setup(model, name)
+        assert set(device_names) == names and training == s.train_mode
+        assert capture.resolve_batching(model, name, 8, None, None)[0] == (s.device_micro_batch or 8)
+    else:
+        with pytest.raises(ValueError, match="costs one of"):
+            capture.strategy_setup(model, name)
+
+
+@pytest.mark.parametrize("name", [n for n, s in STRATEGIES.items() if s.costed])
+def test_host_training_mode_is_the_tables(name):
+    s = STRATEGIES[name]
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, C, T)).astype(np.float32), rng.integers(0, K, 8)
+    model = _model(s.norm)
+    adapt(model, X, y, name, FinetuneConfig(epochs=1), seed=0)
+    assert model.training == s.train_mode
+
+
+def test_last_layer_per_sample_gradients_sum_to_the_batch_gradient():
+    """Why the device may run last_layer per sample: frozen eval-mode BatchNorm makes samples independent."""
+    model = _model("batch").eval()
+    params = list(trainable_parameters(model, "last_layer").values())
+    x, y = torch.randn(8, 1, C, T), torch.randint(0, K, (8,))
+    whole = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+    summed = [torch.zeros_like(p) for p in params]
+    for i in range(8):
+        for acc, g in zip(summed, torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]) / 8, params)):
+            acc += g
+    for a, b in zip(whole, summed):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_last_layer_needs_a_classifier():
+    with pytest.raises(ValueError, match="classifier"):
+        trainable_parameters(torch.nn.Linear(2, 2), "last_layer")
+    assert strategy_table.has_batchnorm(_model("batch")) and not strategy_table.has_batchnorm(_model("group"))
