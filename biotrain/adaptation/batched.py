@@ -55,6 +55,8 @@ from .training import as_tensor, seeded_generator
 # (model class name, strategy) pairs where batching K tasks measured faster than K sequential
 # fast-loop calls (benchmarks/results/adapt_batched.md); everything else runs sequentially.
 BATCHED = {("EpiDeNet", "last_layer"), ("EpiDeNet", "edge"), ("MIBMINet", "last_layer"), ("MIBMINet", "edge")}
+# Smallest group batched: measured at K=8 and 16 only (a 1-epoch check at K=2 was slower, 0.7-0.9x).
+MIN_BATCHED_TASKS = 8
 
 
 def batching_pays(model: nn.Module | str, strategy: str) -> bool:
@@ -78,6 +80,7 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
     ``adapt(models[k], Xs[k], ys[k], strategy, cfg, seeds[k])`` for every k, batching tasks where
     it pays (``force=True``: wherever it is supported, for tests and measurements).
 
+    Groups of fewer than :data:`MIN_BATCHED_TASKS` tasks also run sequentially (unless ``force``).
     ``train_seconds`` of a batched task is its group's time divided by the group's size.
     """
     if not (len(models) == len(Xs) == len(ys) == len(seeds)):
@@ -97,7 +100,7 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
     for k, y in enumerate(ys):
         groups[len(y)].append(k)
     for members in groups.values():
-        if len(members) == 1:
+        if len(members) == 1 or (len(members) < MIN_BATCHED_TASKS and not force):
             k = members[0]
             infos[k] = adapt(models[k], Xs[k], ys[k], strategy, cfg, seeds[k])
             continue
