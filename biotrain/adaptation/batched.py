@@ -15,7 +15,7 @@ loop's own drift from the reference loop there (the batched result was *closer* 
 loop than the sequential fast loop was); test predictions identical in every measured case.
 
 Ragged cohorts: tasks are grouped by their number of calibration windows (same count -> the same
-steps and batch sizes), each group is one computation, and a group of one runs the sequential
+steps and batch sizes), each group is one computation, and a group of fewer than 8 runs the sequential
 fast loop. No padding or masking: a padded task would need masked gradients *and* masked weight
 decay and momentum on the steps it does not have, for no gain on real cohorts where most
 subjects share a session length.
