@@ -12,6 +12,7 @@ from torch import nn
 
 from ..strategy_table import NORM_OF, has_batchnorm, trainable_parameters
 from ..strategy_table import STRATEGIES as TABLE
+from .fast_loop import HOST_LOOPS, fast_gradients
 from .training import as_tensor, seeded_generator
 
 STRATEGIES = tuple(TABLE)  # names, in the table's order
@@ -28,6 +29,7 @@ class FinetuneConfig:
     weight_decay: float = 1e-3
     batch_size: int = 8
     micro_batch: int = 1  # edge only: samples per forward/backward; batch_size must be a multiple
+    host_loop: str = "fast"  # "reference": today's loop bit-for-bit (fast_loop.py says what differs)
 
 
 @dataclass
@@ -54,6 +56,8 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
         raise ValueError(f"strategy {strategy!r} needs a GroupNorm model (micro-batch 1 breaks BatchNorm)")
     if s.host_micro_batch and cfg.batch_size % cfg.micro_batch:
         raise ValueError(f"adapt.batch_size={cfg.batch_size} must be a multiple of adapt.micro_batch={cfg.micro_batch}")
+    if cfg.host_loop not in HOST_LOOPS:
+        raise ValueError(f"host_loop={cfg.host_loop!r} is not supported; use one of {list(HOST_LOOPS)}")
     if s.trains == "nothing":
         return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
 
@@ -65,6 +69,7 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
     gen = seeded_generator(seed)
     xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
     micro = cfg.micro_batch if s.host_micro_batch else cfg.batch_size
+    fast_step = fast_gradients(model, xs, ys, strategy, loss_fn) if cfg.host_loop == "fast" else None
     steps = 0
     for _ in range(cfg.epochs):
         # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
@@ -76,10 +81,13 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
             if s.batch_statistics and len(batch) < 2:
                 continue  # BatchNorm cannot use batch statistics of one sample
             opt.zero_grad(set_to_none=True)
-            for j in range(0, len(batch), micro):  # host_micro_batch: gradients accumulate
-                idx = batch[j:j + micro]
-                loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
-                loss.backward()
+            if fast_step is not None:
+                fast_step(batch)
+            else:
+                for j in range(0, len(batch), micro):  # host_micro_batch: gradients accumulate
+                    idx = batch[j:j + micro]
+                    loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
+                    loss.backward()
             opt.step()
             steps += 1
         sched.step()

@@ -1,0 +1,167 @@
+"""Fine-tune K same-architecture models as one computation (torch.func), issue 12.
+
+At batch 8 the host's fine-tuning step is small enough to be bound by per-op dispatch, so K tasks
+(subjects or seeds) of one model architecture and strategy train together: their trainable
+parameters are stacked along a leading task axis, ``vmap(grad(loss))`` over
+``functional_call`` computes every task's gradient in one call, and one ``torch.optim.SGD`` over
+the stacked tensors updates them. SGD's update is elementwise, so each task keeps its own momentum
+and the same cosine learning rate as alone; each task draws its batch order from its own seeded
+generator, exactly as :func:`~biotrain.adaptation.adapt` does. Only the gradient's float rounding
+differs from a task trained alone (vmap runs a grouped convolution / batched matmul). Measured
+against K sequential fast-loop calls: ``last_layer`` bit-exact (same weights); ``edge`` within 1e-5
+relative per tensor after 3 epochs (tests/adaptation/test_adapt_batched.py), and after 10 epochs up
+to ~1e-3 on the small GroupNorm biases (norm ~5e-3) of a few tasks, which is the size of the fast
+loop's own drift from the reference loop there (the batched result was *closer* to the reference
+loop than the sequential fast loop was); test predictions identical in every measured case.
+
+Ragged cohorts: tasks are grouped by their number of calibration windows (same count -> the same
+steps and batch sizes), each group is one computation, and a group of fewer than 8 runs the sequential
+fast loop. No padding or masking: a padded task would need masked gradients *and* masked weight
+decay and momentum on the steps it does not have, for no gain on real cohorts where most
+subjects share a session length.
+
+Where it runs: ``last_layer`` and ``edge`` on per-sample models (:func:`.fast_loop.per_sample_model`),
+and only where :func:`batching_pays`. Measured speed-up over K sequential fast-loop calls
+(``benchmarks/results/adapt_batched.md``, 10 epochs, 2 shared cores at load ~6, median of 2 repeats):
+
+| model (modality) | strategy | K=8 | K=16 |
+|---|---|---|---|
+| EpiDeNet (EOG) | edge | 1.46x | 2.32x |
+| EpiDeNet (EOG) | last_layer | 1.20x | 2.45x |
+| MI-BMINet (EEG) | edge | 1.24x | 1.42x |
+| MI-BMINet (EEG) | last_layer | 1.44x | 1.78x |
+
+Every combination paid, so all four are in :data:`BATCHED`; the gain grows with K (use K >= 16). ``full``
+stays per model: with batch-statistics BatchNorm the rounding differences grew enough to change
+accuracies. Everything else falls back to one :func:`adapt` call per task, so callers can always
+use :func:`adapt_many`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from ..strategy_table import STRATEGIES
+from .fast_loop import CachedFeatures, per_sample_model
+from .strategies import AdaptInfo, FinetuneConfig, adapt
+from .training import as_tensor, seeded_generator
+
+# (model class name, strategy) pairs where batching K tasks measured faster than K sequential
+# fast-loop calls (benchmarks/results/adapt_batched.md); everything else runs sequentially.
+BATCHED = {("EpiDeNet", "last_layer"), ("EpiDeNet", "edge"), ("MIBMINet", "last_layer"), ("MIBMINet", "edge")}
+# Smallest group batched: measured at K=8 and 16 only (a 1-epoch check at K=2 was slower, 0.7-0.9x).
+MIN_BATCHED_TASKS = 8
+
+
+def batching_pays(model: nn.Module | str, strategy: str) -> bool:
+    """True where :func:`adapt_many` trains the tasks as one computation (measured to pay)."""
+    name = model if isinstance(model, str) else type(model).__name__
+    return (name, strategy) in BATCHED
+
+
+def _check_same_architecture(models: list[nn.Module]) -> None:
+    def signature(m):
+        return type(m), [(n, tuple(t.shape)) for n, t in m.state_dict().items()]
+    first = signature(models[0])
+    for i, m in enumerate(models[1:], start=1):
+        if signature(m) != first:
+            raise ValueError(f"adapt_many needs models of one architecture; model {i} differs from model 0")
+
+
+def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarray], strategy: str,
+               cfg: FinetuneConfig, seeds: list[int], force: bool = False) -> list[AdaptInfo]:
+    """Fine-tune each ``models[k]`` in place on ``Xs[k], ys[k]`` with ``seeds[k]``, like
+    ``adapt(models[k], Xs[k], ys[k], strategy, cfg, seeds[k])`` for every k, batching tasks where
+    it pays (``force=True``: wherever it is supported, for tests and measurements).
+
+    Groups of fewer than :data:`MIN_BATCHED_TASKS` tasks also run sequentially (unless ``force``).
+    ``train_seconds`` of a batched task is its group's time divided by the group's size.
+    """
+    if not (len(models) == len(Xs) == len(ys) == len(seeds)):
+        raise ValueError(f"adapt_many: {len(models)} models, {len(Xs)} X, {len(ys)} y, {len(seeds)} seeds")
+    if not models:
+        return []
+    _check_same_architecture(models)
+    s = STRATEGIES.get(strategy)  # unknown names fall through to adapt, which names the choices
+    supported = s is not None and ((s.trains == "classifier" and not s.train_mode)  # last_layer
+                                   or (s.host_micro_batch and per_sample_model(models[0])))  # edge
+    if not supported or cfg.host_loop != "fast" or not (force or batching_pays(models[0], strategy)):
+        return [adapt(m, X, y, strategy, cfg, s) for m, X, y, s in zip(models, Xs, ys, seeds)]
+    if s.host_micro_batch and cfg.batch_size % cfg.micro_batch:
+        raise ValueError(f"adapt.batch_size={cfg.batch_size} must be a multiple of adapt.micro_batch={cfg.micro_batch}")
+    infos: list[AdaptInfo | None] = [None] * len(models)
+    groups = defaultdict(list)
+    for k, y in enumerate(ys):
+        groups[len(y)].append(k)
+    for members in groups.values():
+        if len(members) == 1 or (len(members) < MIN_BATCHED_TASKS and not force):
+            k = members[0]
+            infos[k] = adapt(models[k], Xs[k], ys[k], strategy, cfg, seeds[k])
+            continue
+        out = _adapt_group([models[k] for k in members], [Xs[k] for k in members], [ys[k] for k in members],
+                           strategy, cfg, [seeds[k] for k in members])
+        for k, info in zip(members, out):
+            infos[k] = info
+    return infos
+
+
+def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
+    """K tasks with the same number of windows: one vmapped gradient and one SGD step per batch."""
+    start = time.perf_counter()
+    K, n = len(models), len(ys[0])
+    row = STRATEGIES[strategy]
+    classifier_only = row.trains == "classifier"  # last_layer: cached features, vmap the classifier
+    head = models[0].classifier if classifier_only else models[0]  # the module vmap runs
+    prefix = "classifier." if classifier_only else ""
+    names = [name for name, _ in head.named_parameters()]
+    owned = [dict(m.named_parameters()) for m in models]
+    params = {name: torch.stack([o[prefix + name].detach() for o in owned]).requires_grad_(True) for name in names}
+    buffers = {name: torch.stack([dict(m.named_buffers())[prefix + name] for m in models])
+               for name, _ in head.named_buffers()}
+    opt = torch.optim.SGD(list(params.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    gens = [seeded_generator(s) for s in seeds]
+    xs = [as_tensor(X) for X in Xs]
+    labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys])  # (K, n)
+    if classifier_only:
+        features = [CachedFeatures(m, x) for m, x in zip(models, xs)]
+
+        def inputs(batches):  # (K, b, F): each task's own frozen backbone's classifier input
+            return torch.stack([f(b) for f, b in zip(features, batches)])
+    else:
+        stacked = torch.stack(xs)  # (K, n, 1, C, T)
+
+        def inputs(batches):
+            return stacked[torch.arange(K)[:, None], batches]
+
+    def loss(p, b, x, y):
+        return nn.functional.cross_entropy(functional_call(head, (p, b), (x,)), y, reduction="sum") / len(y)
+
+    task_grads = vmap(grad(loss))
+    head.train(row.train_mode)
+    steps = 0
+    for _ in range(cfg.epochs):
+        orders = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (K, n)
+        for i in range(0, n, cfg.batch_size):
+            batches = orders[:, i:i + cfg.batch_size]
+            grads = task_grads(params, buffers, inputs(batches), labels.gather(1, batches))
+            for name, p in params.items():
+                p.grad = grads[name]
+            opt.step()
+            steps += 1
+        sched.step()
+    with torch.no_grad():
+        for k, (m, o) in enumerate(zip(models, owned)):
+            for name in names:
+                o[prefix + name].copy_(params[name][k])
+            m.train(row.train_mode)
+            for p in m.parameters():
+                p.requires_grad_(True)
+    seconds = (time.perf_counter() - start) / K
+    return [AdaptInfo(n_calib=n, optimizer_steps=steps, train_seconds=seconds) for _ in models]
