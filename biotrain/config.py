@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .adaptation.strategies import STRATEGIES
+from .adaptation.strategies import HOST_LOOPS, STRATEGIES
 from .data.datasets import EOG_DATASETS, MODALITIES, dataset_class
 from .errors import UserError
 from .models import MODELS
@@ -273,6 +273,8 @@ def _check_adapt(c: _Checker) -> None:
         c.fail("adapt.micro_batch", micro, f"a divisor of adapt.batch_size={batch}")
     if "edge" in strategies and micro and batch and micro > batch:
         c.fail("adapt.micro_batch", micro, f"<= adapt.batch_size={batch}")
+    # how the host emulates the strategies: "fast" (fast_loop.py) or today's loop, for comparisons
+    c.choice("adapt.host_loop", HOST_LOOPS, default="fast")
     c.number("adapt.retries", integer=True, minimum=0)
     _check_runner(c)
 

@@ -137,7 +137,7 @@ class StudyConfig:
                                     weight_decay=p["weight_decay"]),
             pretrain_workers=int(p["workers"]),
             strategies=tuple(a["strategies"]), seeds=tuple(int(s) for s in a["seeds"]),
-            finetune=FinetuneConfig(**{k: a[k] for k in FINETUNE_KEYS}),
+            finetune=FinetuneConfig(**{k: a[k] for k in FINETUNE_KEYS if k in a}),
             device=DeviceConfig(backend=device["backend"], constants=dict(device.get("constants") or {}),
                                 execute=device.get("execute") or "host",
                                 execute_subjects=None if subjects is None else tuple(subjects)),

@@ -16,7 +16,8 @@ from .config import FINETUNE_KEYS, StudyConfig
 from .paths import StudyPaths
 
 # what a sweep may vary: the job's strategy and seed, a fine-tuning setting, or the calibration size
-GRID_KEYS = ("strategy", "seed", "lr", "epochs", "momentum", "weight_decay", "batch_size", "micro_batch", "calib_size")
+GRID_KEYS = ("strategy", "seed", "lr", "epochs", "momentum", "weight_decay", "batch_size", "micro_batch", "calib_size",
+             "host_loop")
 TAG_KEYS = ("dataset", "modality", "model", "subject", "strategy", "seed")
 
 
