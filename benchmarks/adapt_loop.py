@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,19 +41,17 @@ SHARE = {"edge": 0.58, "full": 0.32, "last_layer": 0.11}  # issue 12: share of a
 
 def cohort_shapes(params_path: Path) -> dict:
     """{modality: (model name, kwargs, n_chans, n_times, n_classes, n_calib)} from params.yaml."""
-    p = yaml.safe_load(params_path.read_text())
-    frac = p["split"]["calib_fraction"]
-    ds = p["data"]["dataset"]["kwargs"]
-    eeg_tpc = {**ds, **p["data"]["eeg"]["dataset_kwargs"]}["trials_per_class"]
-    eog_tpc = {**ds, **p["data"]["eog"]["dataset_kwargs"]}["trials_per_class"]
-    n_eeg_classes = len(p["data"]["eeg"]["events"])
-    n_eog_classes = 11  # events: null -> all 11 eye movements
-    return {  # the model kwargs carry the window's rate (kernels may be given in seconds)
-        "eeg": (p["models"]["eeg"]["name"], {**p["models"]["eeg"]["kwargs"], "sfreq": p["data"]["eeg"]["sfreq"]}, 8, p["data"]["eeg"]["n_times"], n_eeg_classes,
-                int(frac * eeg_tpc * n_eeg_classes)),
-        "eog": (p["models"]["eog"]["name"], {**p["models"]["eog"]["kwargs"], "sfreq": p["data"]["eog"]["sfreq"]}, 2, p["data"]["eog"]["n_times"], n_eog_classes,
-                int(frac * eog_tpc * n_eog_classes)),
-    }
+    from stages.common import load_study
+
+    data = load_study(params_path).data
+    n_chans = {"eeg": 8, "eog": 2}
+    n_classes = {m: len(data.modalities[m].window.events or []) or 11 for m in data.modalities}  # eog: all 11
+    out = {}
+    for m, cfg in data.modalities.items():  # the model kwargs carry the window's rate (kernels in seconds)
+        n_calib = int(data.calib_fraction * cfg.dataset_kwargs["trials_per_class"] * n_classes[m])
+        out[m] = (cfg.model.name, {**cfg.model.kwargs, "sfreq": cfg.window.sfreq}, n_chans[m], cfg.window.n_times,
+                  n_classes[m], n_calib)
+    return out
 
 
 def weight_difference(a: dict, b: dict) -> str:
