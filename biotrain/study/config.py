@@ -8,7 +8,7 @@ training code's own :class:`FinetuneConfig`: one definition of the keys a sweep 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,6 @@ class StudyConfig:
 
     def for_sweep(self) -> StudyConfig:
         """The same study tracked in the sweep's own MLflow experiment (``sweep-<name>``)."""
-        from dataclasses import replace
-
         if self.sweep is None:
             raise ValueError("params have no sweep section")
         return replace(self, tracking=replace(self.tracking, experiment=f"sweep-{self.sweep.name}"))
@@ -150,17 +148,6 @@ class StudyConfig:
         )
 
 
-def _modality(data: dict, models: dict, modality: str) -> ModalityConfig:
-    cfg = data[modality]
-    kwargs = {**(data["dataset"].get("kwargs") or {}), **(cfg.get("dataset_kwargs") or {})}
-    key = f"data.dataset.kwargs + data.{modality}.dataset_kwargs" if cfg.get("dataset_kwargs") else "data.dataset.kwargs"
-    window = WindowSpec(modality=modality, sfreq=float(cfg["sfreq"]), n_times=int(cfg["n_times"]),
-                        fmin=float(cfg["fmin"]), fmax=float(cfg["fmax"]), tmin=float(cfg["tmin"]),
-                        channels=cfg.get("channels"), events=cfg.get("events"))
-    model = ModelConfig(name=models[modality]["name"], kwargs=dict(models[modality].get("kwargs") or {}))
-    return ModalityConfig(name=modality, dataset_kwargs=kwargs, kwargs_key=key, window=window, model=model)
-
-
 @dataclass(frozen=True)
 class AdaptSettings:
     """What an adaptation task's results depend on, beside its job: the study's fine-tuning
@@ -173,3 +160,14 @@ class AdaptSettings:
     @classmethod
     def of(cls, config: StudyConfig) -> AdaptSettings:
         return cls(finetune=config.finetune, device=config.device, torch_threads=config.runner.torch_threads)
+
+
+def _modality(data: dict, models: dict, modality: str) -> ModalityConfig:
+    cfg = data[modality]
+    kwargs = {**(data["dataset"].get("kwargs") or {}), **(cfg.get("dataset_kwargs") or {})}
+    key = f"data.dataset.kwargs + data.{modality}.dataset_kwargs" if cfg.get("dataset_kwargs") else "data.dataset.kwargs"
+    window = WindowSpec(modality=modality, sfreq=float(cfg["sfreq"]), n_times=int(cfg["n_times"]),
+                        fmin=float(cfg["fmin"]), fmax=float(cfg["fmax"]), tmin=float(cfg["tmin"]),
+                        channels=cfg.get("channels"), events=cfg.get("events"))
+    model = ModelConfig(name=models[modality]["name"], kwargs=dict(models[modality].get("kwargs") or {}))
+    return ModalityConfig(name=modality, dataset_kwargs=kwargs, kwargs_key=key, window=window, model=model)
