@@ -110,3 +110,18 @@ def test_a_group_failure_is_a_failed_child_run_per_job(tmp_path):
     children = _children(tracking.uri, parent)
     assert len(children) == len(jobs) and all(c.info.status == "FAILED" for c in children)
     assert all(c.data.tags["scenario"] == "day1" and "missing.pt" in c.data.tags["error"] for c in children)
+
+
+def test_the_flow_runs_groups_and_returns_rows_in_the_jobs_order(tmp_path, prefect_harness):
+    from flows.adapt_cohort import run_adapt_cohort
+    from tests.helpers import runner
+
+    jobs = plan_eeg(tmp_path, small_cohort(tmp_path), ["none", "last_layer", "edge"], [0, 1])
+    settings, tracking = _settings(tmp_path, "flow-groups")
+    per_job, _ = run_adapt_cohort(jobs, settings, dataclasses.replace(tracking, experiment="per-job"), runner())
+    grouped, parent_id = run_adapt_cohort(jobs, settings, tracking, runner(), force_batching=True)
+    key = lambda r: (r["subject"], r["strategy"], r["seed"], r["scenario"], r["session"])  # noqa: E731
+    assert [key(r) for r in grouped] == [key(r) for r in per_job]  # the stage's CSV keeps its row order
+    mlflow.set_tracking_uri(tracking.uri)
+    runs = mlflow.search_runs(experiment_names=["flow-groups"], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert len(runs) == 2 * len(jobs) and (runs["status"] == "FINISHED").all()
