@@ -2,7 +2,7 @@
 
     python benchmarks/adapt_stage.py --project runs/tiny --seeds 0 1 2 3 --markdown benchmarks/results/adapt_stage.md
 
-``--project``: a study whose ``pretrain`` stage has run (``biotrain run --profile tiny -s pretrain``
+``--project``: a study whose ``pretrain`` stage has run (``biotrain run --profile tiny pretrain``
 makes ``runs/tiny``); its params plan the jobs (``--seeds`` replaces the study's seeds, so that
 enough same-shaped jobs exist to batch). Each variant runs the whole flow (``run_adapt_cohort``,
 threads runner, ``--workers`` workers, no retries) on the same jobs under its own MLflow store:
