@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from functools import lru_cache, partial
 
+import numpy as np
 import torch
 
 from ..adaptation.scenarios import run_day1, run_longitudinal
@@ -69,6 +71,43 @@ def executor(job: Job, device: DeviceConfig | None):
     return f"device-{target}", partial(adapt_on_device, target=target)
 
 
+@dataclass(frozen=True)
+class JobInputs:
+    """What a job adapts: its windows, fold (calibration-limited), base model, chip costs and row context."""
+
+    X: np.ndarray
+    y: np.ndarray
+    fold: dict
+    base: torch.nn.Module
+    costs: dict
+    context: dict
+
+
+def load_inputs(job: Job, settings: AdaptSettings, executed_on: str) -> JobInputs:
+    """A job's inputs, read once per worker process and shared by its jobs (the base model is not copied)."""
+    w, folds = _cohort(job.windows, job.splits, job.data_digest)
+    base, spec = _pretrained(job.pretrained, job.inputs_digest)
+    return JobInputs(w.X, w.y, limit_calibration(folds[job.subject], job.calib_size), base,
+                     chip_costs(spec, job.strategy, job.finetune(settings.finetune), settings.device),
+                     {**job.context(), "executed_on": executed_on})
+
+
+def with_task_fields(rows: list[dict], task_seconds: float, costs: dict, finetune, settings: AdaptSettings) -> list[dict]:
+    """The task's share of time on every row, and the device columns (empty for ``none``) with a device."""
+    for r in rows:
+        r["task_seconds"] = task_seconds
+    if settings.device is None:
+        return rows
+    return [{**r, **device_row_fields(costs, r["n_calib"], finetune.epochs)} for r in rows]
+
+
+def record_failure(runs: ChildRuns, job: Job, scenario: str, sessions: list[str], costs: dict, begun: int,
+                   executed_on: str, err: BaseException) -> None:
+    """A FAILED child run for the scenario ``err`` happened in; a tracking error does not hide ``err``."""
+    with contextlib.suppress(Exception):
+        runs.record(job, scenario, sessions, [], costs, begun, executed_on, error=err)
+
+
 def run_job(job: Job, settings: AdaptSettings, runs: ChildRuns) -> list[dict]:
     """Day-1 adaptation, then the longitudinal chain from the day-1 model; one row per session.
 
@@ -82,14 +121,11 @@ def run_job(job: Job, settings: AdaptSettings, runs: ChildRuns) -> list[dict]:
     executed_on, adapt_fn = executor(job, settings.device)
     scenario, sessions, begun, costs = "day1", [], now_ms(), {}
     try:
-        w, folds = _cohort(job.windows, job.splits, job.data_digest)
-        fold = limit_calibration(folds[job.subject], job.calib_size)
-        base, spec = _pretrained(job.pretrained, job.inputs_digest)
-        costs = chip_costs(spec, job.strategy, finetune, settings.device)
-        context = {**job.context(), "executed_on": executed_on}
+        data = load_inputs(job, settings, executed_on)
+        fold, costs = data.fold, data.costs
 
         sessions, work = [fold["day1"]["session"]], time.perf_counter()
-        row, model = run_day1(base, w.X, w.y, fold, job.strategy, finetune, job.seed, context, adapt_fn)
+        row, model = run_day1(data.base, data.X, data.y, fold, job.strategy, finetune, job.seed, data.context, adapt_fn)
         row["work_seconds"] = time.perf_counter() - work
         runs.record(job, scenario, sessions, [row], costs, begun, executed_on)
         rows = [row]
@@ -97,19 +133,14 @@ def run_job(job: Job, settings: AdaptSettings, runs: ChildRuns) -> list[dict]:
         if job.longitudinal:
             scenario, begun = "longitudinal", now_ms()
             sessions, work = [s["session"] for s in fold["longitudinal"]], time.perf_counter()
-            chain = run_longitudinal(model, w.X, w.y, fold, job.strategy, finetune, job.seed, context, adapt_fn)
+            chain = run_longitudinal(model, data.X, data.y, fold, job.strategy, finetune, job.seed, data.context,
+                                     adapt_fn)
             each = (time.perf_counter() - work) / len(chain)  # shared evenly by the chain's sessions
             for r in chain:
                 r["work_seconds"] = each
             runs.record(job, scenario, sessions, chain, costs, begun, executed_on)
             rows += chain
     except Exception as err:
-        with contextlib.suppress(Exception):  # the job's own error matters more than a tracking one
-            runs.record(job, scenario, sessions, [], costs, begun, executed_on, error=err)
+        record_failure(runs, job, scenario, sessions, costs, begun, executed_on, err)
         raise
-    each = (time.perf_counter() - start) / len(rows)
-    for r in rows:
-        r["task_seconds"] = each
-    if settings.device is not None:  # every row gets the device columns (empty for ``none``)
-        rows = [{**r, **device_row_fields(costs, r["n_calib"], finetune.epochs)} for r in rows]
-    return rows
+    return with_task_fields(rows, (time.perf_counter() - start) / len(rows), costs, finetune, settings)
