@@ -24,14 +24,14 @@ import yaml
 from biotrain.cli import main as cli_main
 from biotrain.config import ParamsError, read_params, validate_params
 from biotrain.errors import DEBUG_ENV, TrackingError, UserError
-from tests.helpers import ROOT, tiny_params
+from tests.helpers import ROOT, subprocess_env, tiny_params
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 CLI = [sys.executable, "-m", "biotrain.cli"]
 
 
 def _env(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    return subprocess_env(**extra)
 
 
 def _cli(*args, cwd=None, **env) -> subprocess.CompletedProcess:
@@ -489,6 +489,8 @@ def test_prefect_temporary_server_gets_a_longer_limit_and_one_retry(monkeypatch)
     from flows import runners
 
     calls = []
+    # servers of this test's own: never the session's (Prefect's harness registers it as the default)
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})
 
     def start(self, timeout=None):
         calls.append(timeout)
@@ -511,7 +513,6 @@ def test_prefect_temporary_server_gets_a_longer_limit_and_one_retry(monkeypatch)
     monkeypatch.setenv(runners.STARTUP_TIMEOUT_ENV, "7")
     with pytest.raises(UserError, match=r"did not answer within 7 s, 2 times .* raise PREFECT_SERVER_EPHEMERAL"):
         runners.start_temporary_server()
-    SubprocessASGIServer._instances.clear()
 
 
 # ---- interrupts -------------------------------------------------------------------------------
@@ -531,7 +532,7 @@ def test_sigterm_marks_the_mlflow_runs_killed_and_a_rerun_finishes(tmp_path, pre
 
     from biotrain.adaptation.plan import plan_jobs
     from flows.adapt_cohort import run_adapt_cohort
-    from tests.test_flow import _cohort, _settings
+    from tests.pipeline.test_flow import _cohort, _settings
 
     inputs, folds = _cohort(tmp_path, n_subjects=2)
     jobs = plan_jobs(inputs, folds, ["full", "edge"], [0, 1])
@@ -594,7 +595,7 @@ def dvc_project(tmp_path):
 
 
 def _bin_env() -> dict:
-    return _env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return _env()  # this interpreter's scripts (dvc) first on PATH
 
 
 def test_stopping_biotrain_run_stops_its_whole_process_group(dvc_project):

@@ -1,8 +1,6 @@
-"""The ``data`` and ``split`` stages: incremental per-subject outputs and the schema checks."""
+"""The schema checks on windows and folds (``biotrain.data.validate``), on hand-made data."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pandas as pd
@@ -11,44 +9,6 @@ import pytest
 from biotrain.data.split import make_splits
 from biotrain.data.validate import DataError, check_folds, check_windows
 from biotrain.data.windows import Windows
-from tests.helpers import run_stage, tiny_params
-
-
-def _eeg_only(n_subjects: int) -> dict:
-    params = tiny_params()
-    params["data"]["modalities"] = ["eeg"]
-    params["data"]["dataset"]["kwargs"].update(n_subjects=n_subjects, trials_per_class=20)
-    return params
-
-
-def test_adding_a_subject_computes_only_that_subject(tmp_path):
-    first = run_stage(tmp_path, _eeg_only(2))
-    assert first.returncode == 0, first.stderr
-    folder = tmp_path / "data/windows/eeg"
-    before = {p.name: p.read_bytes() for p in folder.glob("subject-*.npz")}
-    second = run_stage(tmp_path, _eeg_only(3))
-    assert second.returncode == 0, second.stderr
-    assert "eeg: 3 subjects (2 reused, 1 computed)" in second.stdout
-    for name, content in before.items():
-        assert (folder / name).read_bytes() == content
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert [e["subject"] for e in manifest["subjects"]] == [1, 2, 3]
-    # a change that alters every subject's windows recomputes them all
-    changed = _eeg_only(3)
-    changed["data"]["eeg"]["fmax"] = 30.0
-    third = run_stage(tmp_path, changed)
-    assert "eeg: 3 subjects (0 reused, 3 computed)" in third.stdout
-    split = run_stage(tmp_path, changed, "split")
-    assert split.returncode == 0 and "3 folds" in split.stdout, split.stderr
-
-
-def test_missing_channel_is_named_before_any_output(tmp_path):
-    params = _eeg_only(2)
-    params["data"]["eeg"]["channels"] = ["C3", "C4", "Oz"]
-    proc = run_stage(tmp_path, params)
-    assert proc.returncode != 0
-    assert "data.eeg.channels: ['Oz'] not in SyntheticMI" in proc.stderr and "'C3'" in proc.stderr
-    assert not (tmp_path / "data/windows/eeg").exists()
 
 
 def _windows(n_per=6, sessions=("0", "1"), classes=2):
