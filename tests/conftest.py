@@ -1,4 +1,4 @@
-"""Shared fixtures: one Prefect test harness per session, quiet MNE, small cohorts."""
+"""Shared fixtures: one Prefect server per session, quiet MNE."""
 
 from __future__ import annotations
 
@@ -10,11 +10,31 @@ import pytest
 logging.getLogger("mne").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", category=RuntimeWarning, module="mne")
 
+# Prefect's own start-up limit is 30 s; with several engineers on two cores it can take longer
+PREFECT_STARTUP_TIMEOUT_S = 180
+
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """A throwaway Prefect API for the whole session (started once: it takes ~20 s)."""
+def prefect_api_url():
+    """The session's one Prefect server (a start costs ~20 s, more under load), as its API URL.
+
+    In-process flows report to it (Prefect's test harness: a throwaway database), and so does
+    every pipeline a test starts in a subprocess: ``PREFECT_API_URL`` is exported for the
+    session and ``tests.helpers.subprocess_env`` passes it on, so ``dvc repro``, the stages and
+    ``biotrain run`` do not each start a temporary server. Tests of the temporary-server path
+    itself remove the variable from their subprocess's environment.
+    """
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    with prefect_test_harness(server_startup_timeout=PREFECT_STARTUP_TIMEOUT_S):
+        url = PREFECT_API_URL.value()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PREFECT_API_URL", url)
+            yield url
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_api_url):
+    """The session's Prefect server, for tests that run flows in this process."""
+    return prefect_api_url

@@ -162,11 +162,14 @@ def bnci_params() -> dict:
     }
     data.pop("eog", None)
     params["models"] = {"eeg": params["models"]["eeg"]}
+    # plumbing, not accuracy: few epochs; one untrained and one trained strategy (both norms pretrained)
+    params["pretrain"]["epochs"] = 2
+    params["adapt"].update(epochs=2, strategies=["none", "edge"])
     return params
 
 
 @pytest.mark.slow
-def test_pipeline_runs_on_bnci2014_001_layout_offline(tmp_path_factory):
+def test_pipeline_runs_on_bnci2014_001_layout_offline(tmp_path_factory, prefect_api_url):
     root = tmp_path_factory.mktemp("mne_pipeline")
     write_bnci2014_001(root, subjects=(1, 2), runs=3, trials_per_class=4)
     project = make_project(tmp_path_factory.mktemp("bnci_study"), bnci_params())

@@ -352,10 +352,11 @@ def test_data_stage_stops_on_a_corrupt_file_and_writes_nothing(tmp_path):
 # ---- (d) the whole pipeline on the CSV folder ---------------------------------------------------
 
 @pytest.mark.slow
-def test_pipeline_on_the_glasses_folder(cohort, tmp_path):
+def test_pipeline_on_the_glasses_folder(cohort, tmp_path, prefect_api_url):
     params = _glasses_params(cohort)
     params["pretrain"]["epochs"] = 2  # plumbing, not accuracy: keep it short
     params["adapt"]["epochs"] = 2
+    params["adapt"]["strategies"] = ["none", "edge"]  # one untrained, one trained (both norms pretrained)
     project = make_project(tmp_path / "project", params)
     run_dvc(project, "repro")
     results = pd.read_csv(project / "results" / "adaptation.csv", dtype={"session": str})

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.helpers import ROOT, make_project, run_dvc, tiny_params
+from tests.helpers import make_project, run_dvc, subprocess_env, tiny_params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api_url")]  # the session's Prefect server
 
 
 def _params(name: str, uri: str | None = None) -> dict:
@@ -33,8 +33,7 @@ def _params(name: str, uri: str | None = None) -> dict:
 
 def _sweep(project, name, uri=None, **popen):
     (project / "params.yaml").write_text(yaml.safe_dump(_params(name, uri), sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "stages.sweep"], cwd=project, env=env,
+    return subprocess.Popen([sys.executable, "-m", "stages.sweep"], cwd=project, env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
 
 

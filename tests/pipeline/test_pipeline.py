@@ -1,7 +1,8 @@
 """The whole DVC pipeline on the tiny profile, as a user runs it: ``dvc repro``.
 
-One project copy per module: the first ``dvc repro`` feeds every check; the last test deletes
-the outputs, reruns, and expects the very same metrics.
+One shared run (the session's ``tiny_study``) feeds every check that reads a finished study.
+Tests that change the project work on a copy of it: the rerun deletes the outputs and expects
+the very same metrics as the shared run.
 """
 
 from __future__ import annotations
@@ -15,19 +16,15 @@ import pytest
 import yaml
 
 from biotrain.tracking.views import VIEW_METRICS
-from tests.helpers import ROOT, git, make_project, run_dvc as _dvc
+from tests.helpers import copy_project, run_dvc as _dvc
 
 OUTPUTS = ["data/windows", "data/splits", "models/pretrained", "results", "metrics", "reports"]
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("study"), ROOT / "profiles" / "tiny.yaml", scm=True)
-    _dvc(project, "repro")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "first run")
-    return project
+def project(tiny_study):
+    return tiny_study
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +37,10 @@ def results(project):
     return pd.read_csv(project / "results/adaptation.csv", dtype={"session": str})
 
 
+@pytest.fixture
+def project_copy(project, tmp_path):
+    """A copy of the shared study, for a test that changes the project."""
+    return copy_project(project, tmp_path / "study")
 def test_results_contract(results, params):
     required = ["dataset", "modality", "subject", "session", "scenario", "strategy", "seed", "n_calib", "acc_before", "acc_after"]
     assert set(required) <= set(results.columns)
@@ -100,17 +101,19 @@ def test_mlflow_parent_and_one_child_per_task(project, results):
     assert "report/figures/pareto.png" in names and "report/figures/subjects_sessions.png" in names
 
 
-def test_nothing_to_do_after_a_full_run(project):
+def test_nothing_to_do_after_a_full_run(project_copy):
     """Only the recordings check runs (always: recordings live outside DVC's view); it finds
     nothing changed, so no other stage runs."""
+    project = project_copy
     proc = _dvc(project, "status")
     assert proc.stdout.split() == ["recordings:", "always", "changed"], proc.stdout
     proc = _dvc(project, "repro")
     assert proc.stdout.count("Running stage") == 1 and "Running stage 'recordings'" in proc.stdout, proc.stdout
 
 
-def test_dvc_experiment_in_a_temporary_copy_tracks_into_the_project_store(project):
+def test_dvc_experiment_in_a_temporary_copy_tracks_into_the_project_store(project_copy):
     """``dvc exp run`` (here --temp, as queued experiments do) runs in a copy under .dvc/tmp/exps."""
+    project = project_copy
     _dvc(project, "exp", "run", "--temp", "-S", "adapt.epochs=3", "-n", "short")
     shown = _dvc(project, "exp", "show", "--json").stdout
     assert '"short"' in shown and "acc_mean" in shown
@@ -121,10 +124,11 @@ def test_dvc_experiment_in_a_temporary_copy_tracks_into_the_project_store(projec
     assert list(project.rglob("mlflow.db")) == [project / "mlflow.db"]
 
 
-def test_deleting_outputs_and_rerunning_reproduces_metrics_exactly(project):
+def test_deleting_outputs_and_rerunning_reproduces_metrics_exactly(project, project_copy):
+    """The copy's outputs are deleted and recomputed: the very bytes of the shared run's."""
     before = {p: (project / p).read_bytes() for p in ("metrics/adaptation.json", "results/adaptation.csv")}
     for out in OUTPUTS:
-        shutil.rmtree(project / out)
-    _dvc(project, "repro", "--force", "--no-run-cache")  # recompute everything, no cache restore
+        shutil.rmtree(project_copy / out)
+    _dvc(project_copy, "repro", "--force", "--no-run-cache")  # recompute everything, no cache restore
     for path, content in before.items():
-        assert (project / path).read_bytes() == content, path
+        assert (project_copy / path).read_bytes() == content, path

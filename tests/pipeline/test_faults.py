@@ -26,14 +26,14 @@ import yaml
 from biotrain.cli import main as cli_main
 from biotrain.config import ParamsError, read_params, validate_params
 from biotrain.errors import DEBUG_ENV, TrackingError, UserError
-from tests.helpers import ROOT, tiny_params
+from tests.helpers import ROOT, subprocess_env, tiny_params
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 CLI = [sys.executable, "-m", "biotrain.cli"]
 
 
 def _env(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    return subprocess_env(**extra)
 
 
 def _cli(*args, cwd=None, **env) -> subprocess.CompletedProcess:
@@ -492,6 +492,8 @@ def test_prefect_temporary_server_gets_a_longer_limit_and_one_retry(monkeypatch)
     from flows import runners
 
     calls = []
+    # servers of this test's own: never the session's (Prefect's harness registers it as the default)
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})
 
     def start(self, timeout=None):
         calls.append(timeout)
@@ -514,7 +516,6 @@ def test_prefect_temporary_server_gets_a_longer_limit_and_one_retry(monkeypatch)
     monkeypatch.setenv(runners.STARTUP_TIMEOUT_ENV, "7")
     with pytest.raises(UserError, match=r"did not answer within 7 s, 2 times .* raise PREFECT_SERVER_EPHEMERAL"):
         runners.start_temporary_server()
-    SubprocessASGIServer._instances.clear()
 
 
 # ---- interrupts -------------------------------------------------------------------------------
@@ -596,7 +597,7 @@ def dvc_project(tmp_path):
 
 
 def _bin_env() -> dict:
-    return _env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return _env()  # this interpreter's scripts (dvc) first on PATH
 
 
 def test_stopping_biotrain_run_stops_its_whole_process_group(dvc_project):

@@ -1,0 +1,44 @@
+"""The ``data`` and ``split`` stages: incremental per-subject outputs, and a missing channel named."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers import run_stage, run_stage_in_process, tiny_params
+
+
+def _eeg_only(n_subjects: int) -> dict:
+    params = tiny_params()
+    params["data"]["modalities"] = ["eeg"]
+    params["data"]["dataset"]["kwargs"].update(n_subjects=n_subjects, trials_per_class=20)
+    return params
+
+
+def test_adding_a_subject_computes_only_that_subject(tmp_path, monkeypatch, capsys):
+    """Stages run in this process (no interpreter start-up each); the next test runs one as a script."""
+    run_stage_in_process(tmp_path, _eeg_only(2), "data", monkeypatch)
+    folder = tmp_path / "data/windows/eeg"
+    before = {p.name: p.read_bytes() for p in folder.glob("subject-*.npz")}
+    capsys.readouterr()
+    run_stage_in_process(tmp_path, _eeg_only(3), "data", monkeypatch)
+    assert "eeg: 3 subjects (2 reused, 1 computed)" in capsys.readouterr().out
+    for name, content in before.items():
+        assert (folder / name).read_bytes() == content
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [e["subject"] for e in manifest["subjects"]] == [1, 2, 3]
+    # a change that alters every subject's windows recomputes them all
+    changed = _eeg_only(3)
+    changed["data"]["eeg"]["fmax"] = 30.0
+    run_stage_in_process(tmp_path, changed, "data", monkeypatch)
+    assert "eeg: 3 subjects (0 reused, 3 computed)" in capsys.readouterr().out
+    run_stage_in_process(tmp_path, changed, "split", monkeypatch)
+    assert "3 folds" in capsys.readouterr().out
+
+
+def test_missing_channel_is_named_before_any_output(tmp_path):
+    params = _eeg_only(2)
+    params["data"]["eeg"]["channels"] = ["C3", "C4", "Oz"]
+    proc = run_stage(tmp_path, params)
+    assert proc.returncode != 0
+    assert "data.eeg.channels: ['Oz'] not in SyntheticMI" in proc.stderr and "'C3'" in proc.stderr
+    assert not (tmp_path / "data/windows/eeg").exists()
