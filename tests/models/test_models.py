@@ -1,5 +1,4 @@
 import inspect
-from pathlib import Path
 
 import pytest
 import torch
@@ -7,8 +6,7 @@ import yaml
 
 from biotrain.models import BRIEF_SFREQ, MODELS, PIPELINE_ARGS, BiosignalModel, build_model
 from biotrain.models.checkpoint import load_checkpoint, save_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 # BRIEF section 3: reference shapes and parameter counts
 REFERENCE = {"mi_bminet": ((8, 1900, 2), 7900), "epidenet": ((2, 1000, 11), 4100)}
