@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,7 @@ from torch import nn
 
 from ..strategy_table import NORM_OF, has_batchnorm, trainable_parameters
 from ..strategy_table import STRATEGIES as TABLE
+from .fast_conv import fast_temporal_convs
 from .fast_loop import HOST_LOOPS, fast_gradients
 from .training import as_tensor, seeded_generator
 
@@ -29,7 +31,7 @@ class FinetuneConfig:
     weight_decay: float = 1e-3
     batch_size: int = 8
     micro_batch: int = 1  # edge only: samples per forward/backward; batch_size must be a multiple
-    host_loop: str = "fast"  # "reference": today's loop bit-for-bit (fast_loop.py says what differs)
+    host_loop: str = "fast"  # "reference": today's loop bit-for-bit (fast_loop.py, fast_conv.py say what differs)
 
 
 @dataclass
@@ -71,26 +73,28 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
     micro = cfg.micro_batch if s.host_micro_batch else cfg.batch_size
     fast_step = fast_gradients(model, xs, ys, strategy, loss_fn) if cfg.host_loop == "fast" else None
     steps = 0
-    for _ in range(cfg.epochs):
-        # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
-        # full uses batch statistics; edge's GroupNorm has none.
-        model.train(s.train_mode)
-        order = torch.randperm(len(ys), generator=gen)
-        for i in range(0, len(ys), cfg.batch_size):
-            batch = order[i:i + cfg.batch_size]
-            if s.batch_statistics and len(batch) < 2:
-                continue  # BatchNorm cannot use batch statistics of one sample
-            opt.zero_grad(set_to_none=True)
-            if fast_step is not None:
-                fast_step(batch)
-            else:
-                for j in range(0, len(batch), micro):  # host_micro_batch: gradients accumulate
-                    idx = batch[j:j + micro]
-                    loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
-                    loss.backward()
-            opt.step()
-            steps += 1
-        sched.step()
+    # fast: long depthwise convolutions take their gradients as forward convolutions (fast_conv.py)
+    with fast_temporal_convs(model) if cfg.host_loop == "fast" else nullcontext():
+        for _ in range(cfg.epochs):
+            # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
+            # full uses batch statistics; edge's GroupNorm has none.
+            model.train(s.train_mode)
+            order = torch.randperm(len(ys), generator=gen)
+            for i in range(0, len(ys), cfg.batch_size):
+                batch = order[i:i + cfg.batch_size]
+                if s.batch_statistics and len(batch) < 2:
+                    continue  # BatchNorm cannot use batch statistics of one sample
+                opt.zero_grad(set_to_none=True)
+                if fast_step is not None:
+                    fast_step(batch)
+                else:
+                    for j in range(0, len(batch), micro):  # host_micro_batch: gradients accumulate
+                        idx = batch[j:j + micro]
+                        loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
+                        loss.backward()
+                opt.step()
+                steps += 1
+            sched.step()
     for p in model.parameters():
         p.requires_grad_(True)
     return AdaptInfo(n_calib=len(y), optimizer_steps=steps, train_seconds=time.perf_counter() - start)
