@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from .adaptation.strategies import HOST_LOOPS, STRATEGIES
-from .data.datasets import EOG_DATASETS, MODALITIES, dataset_class
+from .data.spec import EOG_DATASETS, MODALITIES
 from .errors import UserError
 from .models import MODELS
 from .params_schema import check_constructor, check_datasets, unknown_keys
@@ -147,17 +147,20 @@ class _Checker:
         return value
 
 
-def validate_params(params: dict) -> dict:
+def validate_params(params: dict, datasets: bool = True) -> dict:
     """Check every section of the study parameters; return them unchanged if valid.
 
     One checker per section, in the file's order, each adding to one list of problems so that
-    every problem is reported at once."""
+    every problem is reported at once. ``datasets=False`` skips resolving the dataset's name and
+    constructor arguments, which imports MOABB (~3 s): for the stages after ``data``, which read
+    its window files, never the dataset."""
     if not isinstance(params, dict):
         raise ParamsError([("<root>", f"params must be a mapping, got {type(params).__name__}")])
     c = _Checker(params)
     c.problems += unknown_keys(params)
     c.number("seed", integer=True, minimum=0)
-    for check in (_check_data_and_models, _check_split, _check_pretrain, _check_adapt, _check_sweep, _check_device,
+    _check_data_and_models(c, datasets)
+    for check in (_check_split, _check_pretrain, _check_adapt, _check_sweep, _check_device,
                   _check_tracking, _check_report):
         check(c)
     if c.problems:
@@ -165,20 +168,21 @@ def validate_params(params: dict) -> dict:
     return params
 
 
-def _check_data_and_models(c: _Checker) -> None:
+def _check_data_and_models(c: _Checker, datasets: bool) -> None:
     """data and models: the dataset, then each modality's data and model (tried on the shape its
     data will have), then the dataset's constructor arguments."""
-    name, kwargs, modalities = _check_dataset(c)
+    name, kwargs, modalities = _check_dataset(c, datasets)
     for modality in modalities:
         _check_modality(c, modality)
         _check_model(c, modality)
-    if isinstance(name, str) and isinstance(kwargs, dict) and not c.problems_under("data.dataset.name") \
+    if datasets and isinstance(name, str) and isinstance(kwargs, dict) and not c.problems_under("data.dataset.name") \
             and not c.problems_under("data.modalities"):
         c.problems += check_datasets(c.params, name, modalities)
 
 
-def _check_dataset(c: _Checker) -> tuple[Any, Any, list]:
-    """data.dataset, data.modalities, data.cache_dir: a known dataset that has every modality."""
+def _check_dataset(c: _Checker, datasets: bool) -> tuple[Any, Any, list]:
+    """data.dataset, data.modalities, data.cache_dir: a known dataset (resolved only with
+    ``datasets``) that has every modality."""
     name = c.get("data.dataset.name")
     kwargs = c.get("data.dataset.kwargs", {}) or {}
     if not isinstance(kwargs, dict):
@@ -189,7 +193,8 @@ def _check_dataset(c: _Checker) -> tuple[Any, Any, list]:
         c.fail("data.cache_dir", cache_dir, "null (MOABB's default, ~/mne_data) or a folder path")
     if isinstance(name, str):
         known = True
-        for modality in modalities:
+        from .data.datasets import dataset_class  # MOABB: only when names are resolved
+        for modality in modalities if datasets else ():
             try:
                 dataset_class(name, modality)
             except ValueError as err:

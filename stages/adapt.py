@@ -12,7 +12,7 @@ from stages.common import load_study, read_folds, run_main, stage_args, study_pa
 
 def main() -> None:
     args = stage_args(__doc__, "windows", "splits", "models", "results", "metrics", "run-file")
-    config, paths = load_study(args.params), study_paths(args)
+    config, paths = load_study(args.params, datasets=False), study_paths(args)
     jobs = plan_study(config, paths, read_folds(config, paths))
     rows, run_id = run_adapt_cohort(jobs, AdaptSettings.of(config), config.tracking, config.runner)
     df = write_results(rows, args.results, args.metrics)

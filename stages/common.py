@@ -36,17 +36,20 @@ def params_path(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("BIOTRAIN_PARAMS", "params.yaml"))
 
 
-def load_params(path: str | os.PathLike | None = None) -> dict:
-    """Parse and validate params.yaml and check the tracking store answers (a UserError if not)."""
+def load_params(path: str | os.PathLike | None = None, datasets: bool = True) -> dict:
+    """Parse and validate params.yaml and check the tracking store answers (a UserError if not).
+
+    ``datasets=False``: the stages after ``data`` (they read window files) skip resolving the
+    dataset, which imports MOABB; ``recordings``, ``data`` and ``biotrain run`` check it first."""
     path = params_path(path)
-    params = validate_params(read_params(path))
+    params = validate_params(read_params(path), datasets)
     check_tracking(params["tracking"]["uri"] or default_tracking_uri(path.resolve().parent))
     return params
 
 
-def load_study(path: str | os.PathLike | None = None) -> StudyConfig:
+def load_study(path: str | os.PathLike | None = None, datasets: bool = True) -> StudyConfig:
     """The study's typed settings from a checked params file (a default tracking store beside it)."""
-    return StudyConfig.from_params(load_params(path), params_path(path).resolve().parent)
+    return StudyConfig.from_params(load_params(path, datasets), params_path(path).resolve().parent)
 
 
 def _stop(signum, _frame):

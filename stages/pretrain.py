@@ -10,7 +10,7 @@ from stages.common import load_study, read_folds, run_main, stage_args, study_pa
 
 def main() -> None:
     args = stage_args(__doc__, "windows", "splits", "models")
-    config, paths = load_study(args.params), study_paths(args)
+    config, paths = load_study(args.params, datasets=False), study_paths(args)
     summary = []
     for modality, folds in read_folds(config, paths).items():
         w = load_windows(paths.windows_of(modality))

@@ -17,7 +17,7 @@ from stages.common import load_study, run_main, stage_args
 
 def main() -> None:
     args = stage_args(__doc__, "results", "metrics", "run-file", "reports")
-    config = load_study(args.params)
+    config = load_study(args.params, datasets=False)
     df = pd.read_csv(args.results, dtype={"session": str})
     metrics = json.loads(Path(args.metrics).read_text())
     l2_budget = load_constants(config.device.constants)["l2_budget_bytes"]

@@ -11,7 +11,7 @@ from stages.common import load_study, run_main, stage_args, study_paths
 
 def main() -> None:
     args = stage_args(__doc__, "windows", "splits")
-    data, paths = load_study(args.params).data, study_paths(args)
+    data, paths = load_study(args.params, datasets=False).data, study_paths(args)
     for modality in data.modalities:
         w = load_windows(paths.windows_of(modality))
         check_windows(w, modality)

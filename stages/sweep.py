@@ -19,7 +19,7 @@ from stages.common import load_study, read_folds, run_main, stage_args, study_pa
 
 def main() -> None:
     args = stage_args(__doc__, "windows", "splits", "models", "sweeps", "sweep-reports")
-    config, paths = load_study(args.params), study_paths(args)
+    config, paths = load_study(args.params, datasets=False), study_paths(args)
     if config.sweep is None:
         raise UserError("params have no `sweep` section (name and grid): nothing to sweep")
     missing = [str(paths.splits_of(m)) for m in config.data.modalities if not paths.splits_of(m).exists()]

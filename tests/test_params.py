@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,23 @@ def test_cli_validate_reports_every_problem(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "biotrain.cli", "validate", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "adapt.lr" in proc.stderr and "data.dataset.name" in proc.stderr and "invalid parameters (2)" in proc.stderr
+
+
+def test_stages_after_data_check_everything_but_the_dataset_without_moabb(tmp_path):
+    """split, pretrain, adapt, report and sweep read window files: they skip resolving the dataset
+    (MOABB's import, ~3 s per stage); the other sections are checked as strictly."""
+    unknown = _with("data.dataset.name", "NotADataset")
+    unknown["data"]["modalities"] = ["eeg"]  # (an EOG study needs a known eye-movement dataset either way)
+    with pytest.raises(ParamsError, match="NotADataset"):
+        validate_params(unknown)
+    validate_params(unknown, datasets=False)
+    with pytest.raises(ParamsError, match="adapt.lr"):
+        validate_params(_with("adapt.lr", -1.0), datasets=False)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    code = ("import sys, stages.split, stages.pretrain, stages.adapt, stages.report, stages.sweep; "
+            "from stages.common import load_study; load_study('params.yaml', datasets=False); "
+            "print(sorted(m for m in ('moabb', 'mne') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -10,17 +10,16 @@ from moabb.datasets.base import BaseDataset
 
 from ..errors import UserError
 from .glasses import SmartGlassesEOG
+from .spec import EOG_DATASETS, MODALITIES
 from .synthetic import SyntheticEOG, SyntheticMI
 
 SYNTHETIC = {"eeg": SyntheticMI, "eog": SyntheticEOG}
-MODALITIES = ("eeg", "eog")
 
 # biotrain's own MOABB datasets, by class name (MOABB's own are found in moabb.datasets)
 LOCAL_DATASETS: dict[str, type[BaseDataset]] = {
     "SyntheticMI": SyntheticMI, "SyntheticEOG": SyntheticEOG, "SmartGlassesEOG": SmartGlassesEOG,
 }
-# the datasets that can feed the EOG (eye-movement) task
-EOG_DATASETS = {"synthetic", "SyntheticEOG", "SmartGlassesEOG"}
+__all__ = ["EOG_DATASETS", "LOCAL_DATASETS", "MODALITIES", "SYNTHETIC", "dataset_class", "moabb_dataset_names"]
 
 
 def moabb_dataset_names() -> list[str]:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MODALITIES = ("eeg", "eog")
+# the dataset names that can feed the EOG (eye-movement) task
+EOG_DATASETS = {"synthetic", "SyntheticEOG", "SmartGlassesEOG"}
+
 
 @dataclass(frozen=True)
 class WindowSpec:
