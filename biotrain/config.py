@@ -193,8 +193,8 @@ def _check_dataset(c: _Checker, datasets: bool) -> tuple[Any, Any, list]:
         c.fail("data.cache_dir", cache_dir, "null (MOABB's default, ~/mne_data) or a folder path")
     if isinstance(name, str):
         known = True
-        from .data.datasets import dataset_class  # MOABB: only when names are resolved
         for modality in modalities if datasets else ():
+            from .data.datasets import dataset_class  # MOABB: only when names are resolved
             try:
                 dataset_class(name, modality)
             except ValueError as err:
