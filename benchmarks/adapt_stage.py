@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--max-group", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-fast-per-job", action="store_true")
+    ap.add_argument("--fast-runner", choices=["threads", "dask"], default=None,
+                    help="also run fast+groups on this runner (dask: a local cluster of worker processes)")
     ap.add_argument("--markdown", default=None)
     args = ap.parse_args()
 
@@ -80,20 +82,23 @@ def main() -> None:
     jobs = plan_study(config, paths, read_folds(config, paths))
     base = AdaptSettings.of(config)
     loop = lambda name: dataclasses.replace(base, finetune=dataclasses.replace(base.finetune, host_loop=name))  # noqa: E731
-    variants = {"reference": (loop("reference"), 1), "fast+groups": (loop("fast"), args.max_group)}
+    threads = RunnerConfig("threads", args.workers, retries=0)
+    variants = {"reference": (loop("reference"), 1, threads), "fast+groups": (loop("fast"), args.max_group, threads)}
     if not args.no_fast_per_job:
-        variants["fast"] = (loop("fast"), 1)
-    n_groups = {name: len(group_jobs(jobs, s, size)) for name, (s, size) in variants.items()}
+        variants["fast"] = (loop("fast"), 1, threads)
+    if args.fast_runner and args.fast_runner != "threads":
+        variants[f"fast+groups on {args.fast_runner}"] = (loop("fast"), args.max_group,
+                                                          RunnerConfig(args.fast_runner, args.workers, retries=0))
+    n_groups = {name: len(group_jobs(jobs, s, size)) for name, (s, size, _) in variants.items()}
 
     for job in jobs:  # windows and base models read once per process, as a worker does
         load_inputs(job, base, "host")
 
-    runner = RunnerConfig("threads", args.workers, retries=0)
     results: dict[str, list[dict]] = {name: [] for name in variants}
     names = list(variants)
     with shared_prefect_api("threads"):  # one Prefect server for every run, started before the clocks
         for r in range(args.repeats):
-            run_variants(r, names, variants, jobs, work, runner, results, run_adapt_cohort)
+            run_variants(r, names, variants, jobs, work, results, run_adapt_cohort)
 
     text = report(args, jobs, variants, n_groups, results)
     print(text)
@@ -102,13 +107,13 @@ def main() -> None:
         Path(args.markdown).write_text(text)
 
 
-def run_variants(r, names, variants, jobs, work, runner, results, run_adapt_cohort) -> None:
+def run_variants(r, names, variants, jobs, work, results, run_adapt_cohort) -> None:
     """Repeat ``r`` of every variant, in alternating order."""
     from biotrain.study import TrackingConfig
 
     order = names if r % 2 == 0 else names[::-1]
     for name in order:
-        settings, size = variants[name]
+        settings, size, runner = variants[name]
         tracking = TrackingConfig(f"sqlite:///{work / f'mlflow-{name}-{r}.db'}", "bench")
         before = uptime()
         t0 = time.perf_counter()
@@ -128,10 +133,12 @@ def report(args, jobs, variants, n_groups, results) -> str:
         "",
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, `python benchmarks/adapt_stage.py "
         f"--project {args.project} --seeds {' '.join(map(str, args.seeds))} --workers {args.workers} "
-        f"--max-group {args.max_group} --repeats {args.repeats}`; {os.cpu_count()} cores shared with other work.",
+        f"--max-group {args.max_group} --repeats {args.repeats}"
+        f"{' --fast-runner ' + args.fast_runner if args.fast_runner else ''}`; {os.cpu_count()} cores shared with other work.",
         f"{len(jobs)} jobs ({', '.join(sorted({j.modality for j in jobs}))}; strategies "
         f"{', '.join(dict.fromkeys(j.strategy for j in jobs))}; {len(args.seeds)} seeds; "
-        f"{variants['reference'][0].finetune.epochs} epochs), threads runner, {args.workers} workers, no retries.",
+        f"{variants['reference'][0].finetune.epochs} epochs), {args.workers} workers (threads runner unless named), "
+        "no retries.",
         "",
         "| variant | Prefect tasks | repeat | wall (s) | jobs/min | ratio to reference (same repeat) |",
         "|---|---|---|---|---|---|",

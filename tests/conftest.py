@@ -10,6 +10,13 @@ import pytest
 logging.getLogger("mne").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", category=RuntimeWarning, module="mne")
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (whole pipelines) first: with one worker per core (``-n auto --dist
+    loadfile``) the long files start at once and the short ones fill in around them, instead of
+    a long file starting last and running alone. A stable sort: the order within a file stays."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # Prefect's own start-up limit is 30 s; with several engineers on two cores it can take longer
 PREFECT_STARTUP_TIMEOUT_S = 180
 
