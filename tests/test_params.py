@@ -108,3 +108,12 @@ def test_stages_after_data_check_everything_but_the_dataset_without_moabb(tmp_pa
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_stages_that_only_need_settings_start_without_mlflow():
+    """split and pretrain check the store (a path, a folder) but keep no records: MLflow (~1 s)
+    loads in the stages that write runs."""
+    code = "import sys, stages.split, stages.pretrain; print('mlflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

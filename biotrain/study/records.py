@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from ..tracking import Tracker, tracker_for
+from .. import tracking as mlflow_records  # MLflow loads when the first run is opened
 from .config import AdaptSettings, TrackingConfig
 from .jobs import Job, resume_key
 
@@ -30,12 +30,12 @@ class ParentRun:
 
 
 def open_parent_run(tracking: TrackingConfig, jobs: list[Job], settings: AdaptSettings, run_name: str
-                    ) -> tuple[Tracker, ParentRun, bool]:
+                    ) -> tuple[mlflow_records.Tracker, ParentRun, bool]:
     """Start the parent run, or resume the one an interrupted flow left for the same work.
 
     Returns the tracker, the parent as tasks see it, and whether it was resumed.
     """
-    tracker = Tracker(tracking.uri, tracking.experiment)
+    tracker = mlflow_records.Tracker(tracking.uri, tracking.experiment)
     run_id, resumed = tracker.resume_or_start(
         resume_key(jobs, settings), f"{run_name}-{len(jobs)}-jobs",
         tags={"dataset": ",".join(sorted({j.dataset for j in jobs})),
@@ -77,7 +77,7 @@ class ChildRuns:
     def record(self, job: Job, scenario: str, sessions: list[str], rows: list[dict], costs: dict,
                start_ms: int, executed_on: str, error: BaseException | None = None) -> None:
         tracking = self.parent.tracking
-        tracker = tracker_for(tracking.uri, tracking.experiment, self.parent.experiment_id)
+        tracker = mlflow_records.tracker_for(tracking.uri, tracking.experiment, self.parent.experiment_id)
         device_tags, device_metrics = _device_tracking(costs)
         steps = [_metrics(row) for row in rows]
         if steps:

@@ -1,4 +1,4 @@
-"""Is the configured MLflow store there? Asked once, in seconds, before any work.
+"""Where the MLflow store is, and is it there? Asked once, in seconds, before any work.
 
 Without this, a wrong ``tracking.uri`` is found only when the adapt stage first logs, after
 MLflow's own retries (minutes) and after DVC removed the previous outputs.
@@ -48,3 +48,18 @@ def _check_folder(folder: Path, uri: str) -> None:
                             f"tracking.uri: null for the project's own sqlite store")
     if not os.access(folder, os.W_OK):
         raise TrackingError(f"tracking.uri={uri!r}: folder {folder} is not writable")
+
+
+def default_tracking_uri(project_root: str | Path) -> str:
+    """An absolute-path SQLite store in the project root.
+
+    DVC runs queued experiments in copies under ``<project>/.dvc/tmp/exps/``; the store is
+    placed in the real project root so runs from those copies are not scattered.
+    """
+    root = Path(project_root).resolve()
+    parts = root.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            root = Path(*parts[:i])
+            break
+    return f"sqlite:///{root / 'mlflow.db'}"

@@ -21,21 +21,6 @@ from .views import ensure_study_view
 _LOCK = threading.Lock()  # one writer at a time: SQLite stores dislike concurrent writers
 
 
-def default_tracking_uri(project_root: str | Path) -> str:
-    """An absolute-path SQLite store in the project root.
-
-    DVC runs queued experiments in copies under ``<project>/.dvc/tmp/exps/``; the store is
-    placed in the real project root so runs from those copies are not scattered.
-    """
-    root = Path(project_root).resolve()
-    parts = root.parts
-    for i in range(len(parts) - 3):
-        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
-            root = Path(*parts[:i])
-            break
-    return f"sqlite:///{root / 'mlflow.db'}"
-
-
 def _artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
