@@ -76,17 +76,10 @@ def run_dvc(project: Path, *args: str, check: bool = True, env: dict | None = No
     return proc
 
 
-def run_stage(project: Path, params: dict, stage: str = "data") -> subprocess.CompletedProcess:
-    """One stage script (``python -m stages.<stage>``) in ``project`` with ``params`` as params.yaml,
-    using this checkout's code (no DVC: for checking what a single stage does or refuses)."""
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=600)
-
-
 def run_stage_in_process(project: Path, params: dict, stage: str, monkeypatch) -> None:
-    """``stages.<stage>.main()`` in ``project`` in this process: what :func:`run_stage` does without
-    an interpreter start-up (importing torch, MNE and MOABB costs seconds); errors propagate."""
+    """``stages.<stage>.main()`` in ``project`` with ``params`` as params.yaml, in this process:
+    no interpreter start-up (importing torch, MNE and MOABB costs seconds); errors propagate
+    (how a stage prints them from the command line: tests/pipeline/test_faults.py)."""
     import importlib
 
     (project / "params.yaml").write_text(yaml.safe_dump(params))

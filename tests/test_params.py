@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from biotrain.config import ParamsError, validate_params
-from tests.helpers import run_stage
+from biotrain.errors import UserError
+from tests.helpers import run_stage_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -65,18 +66,21 @@ def test_model_arguments_are_tried_at_the_data_rate():
         validate_params(_with("models.eeg.kwargs.sfreq", 200.0))
 
 
-def test_window_longer_than_recording_stops_the_data_stage(tmp_path):
+def test_window_longer_than_recording_stops_the_data_stage(tmp_path, monkeypatch):
+    """In this process: the message a stage prints is its error's (tests/pipeline/test_faults.py
+    checks how a stage run from the command line prints it and exits)."""
     params = _with("data.eeg.n_times", 2000)  # 10 s at 200 Hz; the synthetic trial lasts 4 s
-    proc = run_stage(tmp_path, params)
-    assert proc.returncode != 0
-    assert "data.eeg.n_times=2000" in proc.stderr and "longer than the 4 s trial" in proc.stderr
-    assert "allowed: n_times <= 700" in proc.stderr
+    with pytest.raises(UserError) as err:
+        run_stage_in_process(tmp_path, params, "data", monkeypatch)
+    assert "data.eeg.n_times=2000" in str(err.value) and "longer than the 4 s trial" in str(err.value)
+    assert "allowed: n_times <= 700" in str(err.value)
     assert not (tmp_path / "data").exists()  # nothing half-written
 
 
-def test_unknown_strategy_stops_before_pretraining(tmp_path):
-    proc = run_stage(tmp_path, _with("adapt.strategies", ["full", "lora"]), "pretrain")
-    assert proc.returncode != 0 and "adapt.strategies" in proc.stderr and "'lora'" in proc.stderr
+def test_unknown_strategy_stops_before_pretraining(tmp_path, monkeypatch):
+    with pytest.raises(ParamsError) as err:
+        run_stage_in_process(tmp_path, _with("adapt.strategies", ["full", "lora"]), "pretrain", monkeypatch)
+    assert "adapt.strategies" in str(err.value) and "'lora'" in str(err.value)
     assert not (tmp_path / "models").exists()
 
 

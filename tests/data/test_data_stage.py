@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import run_stage, run_stage_in_process, tiny_params
+import pytest
+
+from biotrain.errors import UserError
+from tests.helpers import run_stage_in_process, tiny_params
 
 
 def _eeg_only(n_subjects: int) -> dict:
@@ -35,10 +38,10 @@ def test_adding_a_subject_computes_only_that_subject(tmp_path, monkeypatch, caps
     assert "3 folds" in capsys.readouterr().out
 
 
-def test_missing_channel_is_named_before_any_output(tmp_path):
+def test_missing_channel_is_named_before_any_output(tmp_path, monkeypatch):
     params = _eeg_only(2)
     params["data"]["eeg"]["channels"] = ["C3", "C4", "Oz"]
-    proc = run_stage(tmp_path, params)
-    assert proc.returncode != 0
-    assert "data.eeg.channels: ['Oz'] not in SyntheticMI" in proc.stderr and "'C3'" in proc.stderr
+    with pytest.raises(UserError) as err:
+        run_stage_in_process(tmp_path, params, "data", monkeypatch)
+    assert "data.eeg.channels: ['Oz'] not in SyntheticMI" in str(err.value) and "'C3'" in str(err.value)
     assert not (tmp_path / "data/windows/eeg").exists()
