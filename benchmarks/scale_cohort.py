@@ -310,7 +310,8 @@ def table(figs: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for f in figs:
         sp = "1.00x (baseline)" if f["speedup"] is None else f"{f['speedup']:.2f}x"
-        lines.append(f"| {f['runner']} | {f['workers']} | {f['tasks']} | {f['wall']:.1f} | {f['tasks_per_min']:.1f} | "
+        loop = f["spec"].split(":")[2] if f["spec"].count(":") == 2 else "fast"
+        lines.append(f"| {f['runner']} ({loop} loop) | {f['workers']} | {f['tasks']} | {f['wall']:.1f} | {f['tasks_per_min']:.1f} | "
                      f"{sp} | {_pct(f['ovh_a'])} | {_pct(f['ovh_b'])} | {_pct(f['ovh_c'])} | "
                      f"{'yes' if f['identical'] else 'no (largest acc_after difference %.1f points)' % (100 * f['acc_diff'])} |")
     return "\n".join(lines)
@@ -383,7 +384,8 @@ def report(figs: list[dict], args, cohort_s: float) -> str:
         "serialisation, Dask cluster start-up, the flow's parent run, idle worker slots): "
         "(wall x workers - sum(task_seconds)) / (wall x workers). **c** = the total, Prefect + MLflow + loading over "
         "the whole worker capacity: (wall x workers - sum(work_seconds)) / (wall x workers). Speed-up is over "
-        "`threads:1`. \"Identical\" compares every result row with the `threads:1` rows, the `*_seconds` keys aside.",
+        f"`{figs[0]['spec']}` (the first runner). \"Identical\" compares every result row with its rows, the "
+        "`*_seconds` keys aside.",
         "",
         detail(figs),
         "",
