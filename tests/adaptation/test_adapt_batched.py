@@ -10,17 +10,12 @@ from biotrain.adaptation import FinetuneConfig, adapt
 from biotrain.adaptation.batched import adapt_many, batching_pays
 from biotrain.adaptation.training import as_tensor
 from biotrain.models import build_model
+from tests.adaptation.cases import SHAPES
 
-SHAPES = {"mi_bminet": (8, 400, 2, {"Nf": 64, "Nf2": 8}), "epidenet": (2, 1000, 11, {})}
 CASES = [("epidenet", "edge", "group"), ("epidenet", "last_layer", "batch"), ("mi_bminet", "last_layer", "batch")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # as every adaptation task runs
 
 
 def _models(name, norm, k):

@@ -9,15 +9,10 @@ from torch import nn
 
 from biotrain.adaptation import FinetuneConfig, adapt
 from biotrain.adaptation.fast_conv import MIN_KERNEL, eligible, fast_temporal_convs
-from tests.adaptation.test_fast_loop import _data, _model, _rel
+from tests.adaptation.cases import data as _data, model as _model, rel as _rel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # as every adaptation task runs
 
 
 @pytest.mark.parametrize("batch,channels,rows,width,kernel", [(8, 32, 1, 463, 64), (3, 5, 2, 100, 33), (1, 4, 1, 40, 40)])

@@ -10,39 +10,9 @@ from torch import nn
 from biotrain.adaptation import FinetuneConfig, accuracy, adapt
 from biotrain.adaptation.fast_loop import CachedFeatures, per_sample_model
 from biotrain.adaptation.training import as_tensor
-from biotrain.models import build_model
+from tests.adaptation.cases import SHAPES, data as _data, model as _model, rel as _rel
 
-# the default cohort's shapes (params.yaml): EEG 8 x 400 at 200 Hz, EOG 2 derived channels x 1000
-SHAPES = {"mi_bminet": (8, 400, 2, {"Nf": 64, "Nf2": 8}), "epidenet": (2, 1000, 11, {})}
-
-
-def _model(name, norm, seed=0):
-    C, T, K, kw = SHAPES[name]
-    torch.manual_seed(seed)
-    model = build_model(name, C, T, K, norm, **kw)
-    for m in model.modules():  # pretrained-looking BatchNorm statistics, not the identity
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
-            m.running_var.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(2))
-    return model
-
-
-def _data(name, n, seed=0):
-    C, T, K, _ = SHAPES[name]
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, C, T)).astype(np.float32), rng.integers(0, K, n)
-
-
-def _rel(a, b):
-    return ((a - b).norm() / b.norm().clamp_min(1e-12)).item()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as every adaptation task runs
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # as every adaptation task runs
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
