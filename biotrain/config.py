@@ -192,21 +192,27 @@ def _check_dataset(c: _Checker, datasets: bool) -> tuple[Any, Any, list]:
     if cache_dir is not None and not (isinstance(cache_dir, str) and cache_dir.strip()):
         c.fail("data.cache_dir", cache_dir, "null (MOABB's default, ~/mne_data) or a folder path")
     if isinstance(name, str):
-        known = True
-        for modality in modalities if datasets else ():
-            from .data.datasets import dataset_class  # MOABB: only when names are resolved
-            try:
-                dataset_class(name, modality)
-            except ValueError as err:
-                c.problems.append(("data.dataset.name", str(err)))
-                known = False
-                break
+        known = _resolves(c, name, modalities) if datasets else True
         if known and name not in EOG_DATASETS and "eog" in modalities:
             c.fail("data.modalities", modalities,
                    f"'eog' only with an eye-movement dataset (data.dataset.name one of {sorted(EOG_DATASETS)})")
     elif name is not None:
         c.fail("data.dataset.name", name, "'synthetic' or a moabb.datasets class name")
     return name, kwargs, modalities
+
+
+def _resolves(c: _Checker, name: str, modalities: list) -> bool:
+    """Whether the dataset name gives a class for every modality (the first failure is the problem).
+    Imports MOABB, hence only when names are resolved."""
+    from .data.datasets import dataset_class
+
+    for modality in modalities:
+        try:
+            dataset_class(name, modality)
+        except ValueError as err:
+            c.problems.append(("data.dataset.name", str(err)))
+            return False
+    return True
 
 
 def _check_modality(c: _Checker, modality: str) -> None:
