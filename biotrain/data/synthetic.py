@@ -156,19 +156,22 @@ class SyntheticMI(_SyntheticBase):
         self,
         n_subjects: int = 8,
         n_sessions: int = 3,
-        trials_per_class: int = 40,
+        trials_per_class: int = 83,
         seed: int = 0,
         subject_shift: float = 1.0,
-        session_drift: float = 0.25,
-        erd: float = 0.45,
+        session_drift: float = 0.6,
+        erd: float = 0.38,
         noise: float = 1.0,
         distractor: float = 1.0,
+        erd_jitter: float = 0.35,
         subjects=None,
         sessions=None,
     ):
         _check_positive("erd", erd, 0)
         _check_positive("distractor", distractor, 0)
+        _check_positive("erd_jitter", erd_jitter, 0)
         self.distractor = float(distractor)
+        self.erd_jitter = float(erd_jitter)
         if erd >= 1:
             raise ValueError(f"erd is a fraction of rhythm amplitude and must be < 1, got {erd!r}")
         self.erd = float(erd)
@@ -193,7 +196,8 @@ class SyntheticMI(_SyntheticBase):
             "pattern_left": _unit(_unit(base_left) + s * _unit(rng.standard_normal(n))),
             "pattern_right": _unit(_unit(base_right) + s * _unit(rng.standard_normal(n))),
             "gains": np.exp(0.3 * s * rng.standard_normal(n)),
-            "drift_dirs": rng.standard_normal((3, n)),
+            # how strongly this subject desynchronises: some subjects barely modulate their rhythm
+            "erd_scale": float(np.clip(np.exp(0.45 * s * rng.standard_normal()), 0.25, 2.0)),
             # task-unrelated rhythms near the task frequency (e.g. occipital alpha leaking in),
             # each with its own spatial pattern: only subject-specific spatial filters null them
             "distractor_patterns": np.array([_unit(rng.standard_normal(n)) for _ in range(2)]),
@@ -203,11 +207,15 @@ class SyntheticMI(_SyntheticBase):
     def _session_raw(self, subject: int, session: int) -> RawArray:
         t = self.subject_traits(subject)
         rng = self._rng(2, subject, session)
-        d = self.session_drift * session
-        pat_l = _unit(t["pattern_left"] + d * _unit(t["drift_dirs"][0]))
-        pat_r = _unit(t["pattern_right"] + d * _unit(t["drift_dirs"][1]))
-        gains = t["gains"] * np.exp(0.5 * d * _unit(t["drift_dirs"][2]))
-        freq = t["freq"] * (1 + 0.03 * d)
+        # each session the cap sits a little differently: patterns, gains, rhythm and ERD depth move
+        # by a fresh random step of size session_drift (not a trend: day 3 is not further than day 2)
+        moved = self._rng(3, subject, session).standard_normal((6, len(MI_CHANNELS)))
+        d = self.session_drift
+        pat_l = _unit(t["pattern_left"] + d * _unit(moved[0]))
+        pat_r = _unit(t["pattern_right"] + d * _unit(moved[1]))
+        gains = t["gains"] * np.exp(0.5 * d * _unit(moved[2]))
+        freq = t["freq"] * (1 + 0.03 * d * moved[3, 0])
+        erd = self.erd * t["erd_scale"] * np.exp(0.5 * d * moved[3, 1])
 
         labels, onsets, duration = self._schedule(rng, self.trial_s, (1.5, 2.5))
         n = int(duration * self.sfreq)
@@ -224,10 +232,11 @@ class SyntheticMI(_SyntheticBase):
             shape[-(ramp.size // 2):] = ramp[ramp.size // 2:]
             # imagining the left hand suppresses the right-hemisphere rhythm, and vice versa
             env = env_l if label == 0 else env_r
-            env[i0:i1] -= self.erd * shape
+            depth = erd * max(0.0, 1.0 + self.erd_jitter * rng.standard_normal())  # attention varies per trial
+            env[i0:i1] -= min(depth, 0.95) * shape
         sources = np.outer(pat_l, 2.0 * env_l * rhythm_l) + np.outer(pat_r, 2.0 * env_r * rhythm_r)
-        for pattern, offset in zip(t["distractor_patterns"], t["distractor_offsets"]):
-            f = freq + offset
+        for pattern, offset, step in zip(t["distractor_patterns"], t["distractor_offsets"], moved[4:]):
+            pattern, f = _unit(pattern + d * _unit(step)), freq + offset
             # its amplitude wanders slowly (0.2-1 Hz), so its power varies from trial to trial
             envelope = 1.0 + 0.8 * _band_noise(rng, n, sf, 0.2, 1.0)
             sources += np.outer(pattern, 2.0 * self.distractor * np.clip(envelope, 0, None) * _band_noise(rng, n, sf, f - 1.5, f + 1.5))
@@ -273,10 +282,10 @@ class SyntheticEOG(_SyntheticBase):
         self,
         n_subjects: int = 8,
         n_sessions: int = 3,
-        trials_per_class: int = 12,
+        trials_per_class: int = 15,
         seed: int = 0,
-        subject_shift: float = 1.0,
-        session_drift: float = 0.25,
+        subject_shift: float = 0.6,
+        session_drift: float = 0.8,
         noise: float = 1.0,
         subjects=None,
         sessions=None,
@@ -299,15 +308,18 @@ class SyntheticEOG(_SyntheticBase):
             "gains": np.exp(0.25 * s * rng.standard_normal(3)),
             "amp": float(np.exp(0.2 * s * rng.standard_normal())),
             "speed": float(np.exp(0.15 * s * rng.standard_normal())),
-            "drift_dirs": rng.standard_normal((2, 3, 2)),
+            # reaction time to the cue: each subject their own (trials vary around it by +-0.1 s)
+            "latency": float(np.clip(0.35 + 0.4 * s * rng.uniform(-1, 1), 0.12, 0.7)),
         }
 
     def _session_raw(self, subject: int, session: int) -> RawArray:
         t = self.subject_traits(subject)
         rng = self._rng(2, subject, session)
-        d = self.session_drift * session
-        proj = t["projection"] + 0.15 * d * _unit(t["drift_dirs"][0].ravel()).reshape(3, 2) * np.sqrt(6)
-        gains = t["gains"] * np.exp(0.4 * d * _unit(t["drift_dirs"][1][:, 0]))
+        # each session the glasses sit a little differently: a fresh random step of size session_drift
+        moved = self._rng(3, subject, session).standard_normal((2, 6))
+        d = self.session_drift
+        proj = t["projection"] + 0.15 * d * _unit(moved[0]).reshape(3, 2) * np.sqrt(6)
+        gains = t["gains"] * np.exp(0.4 * d * _unit(moved[1][:3]))
 
         labels, onsets, duration = self._schedule(rng, self.trial_s, (0.5, 1.0))
         sf = self.sfreq
@@ -317,7 +329,7 @@ class SyntheticEOG(_SyntheticBase):
         for label, onset in zip(labels, onsets):
             i0 = int(onset * sf)
             v, h = _eye_trajectory(
-                int(label), m, sf, latency=rng.uniform(0.15, 0.6),
+                int(label), m, sf, latency=t["latency"] + rng.uniform(-0.1, 0.1),
                 amp=t["amp"] * rng.uniform(0.8, 1.2), speed=t["speed"] * rng.uniform(0.85, 1.15),
             )
             eye[0, i0:i0 + m] += v
