@@ -5,17 +5,22 @@ through ``paradigm.get_data`` exactly as a downloaded dataset does):
 
 * :class:`SyntheticMI`, EEG motor imagery for MI-BMINet. Each subject has its own sensorimotor
   rhythm (frequency anywhere in the mu/beta range) and its own spatial patterns; imagining the
-  left or right hand desynchronises (ERD) the contralateral rhythm. A model pooled over other
-  subjects therefore transfers poorly. Task-unrelated rhythms near the same frequency, with
+  left or right hand desynchronises (ERD) the contralateral rhythm, by a depth that differs between
+  subjects and from trial to trial. A model pooled over other subjects therefore transfers poorly. Task-unrelated rhythms near the same frequency, with
   subject-specific spatial patterns and wandering amplitude, can only be nulled by spatial filters
   fitted to the subject: the classifier alone on frozen features cannot remove them.
 * :class:`SyntheticEOG`, smart-glasses eye movements for EpiDeNet: three dry electrodes
   (``EEG 1..3``, 500 Hz) and 11 trigger-coded movements (eight saccade directions, blink,
   double blink, fixation). Subjects differ in electrode placement (the projection of the eye's
-  vertical/horizontal dipole on each electrode), contact gain and saccade amplitude.
+  vertical/horizontal dipole on each electrode), contact gain, saccade amplitude and speed, and
+  reaction time to the cue.
 
-Both drift from session to session (patterns, gains, noise move a little further each
-session) so that a model adapted on day 1 loses accuracy on later days. Everything is drawn
+Each session the cap or glasses sit a little differently: patterns, gains (and for EEG the
+rhythm and the depth of desynchronisation) take a fresh random step from the subject's own, so a
+model adapted on day 1 loses accuracy on later days and a decoder trained on other sessions does
+worse than one trained in the session. The defaults are set so that MOABB's standard decoders score
+the cohort like real recordings (README, "How hard the embedded cohort is";
+``benchmarks/cohort_difficulty.py``). Everything is drawn
 from ``numpy.random.default_rng`` seeded by (seed, subject, session): the cohort is
 identical on every machine.
 """
