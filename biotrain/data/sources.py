@@ -17,7 +17,12 @@ from pathlib import Path
 from moabb.datasets.base import BaseDataset
 
 from ..errors import UserError
+from . import synthetic
 from .synthetic import _SyntheticBase
+
+# A generated dataset's "recording" is the code that generates it: a changed generator must not
+# leave windows drawn by the old one in place (their parameters, hence fingerprints, are the same).
+GENERATOR_CODE = Path(synthetic.__file__)
 
 
 def source_files(dataset: BaseDataset, subject: int) -> list[Path]:
@@ -91,11 +96,15 @@ class DigestCache:
 
 
 def subject_sources(dataset: BaseDataset, subjects: list[int], cache: DigestCache) -> dict[int, list[list[str]]]:
-    """{subject: [[file name relative to the dataset's files, sha256], ...]} (empty for generated data).
+    """{subject: [[file name relative to the dataset's files, sha256], ...]}; for generated data,
+    the generator's code (``[["generator:synthetic.py", sha256]]``), so a new generator recomputes.
 
     Names are relative to the folder all the dataset's files share, so moving the whole dataset
     elsewhere changes nothing, while moving a file between sessions does.
     """
+    if isinstance(dataset, _SyntheticBase):
+        code = [[f"generator:{GENERATOR_CODE.name}", cache.digest(GENERATOR_CODE)]]
+        return {s: code for s in subjects}
     files = {s: source_files(dataset, s) for s in subjects}
     every = [str(p.resolve()) for fs in files.values() for p in fs]
     root = Path(os.path.commonpath(every)) if every else None

@@ -38,6 +38,23 @@ def test_adding_a_subject_computes_only_that_subject(tmp_path, monkeypatch, caps
     assert "3 folds" in capsys.readouterr().out
 
 
+def test_a_changed_synthetic_generator_recomputes_every_subject(tmp_path, monkeypatch, capsys):
+    """Same parameters, new generator code: windows drawn by the old code are not reused."""
+    from biotrain.data import sources
+
+    run_stage_in_process(tmp_path, _eeg_only(2), "data", monkeypatch)
+    copy = tmp_path / "copy" / sources.GENERATOR_CODE.name
+    copy.parent.mkdir()
+    copy.write_bytes(sources.GENERATOR_CODE.read_bytes())
+    monkeypatch.setattr(sources, "GENERATOR_CODE", copy)
+    capsys.readouterr()
+    run_stage_in_process(tmp_path, _eeg_only(2), "data", monkeypatch)
+    assert "eeg: 2 subjects (2 reused, 0 computed)" in capsys.readouterr().out  # same code elsewhere: reused
+    copy.write_bytes(copy.read_bytes() + b"\n# a new version of the generator\n")
+    run_stage_in_process(tmp_path, _eeg_only(2), "data", monkeypatch)
+    assert "eeg: 2 subjects (0 reused, 2 computed)" in capsys.readouterr().out
+
+
 def test_missing_channel_is_named_before_any_output(tmp_path, monkeypatch):
     params = _eeg_only(2)
     params["data"]["eeg"]["channels"] = ["C3", "C4", "Oz"]
