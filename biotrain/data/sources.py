@@ -18,7 +18,6 @@ from moabb.datasets.base import BaseDataset
 
 from ..errors import UserError
 from . import synthetic
-from .synthetic import _SyntheticBase
 
 # A generated dataset's "recording" is the code that generates it: a changed generator must not
 # leave windows drawn by the old one in place (their parameters, hence fingerprints, are the same).
@@ -31,7 +30,7 @@ def source_files(dataset: BaseDataset, subject: int) -> list[Path]:
     For MOABB datasets this is ``data_path``: the cached files (downloaded first if missing, as
     reading them would). Folders are expanded to the files inside them.
     """
-    if isinstance(dataset, _SyntheticBase):
+    if isinstance(dataset, synthetic._SyntheticBase):
         return []
     if hasattr(dataset, "recordings"):  # SmartGlassesEOG: {session: [csv files]}
         found = [p for files in dataset.recordings(subject).values() for p in files]
@@ -102,7 +101,7 @@ def subject_sources(dataset: BaseDataset, subjects: list[int], cache: DigestCach
     Names are relative to the folder all the dataset's files share, so moving the whole dataset
     elsewhere changes nothing, while moving a file between sessions does.
     """
-    if isinstance(dataset, _SyntheticBase):
+    if isinstance(dataset, synthetic._SyntheticBase):
         code = [[f"generator:{GENERATOR_CODE.name}", cache.digest(GENERATOR_CODE)]]
         return {s: code for s in subjects}
     files = {s: source_files(dataset, s) for s in subjects}
