@@ -6,7 +6,7 @@ through ``paradigm.get_data`` exactly as a downloaded dataset does):
 * :class:`SyntheticMI`, EEG motor imagery for MI-BMINet. Each subject has its own sensorimotor
   rhythm (frequency anywhere in the mu/beta range) and its own spatial patterns; imagining the
   left or right hand desynchronises (ERD) the contralateral rhythm, by a depth that differs between
-  subjects and from trial to trial. A model pooled over other subjects therefore transfers poorly. Task-unrelated rhythms near the same frequency, with
+  subjects and from trial to trial, deepest 0.5-2.5 s after the cue. A model pooled over other subjects therefore transfers poorly. Task-unrelated rhythms near the same frequency, with
   subject-specific spatial patterns and wandering amplitude, can only be nulled by spatial filters
   fitted to the subject: the classifier alone on frozen features cannot remove them.
 * :class:`SyntheticEOG`, smart-glasses eye movements for EpiDeNet: three dry electrodes
@@ -165,10 +165,11 @@ class SyntheticMI(_SyntheticBase):
         seed: int = 0,
         subject_shift: float = 1.0,
         session_drift: float = 0.6,
-        erd: float = 0.38,
+        erd: float = 0.42,
         noise: float = 1.0,
         distractor: float = 1.0,
         erd_jitter: float = 0.35,
+        erd_tail: float = 0.3,
         subjects=None,
         sessions=None,
     ):
@@ -177,6 +178,9 @@ class SyntheticMI(_SyntheticBase):
         _check_positive("erd_jitter", erd_jitter, 0)
         self.distractor = float(distractor)
         self.erd_jitter = float(erd_jitter)
+        if not isinstance(erd_tail, (int, float, np.integer, np.floating)) or not 0 <= erd_tail <= 1:
+            raise ValueError(f"erd_tail is the fraction of ERD depth left at the trial's end and must be in [0, 1], got {erd_tail!r}")
+        self.erd_tail = float(erd_tail)
         if erd >= 1:
             raise ValueError(f"erd is a fraction of rhythm amplitude and must be < 1, got {erd!r}")
         self.erd = float(erd)
@@ -229,12 +233,10 @@ class SyntheticMI(_SyntheticBase):
         rhythm_r = _band_noise(rng, n, sf, freq - 1.5, freq + 1.5)
         env_l = np.ones(n)
         env_r = np.ones(n)
-        ramp = np.hanning(int(0.5 * sf))
+        shape = erd_time_course(self.trial_s, sf, self.erd_tail)
         for label, onset in zip(labels, onsets):
-            i0, i1 = int(onset * sf), int((onset + self.trial_s) * sf)
-            shape = np.ones(i1 - i0)
-            shape[: ramp.size // 2] = ramp[: ramp.size // 2]
-            shape[-(ramp.size // 2):] = ramp[ramp.size // 2:]
+            i0 = int(onset * sf)
+            i1 = i0 + shape.size
             # imagining the left hand suppresses the right-hemisphere rhythm, and vice versa
             env = env_l if label == 0 else env_r
             depth = erd * max(0.0, 1.0 + self.erd_jitter * rng.standard_normal())  # attention varies per trial
@@ -249,6 +251,20 @@ class SyntheticMI(_SyntheticBase):
         sensor = rng.standard_normal((len(MI_CHANNELS), n))
         data = gains[:, None] * (sources + self.noise * (1.2 * background + 0.3 * sensor))
         return self._raw(5e-6 * data, MI_CHANNELS, sf, onsets, labels, montage=True)
+
+
+def erd_time_course(trial_s: float, sfreq: float, tail: float) -> np.ndarray:
+    """How deep the desynchronisation is over one trial, 1 at its deepest.
+
+    ERD builds up over the first half second after the cue, is deepest from 0.5 to 2.5 s, then
+    fades to ``tail`` of its depth by the end of the trial as attention to the imagined movement
+    wanes. The 0.5-2.5 s segment is the one most MI decoders use (FBCSP, Ang et al. 2008, on BCI
+    competition IV 2a; the study's windows), so a decoder on the whole trial sees a diluted effect.
+    """
+    t = np.arange(int(round(trial_s * sfreq))) / sfreq
+    rise = np.sin(0.5 * np.pi * np.clip(t / 0.5, 0, 1)) ** 2
+    fade = 1 - (1 - tail) * np.clip((t - 2.5) / (trial_s - 2.5), 0, 1)
+    return rise * fade
 
 
 def _eye_trajectory(kind: int, n: int, sfreq: float, latency: float, amp: float, speed: float):

@@ -4,7 +4,7 @@ from moabb.datasets.base import BaseDataset
 
 from biotrain.data.datasets import make_dataset
 from biotrain.data.signals import derive_glasses_channels
-from biotrain.data.synthetic import SyntheticEOG, SyntheticMI
+from biotrain.data.synthetic import SyntheticEOG, SyntheticMI, erd_time_course
 from biotrain.data.windows import WindowSpec, extract_windows
 
 EEG = WindowSpec("eeg", sfreq=125.0, n_times=250, fmin=4.0, fmax=40.0, tmin=0.5)
@@ -51,6 +51,17 @@ def test_subjects_differ_and_sessions_drift():
     w = extract_windows(ds, EEG, [1])
     power = (w.X ** 2).mean(axis=2)
     assert np.abs(power[w.y == 0].mean(0) - power[w.y == 1].mean(0)).max() > 0.05 * power.mean()
+
+
+def test_erd_builds_up_peaks_and_fades_to_its_tail():
+    shape = erd_time_course(4.0, 100.0, tail=0.3)
+    assert shape.size == 400 and shape[0] == 0.0
+    t = np.arange(400) / 100.0
+    assert np.all(np.diff(shape[t <= 0.5]) > 0)                       # builds up after the cue
+    np.testing.assert_allclose(shape[(t >= 0.5) & (t <= 2.5)], 1.0)   # deepest where the windows are
+    assert np.all(np.diff(shape[t >= 2.5]) < 0) and shape[-1] == pytest.approx(0.3, abs=0.01)
+    with pytest.raises(ValueError, match=r"erd_tail .* \[0, 1\], got 1.5"):
+        SyntheticMI(**SMALL, erd_tail=1.5)
 
 
 def test_glasses_derived_channels_follow_brief():
