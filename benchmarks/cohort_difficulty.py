@@ -10,7 +10,7 @@ paradigm (:mod:`biotrain.data.evaluate`: CSP+LDA for left/right imagery, binned 
 LDA for the 11 eye movements) and writes the table beside MOABB's published within-session
 CSP+LDA scores of real two-class motor-imagery datasets.
 
-The generator's difficulty knobs (``erd``, ``erd_jitter``, ``session_drift``, ``subject_shift``)
+The generator's difficulty knobs (``erd``, ``erd_jitter``, ``erd_tail``, ``session_drift``, ``subject_shift``)
 were set by hand at generator seed 0, looking at these scores and at the default study's accuracy
 table; ``--seeds 0 1`` adds generator seed 1, which was never looked at while setting them: its
 row is the out-of-sample check.
