@@ -6,7 +6,8 @@ through ``paradigm.get_data`` exactly as a downloaded dataset does):
 * :class:`SyntheticMI`, EEG motor imagery for MI-BMINet. Each subject has its own sensorimotor
   rhythm (frequency anywhere in the mu/beta range) and its own spatial patterns; imagining the
   left or right hand desynchronises (ERD) the contralateral rhythm, by a depth that differs between
-  subjects and from trial to trial, deepest 0.5-2.5 s after the cue. A model pooled over other subjects therefore transfers poorly. Task-unrelated rhythms near the same frequency, with
+  subjects and from trial to trial, deepest 0.5-2.5 s after the cue. A model pooled over other
+  subjects therefore transfers poorly. Task-unrelated rhythms near the same frequency, with
   subject-specific spatial patterns and wandering amplitude, can only be nulled by spatial filters
   fitted to the subject: the classifier alone on frozen features cannot remove them.
 * :class:`SyntheticEOG`, smart-glasses eye movements for EpiDeNet: three dry electrodes
@@ -258,8 +259,8 @@ def erd_time_course(trial_s: float, sfreq: float, tail: float) -> np.ndarray:
 
     ERD builds up over the first half second after the cue, is deepest from 0.5 to 2.5 s, then
     fades to ``tail`` of its depth by the end of the trial as attention to the imagined movement
-    wanes. The 0.5-2.5 s segment is the one most MI decoders use (FBCSP, Ang et al. 2008, on BCI
-    competition IV 2a; the study's windows), so a decoder on the whole trial sees a diluted effect.
+    wanes. Many MI decoders use the 0.5-2.5 s segment (e.g. EEGNet on BCI competition IV 2a,
+    Lawhern et al. 2018; the study's windows), so a decoder on the whole trial sees a diluted effect.
     """
     t = np.arange(int(round(trial_s * sfreq))) / sfreq
     rise = np.sin(0.5 * np.pi * np.clip(t / 0.5, 0, 1)) ** 2
