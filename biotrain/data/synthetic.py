@@ -41,7 +41,7 @@ MI_EVENTS = {"left_hand": 1, "right_hand": 2}
 
 
 def _check_positive(name: str, value, minimum=1):
-    if not isinstance(value, (int, float, np.integer, np.floating)) or value < minimum:
+    if not isinstance(value, (int, float, np.integer, np.floating)) or not value >= minimum:  # NaN fails too
         raise ValueError(f"{name} must be a number >= {minimum}, got {value!r}")
 
 
@@ -177,9 +177,10 @@ class SyntheticMI(_SyntheticBase):
         _check_positive("erd", erd, 0)
         _check_positive("distractor", distractor, 0)
         _check_positive("erd_jitter", erd_jitter, 0)
+        _check_positive("erd_tail", erd_tail, 0)
         self.distractor = float(distractor)
         self.erd_jitter = float(erd_jitter)
-        if not isinstance(erd_tail, (int, float, np.integer, np.floating)) or not 0 <= erd_tail <= 1:
+        if erd_tail > 1:
             raise ValueError(f"erd_tail is the fraction of ERD depth left at the trial's end and must be in [0, 1], got {erd_tail!r}")
         self.erd_tail = float(erd_tail)
         if erd >= 1:
