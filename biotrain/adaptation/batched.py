@@ -50,6 +50,7 @@ from torch.func import functional_call, grad, vmap
 
 from ..strategy_table import STRATEGIES
 from .fast_loop import CachedFeatures, per_sample_model
+from .lean_sgd import LeanSGD
 from .strategies import AdaptInfo, FinetuneConfig, adapt
 from .training import as_tensor, seeded_generator
 
@@ -125,7 +126,7 @@ def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     params = {name: torch.stack([o[prefix + name].detach() for o in owned]).requires_grad_(True) for name in names}
     buffers = {name: torch.stack([dict(m.named_buffers())[prefix + name] for m in models])
                for name, _ in head.named_buffers()}
-    opt = torch.optim.SGD(list(params.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = LeanSGD(list(params.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     gens = [seeded_generator(s) for s in seeds]
     xs = [as_tensor(X) for X in Xs]

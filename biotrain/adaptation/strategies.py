@@ -15,6 +15,7 @@ from ..strategy_table import NORM_OF, has_batchnorm, trainable_parameters
 from ..strategy_table import STRATEGIES as TABLE
 from .fast_conv import fast_temporal_convs
 from .fast_loop import HOST_LOOPS, fast_gradients
+from .lean_sgd import LeanSGD
 from .training import as_tensor, seeded_generator
 
 STRATEGIES = tuple(TABLE)  # names, in the table's order
@@ -65,16 +66,18 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
 
     start = time.perf_counter()
     params = _trainable(model, strategy)
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    fast = cfg.host_loop == "fast"
+    sgd = LeanSGD if fast else torch.optim.SGD  # the same update, bit for bit (lean_sgd.py)
+    opt = sgd(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     gen = seeded_generator(seed)
     xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
     micro = cfg.micro_batch if s.host_micro_batch else cfg.batch_size
-    fast_step = fast_gradients(model, xs, ys, strategy, loss_fn) if cfg.host_loop == "fast" else None
+    fast_step = fast_gradients(model, xs, ys, strategy, loss_fn) if fast else None
     steps = 0
     # fast: long depthwise convolutions take their gradients as forward convolutions (fast_conv.py)
-    with fast_temporal_convs(model) if cfg.host_loop == "fast" else nullcontext():
+    with fast_temporal_convs(model) if fast else nullcontext():
         for _ in range(cfg.epochs):
             # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
             # full uses batch statistics; edge's GroupNorm has none.
