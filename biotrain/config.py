@@ -17,6 +17,7 @@ from .data.spec import EOG_DATASETS, MODALITIES
 from .errors import UserError
 from .models import MODELS
 from .params_schema import check_constructor, check_datasets, unknown_keys
+from .study.allocator import ALLOCATORS, find_tcmalloc, missing_tcmalloc
 
 RUNNERS = ("threads", "dask", "ray")
 
@@ -299,6 +300,8 @@ def _check_runner(c: _Checker) -> None:
         c.fail("adapt.runner.address", address, "null, or an existing cluster's address (e.g. 'tcp://10.0.0.5:8786')")
     elif address is not None and runner == "threads":
         c.fail("adapt.runner.address", address, "null with adapt.runner.name 'threads' (an address needs 'dask' or 'ray')")
+    if c.choice("adapt.runner.allocator", ALLOCATORS, default="auto") == "tcmalloc" and find_tcmalloc() is None:
+        c.fail("adapt.runner.allocator", "tcmalloc", f"'auto' or 'system': {missing_tcmalloc()}")
 
 
 def _check_sweep(c: _Checker) -> None:

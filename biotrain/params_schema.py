@@ -28,7 +28,7 @@ SCHEMA: dict[str, Any] = {
     "pretrain": {"epochs": None, "batch_size": None, "lr": None, "weight_decay": None, "workers": None},
     "adapt": {"strategies": None, "seeds": None, "epochs": None, "lr": None, "momentum": None,
               "weight_decay": None, "batch_size": None, "micro_batch": None, "host_loop": None, "retries": None,
-              "runner": {"name": None, "workers": None, "address": None}},
+              "runner": {"name": None, "workers": None, "address": None, "allocator": None}},
     "sweep": {"name": None, "grid": OPEN},
     "device": {"backend": None, "constants": OPEN, "execute": None, "execute_subjects": None},
     "tracking": {"uri": None, "experiment": None},

@@ -69,7 +69,7 @@ def run_adapt_cohort(jobs: list[Job], settings: AdaptSettings, tracking: Trackin
                      ) -> tuple[list[dict], str]:
     """Runs the flow on ``runner``'s task runner, sharing one Prefect API with its workers."""
     with shared_prefect_api(runner.name) as api_url:
-        task_runner = make_task_runner(runner.name, runner.workers, runner.address, api_url)
+        task_runner = make_task_runner(runner.name, runner.workers, runner.address, api_url, runner.allocator)
         try:
             return adapt_cohort.with_options(task_runner=task_runner, flow_run_name=run_name)(
                 jobs, settings, tracking, runner.retries, run_name, max_group, force_batching)

@@ -8,10 +8,17 @@ from contextlib import contextmanager
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from biotrain.errors import UserError
+from biotrain.study import worker_preload
 
 
-def local_dask_cluster(**kwargs):
-    """A ``distributed.LocalCluster`` whose worker processes keep glibc's default allocator tuning.
+def local_dask_cluster(preload: str | None = None, **kwargs):
+    """A ``distributed.LocalCluster`` whose worker processes run on the allocator the study asks for.
+
+    ``preload``: a shared library the workers load first (``LD_PRELOAD``): TCMalloc, from
+    :func:`biotrain.study.allocator.worker_preload`. An ``LD_PRELOAD`` the user exported wins.
+    Like the variable below, it is set in this process's environment only while the workers spawn.
+
+    Without one the workers keep glibc's default tuning:
 
     Dask sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers' environment (to hand memory back
     to the OS). Setting it at all turns off glibc's adaptive mmap threshold, so every tensor
@@ -22,22 +29,27 @@ def local_dask_cluster(**kwargs):
     import dask
     from distributed import LocalCluster
 
-    before = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": before}):
+    before = {name: os.environ.get(name) for name in ("MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
+    environ = {"MALLOC_TRIM_THRESHOLD_": before["MALLOC_TRIM_THRESHOLD_"],
+               "LD_PRELOAD": before["LD_PRELOAD"] or preload}
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}):
         try:
             return LocalCluster(**kwargs)
         finally:
-            if before is None:
-                os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
 
 
-def make_task_runner(name: str, workers: int, address: str | None = None, api_url: str | None = None):
+def make_task_runner(name: str, workers: int, address: str | None = None, api_url: str | None = None,
+                     allocator: str = "auto"):
     """The task runner named in params: local threads, Dask (a local cluster of processes or an
     existing cluster's scheduler ``address``) or Ray (local, or an existing cluster's ``address``).
 
     Worker processes started here get ``api_url``, the flow's Prefect API: a process with no
     API configured starts its own temporary Prefect server, which costs each worker a core for
-    several seconds and hides its task runs from the flow's server.
+    several seconds and hides its task runs from the flow's server. A local Dask cluster's workers
+    run on ``allocator`` (``adapt.runner.allocator``: :mod:`biotrain.study.allocator`).
     """
     env = {"PREFECT_API_URL": api_url} if api_url else {}
     if name == "threads":
@@ -50,7 +62,8 @@ def make_task_runner(name: str, workers: int, address: str | None = None, api_ur
         if address:
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_class=local_dask_cluster,
-                              cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "env": env})
+                              cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "env": env,
+                                              "preload": worker_preload(allocator)})
     if name == "ray":
         try:
             from prefect_ray import RayTaskRunner

@@ -41,8 +41,8 @@ def test_shipped_profiles_are_valid(profile):
     ("pretrain.lr", 0, "a number > 0"),
     ("adapt.micro_batch", 3, "a divisor of adapt.batch_size=8"),
     ("adapt.runner.name", "spark", "one of ['threads', 'dask', 'ray']"),
-    ("adapt.runner.address", "tcp://10.0.0.5:8786", "an address needs 'dask' or 'ray'"),
     ("adapt.runner.address", "", "an existing cluster's address"),
+    ("adapt.runner.allocator", "jemalloc", "one of ['auto', 'tcmalloc', 'system']"),
     ("data.modalities", ["eeg", "emg"], "['emg'] unknown"),
     ("split.calib_fraction", 1.0, "<= 0.99"),
     ("data.eeg.fmax", 150.0, "below Nyquist"),
@@ -54,6 +54,14 @@ def test_bad_value_is_named(key, value, expected):
     text = str(err.value)
     assert key in text and repr(value) in text or key in text and str(value) in text
     assert expected in text
+
+
+def test_an_address_needs_a_cluster_runner():
+    params = _with("adapt.runner.address", "tcp://10.0.0.5:8786")
+    validate_params(params)  # the default runner, dask, can join a cluster
+    params["adapt"]["runner"]["name"] = "threads"
+    with pytest.raises(ParamsError, match="adapt.runner.address.*an address needs 'dask' or 'ray'"):
+        validate_params(params)
 
 
 def test_model_arguments_are_tried_at_the_data_rate():

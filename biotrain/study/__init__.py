@@ -1,6 +1,7 @@
 """A study: typed settings, its jobs and their groups, and the work of one job or group (Prefect-free;
 ``flows/`` wires it)."""
 
+from .allocator import worker_preload
 from .config import (AdaptSettings, DataConfig, DeviceConfig, FINETUNE_KEYS, ModalityConfig, ModelConfig,
                      RunnerConfig, StudyConfig, SweepConfig, TrackingConfig)
 from .groups import group_jobs, rows_in_job_order
@@ -13,4 +14,4 @@ from .run_job import run_job
 __all__ = ["AdaptSettings", "ChildRuns", "DataConfig", "DeviceConfig", "FINETUNE_KEYS", "GRID_KEYS", "Job",
            "ModalityConfig", "ModelConfig", "ParentRun", "RunnerConfig", "StudyConfig", "StudyPaths", "SweepConfig",
            "TrackingConfig", "expand_grid", "group_jobs", "open_parent_run", "plan_study", "resume_key",
-           "rows_in_job_order", "run_group", "run_job"]
+           "rows_in_job_order", "run_group", "run_job", "worker_preload"]

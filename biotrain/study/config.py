@@ -73,7 +73,8 @@ class RunnerConfig:
     workers: int = 2
     address: str | None = None
     retries: int = 1
-    torch_threads: int = 1  # tasks run side by side; one torch thread each keeps results bit-exact
+    torch_threads: int = 1
+    allocator: str = "auto"  # of the worker processes a local Dask cluster starts (allocator.py)  # tasks run side by side; one torch thread each keeps results bit-exact
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class StudyConfig:
                                 execute=device.get("execute") or "host",
                                 execute_subjects=None if subjects is None else tuple(subjects)),
             runner=RunnerConfig(name=runner["name"], workers=int(runner["workers"]), address=runner.get("address"),
-                                retries=int(a["retries"])),
+                                retries=int(a["retries"]), allocator=runner.get("allocator") or "auto"),
             tracking=TrackingConfig(uri=params["tracking"]["uri"] or default_tracking_uri(Path(root).resolve()),
                                     experiment=params["tracking"]["experiment"]),
             sweep=SweepConfig(name=sweep["name"], grid=dict(sweep["grid"])) if sweep else None,

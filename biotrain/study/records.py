@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from .. import tracking as mlflow_records  # MLflow loads when the first run is opened
+from .allocator import process_allocator
 from .config import AdaptSettings, TrackingConfig
 from .jobs import Job, resume_key
 
@@ -83,7 +84,7 @@ class ChildRuns:
         if steps:
             steps[0].update(device_metrics)
         tags = {**job.context(), "scenario": scenario, "session": ",".join(sessions), "executed_on": executed_on,
-                **device_tags, **({"error": f"{type(error).__name__}: {error}"[:500]} if error else {})}
+                "allocator": process_allocator(), **device_tags, **({"error": f"{type(error).__name__}: {error}"[:500]} if error else {})}
         params = {**asdict(job.finetune(self.settings.finetune)), **{f"grid.{k}": v for k, v in job.grid.items()}}
         tracker.record_run(job.run_name(scenario), self.parent.run_id, resume_key([job], {"scenario": scenario}),
                            tags=tags, params=params, steps=steps, start_ms=start_ms,

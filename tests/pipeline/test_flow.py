@@ -209,6 +209,25 @@ def test_local_dask_workers_keep_glibcs_adaptive_allocator(monkeypatch):
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # nothing left behind in this process either
 
 
+@pytest.mark.slow
+def test_local_dask_workers_run_on_tcmalloc_and_leave_this_process_alone(monkeypatch):
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from biotrain.study.allocator import DEBIAN_PACKAGE, find_tcmalloc, process_allocator
+    from flows.runners import local_dask_cluster
+
+    library = find_tcmalloc()
+    if library is None:
+        pytest.skip(f"TCMalloc is not installed (Debian package {DEBIAN_PACKAGE})")
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    with local_dask_cluster(preload=library, n_workers=2, threads_per_worker=1, processes=True,
+                            dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            assert sorted(client.run(process_allocator).values()) == ["tcmalloc", "tcmalloc"]
+    assert "LD_PRELOAD" not in os.environ and process_allocator() == "system"
+
+
 def test_jobs_share_one_data_digest_and_differ_by_checkpoint(tmp_path):
     """A worker keeps one copy of a modality's data (keyed by data_digest) for all its jobs."""
     cohort = small_cohort(tmp_path)
