@@ -5,11 +5,20 @@
 ``--project``: a study whose ``pretrain`` stage has run (``biotrain run --profile tiny pretrain``
 makes ``runs/tiny``); its params plan the jobs (``--seeds`` replaces the study's seeds, so that
 enough same-shaped jobs exist to batch). Each variant runs the whole flow (``run_adapt_cohort``,
-threads runner, ``--workers`` workers, no retries) on the same jobs under its own MLflow store:
+``--workers`` workers, no retries) on the same jobs under its own MLflow store:
 
-- ``reference``: ``adapt.host_loop: reference``, one Prefect task per job (the stage before issue 12);
-- ``fast+groups``: ``host_loop: fast``, one task per group of same-shaped jobs (``group_jobs``);
-- ``fast``: ``host_loop: fast``, one task per job (``--no-fast-per-job`` skips it): what the groups add.
+- ``reference``: ``adapt.host_loop: reference``, one Prefect task per job, threads runner (the stage
+  before issue 12);
+- ``fast+groups``: ``host_loop: fast``, one task per group of same-shaped jobs (``group_jobs``), threads;
+- ``fast``: ``host_loop: fast``, one task per job, threads (``--no-fast-per-job`` skips it): what
+  the groups add;
+- ``fast+groups on dask, <allocator>`` (``--fast-runners dask``): the groups on a local Dask cluster
+  of worker processes, once per ``--allocators`` value (``adapt.runner.allocator``).
+
+The default study's figures in the README come from::
+
+    python benchmarks/adapt_stage.py --project <default study> --seeds 0 1 2 --repeats 2 --no-fast-per-job \
+        --fast-runners dask --allocators auto system
 
 Variants alternate their order per repeat, so load drift hits them alike; ratios are per repeat.
 Windows and base models are read (and the Prefect server started) before the clocks start.
@@ -58,15 +67,17 @@ def main() -> None:
     ap.add_argument("--max-group", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-fast-per-job", action="store_true")
-    ap.add_argument("--fast-runner", choices=["threads", "dask"], default=None,
-                    help="also run fast+groups on this runner (dask: a local cluster of worker processes)")
+    ap.add_argument("--fast-runners", nargs="+", choices=["threads", "dask"], default=["threads"],
+                    help="run fast+groups on these runners (dask: a local cluster of worker processes)")
+    ap.add_argument("--allocators", nargs="+", choices=["auto", "tcmalloc", "system"], default=["auto"],
+                    help="fast+groups on dask: once per worker allocator (adapt.runner.allocator)")
     ap.add_argument("--markdown", default=None)
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="adapt_stage-"))
     os.environ["PREFECT_HOME"] = str(work / "prefect")  # before prefect is imported: a server DB of its own
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from biotrain.study import AdaptSettings, RunnerConfig, StudyConfig, StudyPaths, group_jobs, plan_study
+    from biotrain.study import AdaptSettings, RunnerConfig, StudyConfig, StudyPaths, group_jobs, plan_study, worker_preload
     from biotrain.study.run_job import load_inputs
     from flows.adapt_cohort import run_adapt_cohort
     from flows.runners import shared_prefect_api
@@ -83,12 +94,16 @@ def main() -> None:
     base = AdaptSettings.of(config)
     loop = lambda name: dataclasses.replace(base, finetune=dataclasses.replace(base.finetune, host_loop=name))  # noqa: E731
     threads = RunnerConfig("threads", args.workers, retries=0)
-    variants = {"reference": (loop("reference"), 1, threads), "fast+groups": (loop("fast"), args.max_group, threads)}
+    variants = {"reference": (loop("reference"), 1, threads)}  # today's stage: threads, the C library's malloc
+    if "threads" in args.fast_runners:
+        variants["fast+groups"] = (loop("fast"), args.max_group, threads)
     if not args.no_fast_per_job:
         variants["fast"] = (loop("fast"), 1, threads)
-    if args.fast_runner and args.fast_runner != "threads":
-        variants[f"fast+groups on {args.fast_runner}"] = (loop("fast"), args.max_group,
-                                                          RunnerConfig(args.fast_runner, args.workers, retries=0))
+    if "dask" in args.fast_runners:
+        for allocator in args.allocators:
+            used = "TCMalloc" if worker_preload(allocator) else "glibc"
+            variants[f"fast+groups on dask, {used}"] = (
+                loop("fast"), args.max_group, RunnerConfig("dask", args.workers, retries=0, allocator=allocator))
     n_groups = {name: len(group_jobs(jobs, s, size)) for name, (s, size, _) in variants.items()}
 
     for job in jobs:  # windows and base models read once per process, as a worker does
@@ -134,11 +149,12 @@ def report(args, jobs, variants, n_groups, results) -> str:
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, `python benchmarks/adapt_stage.py "
         f"--project {args.project} --seeds {' '.join(map(str, args.seeds))} --workers {args.workers} "
         f"--max-group {args.max_group} --repeats {args.repeats}"
-        f"{' --fast-runner ' + args.fast_runner if args.fast_runner else ''}`; {os.cpu_count()} cores shared with other work.",
+        f" --fast-runners {' '.join(args.fast_runners)} --allocators {' '.join(args.allocators)}"
+        f"{' --no-fast-per-job' if args.no_fast_per_job else ''}`; {os.cpu_count()} cores shared with other work.",
         f"{len(jobs)} jobs ({', '.join(sorted({j.modality for j in jobs}))}; strategies "
         f"{', '.join(dict.fromkeys(j.strategy for j in jobs))}; {len(args.seeds)} seeds; "
         f"{variants['reference'][0].finetune.epochs} epochs), {args.workers} workers (threads runner unless named), "
-        "no retries.",
+        "no retries. Threads run in this process, on the C library's malloc (glibc).",
         "",
         "| variant | Prefect tasks | repeat | wall (s) | jobs/min | ratio to reference (same repeat) |",
         "|---|---|---|---|---|---|",
