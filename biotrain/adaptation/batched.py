@@ -49,14 +49,16 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ..strategy_table import STRATEGIES
+from .fast_conv import fast_temporal_convs
 from .fast_loop import CachedFeatures, per_sample_model
 from .lean_sgd import LeanSGD
+from .stacked import stack_models, stackable, unstack_into
 from .strategies import AdaptInfo, FinetuneConfig, adapt
 from .training import as_tensor, seeded_generator
 
 # (model class name, strategy) pairs where batching K tasks measured faster than K sequential
 # fast-loop calls (benchmarks/results/adapt_batched.md); everything else runs sequentially.
-BATCHED = {("EpiDeNet", "last_layer"), ("EpiDeNet", "edge"), ("MIBMINet", "last_layer")}
+BATCHED = {("EpiDeNet", "last_layer"), ("EpiDeNet", "edge"), ("EpiDeNet", "full"), ("MIBMINet", "last_layer")}
 # Smallest group batched: measured at K=8 and 16 only (a 1-epoch check at K=2 was slower, 0.7-0.9x).
 MIN_BATCHED_TASKS = 8
 
@@ -91,8 +93,10 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
         return []
     _check_same_architecture(models)
     s = STRATEGIES.get(strategy)  # unknown names fall through to adapt, which names the choices
-    supported = s is not None and ((s.trains == "classifier" and not s.train_mode)  # last_layer
-                                   or (s.host_micro_batch and per_sample_model(models[0])))  # edge
+    stacked = s is not None and s.trains == "all" and stackable(models[0])  # full, edge: one wide model
+    if stacked and s.host_micro_batch and not per_sample_model(models[0]):
+        stacked = False  # edge's micro-batches are one pass only where every layer is per sample
+    supported = s is not None and ((s.trains == "classifier" and not s.train_mode) or stacked)  # last_layer or stacked
     if not supported or cfg.host_loop != "fast" or not (force or batching_pays(models[0], strategy)):
         return [adapt(m, X, y, strategy, cfg, s) for m, X, y, s in zip(models, Xs, ys, seeds)]
     if s.host_micro_batch and cfg.batch_size % cfg.micro_batch:
@@ -106,11 +110,47 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
             k = members[0]
             infos[k] = adapt(models[k], Xs[k], ys[k], strategy, cfg, seeds[k])
             continue
-        out = _adapt_group([models[k] for k in members], [Xs[k] for k in members], [ys[k] for k in members],
-                           strategy, cfg, [seeds[k] for k in members])
+        train = _adapt_stacked if stacked else _adapt_group
+        out = train([models[k] for k in members], [Xs[k] for k in members], [ys[k] for k in members],
+                    strategy, cfg, [seeds[k] for k in members])
         for k, info in zip(members, out):
             infos[k] = info
     return infos
+
+
+def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
+    """K tasks training every layer, as one wide model (:mod:`.stacked`): the steps of
+    :func:`~biotrain.adaptation.adapt`'s fast loop, each task on its own seeded batch order."""
+    start = time.perf_counter()
+    K, n = len(models), len(ys[0])
+    row = STRATEGIES[strategy]
+    wide = stack_models(models)
+    opt = LeanSGD(wide.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    gens = [seeded_generator(s) for s in seeds]
+    stacked = torch.stack([as_tensor(X)[:, 0] for X in Xs], dim=1)  # (n, K, C, T): window i of every task
+    labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys], dim=1)  # (n, K)
+    tasks = torch.arange(K)
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    steps = 0
+    with fast_temporal_convs(wide):
+        for _ in range(cfg.epochs):
+            wide.train(row.train_mode)
+            orders = torch.stack([torch.randperm(n, generator=g) for g in gens], dim=1)  # (n, K)
+            for i in range(0, n, cfg.batch_size):
+                batch = orders[i:i + cfg.batch_size]  # (b, K): task k's windows in column k
+                if row.batch_statistics and len(batch) < 2:
+                    continue  # as adapt: BatchNorm cannot use batch statistics of one sample
+                opt.zero_grad(set_to_none=True)
+                out = wide(stacked[batch, tasks])  # (b, K, classes)
+                loss = loss_fn(out.reshape(-1, out.shape[-1]), labels[batch, tasks].reshape(-1)) / len(batch)
+                loss.backward()  # the sum of the K tasks' losses: slice k of every gradient is task k's
+                opt.step()
+                steps += 1
+            sched.step()
+    unstack_into(wide, models)
+    seconds = (time.perf_counter() - start) / K
+    return [AdaptInfo(n_calib=n, optimizer_steps=steps, train_seconds=seconds) for _ in models]
 
 
 def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
