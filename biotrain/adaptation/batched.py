@@ -1,18 +1,21 @@
-"""Fine-tune K same-architecture models as one computation (torch.func), issue 12.
+"""Fine-tune K same-architecture models as one computation, issue 12.
 
 At batch 8 the host's fine-tuning step is small enough to be bound by per-op dispatch, so K tasks
-(subjects or seeds) of one model architecture and strategy train together: their trainable
-parameters are stacked along a leading task axis, ``vmap(grad(loss))`` over
-``functional_call`` computes every task's gradient in one call, and one ``torch.optim.SGD`` over
-the stacked tensors updates them. SGD's update is elementwise, so each task keeps its own momentum
-and the same cosine learning rate as alone; each task draws its batch order from its own seeded
-generator, exactly as :func:`~biotrain.adaptation.adapt` does. Only the gradient's float rounding
-differs from a task trained alone (vmap runs a grouped convolution / batched matmul). Measured
-against K sequential fast-loop calls: ``last_layer`` bit-exact (same weights); ``edge`` within 1e-5
-relative per tensor after 3 epochs (tests/adaptation/test_adapt_batched.py), and after 10 epochs up
-to ~1e-3 on the small GroupNorm biases (norm ~5e-3) of a few tasks, which is the size of the fast
-loop's own drift from the reference loop there (the batched result was *closer* to the reference
-loop than the sequential fast loop was); test predictions identical in every measured case.
+(subjects or seeds) of one model architecture and strategy train together, two ways:
+
+- ``last_layer`` (:func:`_adapt_group`): the classifiers' parameters are stacked along a leading
+  task axis, ``vmap(grad(loss))`` over ``functional_call`` computes every task's gradient in one
+  call on its cached backbone features. Bit-exact with K sequential fast-loop calls.
+- ``full`` and ``edge`` (:func:`_adapt_stacked`): the K models become one wide model
+  (:mod:`.stacked`: grouped convolutions, per-channel norms, a batched classifier), which keeps
+  PyTorch's kernels, the fast temporal convolution and BatchNorm's batch statistics per task.
+  Within 1e-5 relative per tensor of K sequential fast-loop calls after 3 epochs, BatchNorm's
+  running statistics included (tests/adaptation/test_adapt_batched.py).
+
+Either way one optimizer updates the stacked tensors; SGD's update is elementwise, so each task
+keeps its own momentum and the same cosine learning rate as alone, and each task draws its batch
+order from its own seeded generator, exactly as :func:`~biotrain.adaptation.adapt` does. Only the
+gradient's float rounding differs from a task trained alone.
 
 Ragged cohorts: tasks are grouped by their number of calibration windows (same count -> the same
 steps and batch sizes), each group is one computation, and a group of fewer than 8 runs the sequential
@@ -20,22 +23,22 @@ fast loop. No padding or masking: a padded task would need masked gradients *and
 decay and momentum on the steps it does not have, for no gain on real cohorts where most
 subjects share a session length.
 
-Where it runs: ``last_layer`` and ``edge`` on per-sample models (:func:`.fast_loop.per_sample_model`),
-and only where :func:`batching_pays`. Measured speed-up over K sequential fast-loop calls
-(``benchmarks/results/adapt_batched.md``):
+Where it runs: only where :func:`batching_pays` (:data:`BATCHED`). Measured speed-up over K
+sequential fast-loop calls (vmap: ``benchmarks/results/adapt_batched.md``; stacked: per step, K=9,
+one thread, idle, ``python benchmarks/adapt_batched.py`` predates it):
 
-| model (modality) | strategy | K=16, load ~6, before fast_conv | K=16, idle, with fast_conv |
+| model (modality) | strategy | vmap, K=16, idle, with fast_conv | stacked, K=9 |
 |---|---|---|---|
-| EpiDeNet (EOG) | edge | 2.32x | 1.33x |
-| EpiDeNet (EOG) | last_layer | 2.45x | 1.64x |
-| MI-BMINet (EEG) | edge | 1.42x | 0.38x |
-| MI-BMINet (EEG) | last_layer | 1.78x | 1.59x |
+| EpiDeNet (EOG) | edge | 1.33x | 1.85x |
+| EpiDeNet (EOG) | full | - (BatchNorm) | 1.75x |
+| EpiDeNet (EOG) | last_layer | 1.64x | - |
+| MI-BMINet (EEG) | edge | 0.38x | 0.96x |
+| MI-BMINet (EEG) | full | - | 0.80x |
+| MI-BMINet (EEG) | last_layer | 1.59x | - |
 
-MI-BMINet ``edge`` left :data:`BATCHED` when :mod:`.fast_conv` made its sequential step ~2x
-faster: vmap cannot use that custom backward, so one model at a time is now 2.6x quicker. ``full``
-stays per model: with batch-statistics BatchNorm the rounding differences grew enough to change
-accuracies. Everything else falls back to one :func:`adapt` call per task, so callers can always
-use :func:`adapt_many`.
+MI-BMINet's ``full`` and ``edge`` stay one model at a time: their step is arithmetic (the 64-tap
+temporal convolution), so a wider computation saves no overhead. Everything else falls back to
+one :func:`adapt` call per task, so callers can always use :func:`adapt_many`.
 """
 
 from __future__ import annotations
