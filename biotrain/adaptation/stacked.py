@@ -15,10 +15,10 @@ model's path. Only float summation order differs (a grouped convolution reduces 
 ``tests/adaptation/test_stacked.py`` bounds that. Unlike ``torch.func.vmap`` this keeps PyTorch's
 own kernels (and :mod:`.fast_conv`), and BatchNorm needs no special rule.
 
-It pays where a step is bound by per-operation overhead rather than arithmetic: EpiDeNet, 1.75x
-(``full``) and 1.85x (``edge``) over nine models one after the other, per step, K=9, one thread.
-MI-BMINet's step is arithmetic (its 64-tap temporal convolution): 0.80x and 0.96x, so it is not
-stacked (``batched.BATCHED``).
+It pays most where a step is bound by per-operation overhead rather than arithmetic: EpiDeNet,
+1.47x (``full``) and 1.88x (``edge``) over nine models one after the other (K=9, one thread,
+``benchmarks/results/adapt_stacked.md``); MI-BMINet, whose step is mostly its 64-tap temporal
+convolution, 1.12x and 1.24x, not enabled yet (``batched.BATCHED`` says why).
 """
 
 from __future__ import annotations
