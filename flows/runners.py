@@ -14,17 +14,15 @@ from biotrain.study import worker_preload
 def local_dask_cluster(preload: str | None = None, **kwargs):
     """A ``distributed.LocalCluster`` whose worker processes run on the allocator the study asks for.
 
-    ``preload``: a shared library the workers load first (``LD_PRELOAD``): TCMalloc, from
-    :func:`biotrain.study.allocator.worker_preload`. An ``LD_PRELOAD`` the user exported wins.
-    Like the variable below, it is set in this process's environment only while the workers spawn.
+    ``preload``: a shared library the workers load before anything else (``LD_PRELOAD``), i.e.
+    TCMalloc from :func:`biotrain.study.worker_preload`; None keeps the C library's malloc.
 
-    Without one the workers keep glibc's default tuning:
-
-    Dask sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers' environment (to hand memory back
-    to the OS). Setting it at all turns off glibc's adaptive mmap threshold, so every tensor
+    Dask also sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers' environment (to hand memory
+    back to the OS). Setting it at all turns off glibc's adaptive mmap threshold, so every tensor
     buffer above 128 kB is mmap-ed and page-faulted afresh: measured here, PyTorch training in a
-    worker ran about 10% slower. A value the user exported is still honoured; the variable Dask
-    leaves in this process's environment when it spawns workers is removed again.
+    worker ran about 10% slower. It is left unset. Either variable exported by the user wins.
+    Dask writes the variables into this process's environment to spawn the workers; they are
+    removed again afterwards.
     """
     import dask
     from distributed import LocalCluster

@@ -73,8 +73,8 @@ class RunnerConfig:
     workers: int = 2
     address: str | None = None
     retries: int = 1
-    torch_threads: int = 1
-    allocator: str = "auto"  # of the worker processes a local Dask cluster starts (allocator.py)  # tasks run side by side; one torch thread each keeps results bit-exact
+    torch_threads: int = 1  # tasks run side by side; one torch thread each keeps results bit-exact
+    allocator: str = "auto"  # malloc of the worker processes a local Dask cluster starts (allocator.py)
 
 
 @dataclass(frozen=True)
