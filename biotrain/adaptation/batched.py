@@ -3,7 +3,7 @@
 At batch 8 the host's fine-tuning step is small enough to be bound by per-op dispatch, so K tasks
 (subjects or seeds) of one model architecture and strategy train together, two ways:
 
-- ``last_layer`` (:func:`_adapt_group`): the classifiers' parameters are stacked along a leading
+- ``last_layer`` (:func:`_adapt_classifiers`): the classifiers' parameters are stacked along a leading
   task axis, ``vmap(grad(loss))`` over ``functional_call`` computes every task's gradient in one
   call on its cached backbone features. Bit-exact with K sequential fast-loop calls.
 - ``full`` and ``edge`` (:func:`_adapt_stacked`): the K models become one wide model
@@ -30,7 +30,8 @@ subjects share a session length.
 
 Where it runs: only where :func:`batching_pays` (:data:`BATCHED`). Measured speed-up over K
 sequential fast-loop calls, one thread, idle cores (``benchmarks/results/adapt_batched.md``: vmap,
-K=16; ``benchmarks/results/adapt_stacked.md``: stacked, K=9, 5 epochs, median of 2):
+K=16, whole models too before stacking replaced vmap for them; ``benchmarks/results/adapt_stacked.md``:
+stacked, K=9, 5 epochs, median of 2):
 
 | model (modality) | strategy | vmap | stacked |
 |---|---|---|---|
@@ -102,9 +103,9 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
         return []
     _check_same_architecture(models)
     s = STRATEGIES.get(strategy)  # unknown names fall through to adapt, which names the choices
-    stacked = s is not None and s.trains == "all" and stackable(models[0])  # full, edge: one wide model
-    if stacked and s.host_micro_batch and not per_sample_model(models[0]):
-        stacked = False  # edge's micro-batches are one pass only where every layer is per sample
+    # full and edge: one wide model; edge's micro-batches are one pass only where every layer is per sample
+    stacked = (s is not None and s.trains == "all" and stackable(models[0])
+               and (not s.host_micro_batch or per_sample_model(models[0])))
     supported = s is not None and ((s.trains == "classifier" and not s.train_mode) or stacked)  # last_layer or stacked
     if not supported or cfg.host_loop != "fast" or not (force or batching_pays(models[0], strategy)):
         return [adapt(m, X, y, strategy, cfg, s) for m, X, y, s in zip(models, Xs, ys, seeds)]
@@ -119,7 +120,7 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
             k = members[0]
             infos[k] = adapt(models[k], Xs[k], ys[k], strategy, cfg, seeds[k])
             continue
-        train = _adapt_stacked if stacked else _adapt_group
+        train = _adapt_stacked if stacked else _adapt_classifiers
         out = train([models[k] for k in members], [Xs[k] for k in members], [ys[k] for k in members],
                     strategy, cfg, [seeds[k] for k in members])
         for k, info in zip(members, out):
@@ -162,34 +163,26 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     return [AdaptInfo(n_calib=n, optimizer_steps=steps, train_seconds=seconds) for _ in models]
 
 
-def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
-    """K tasks with the same number of windows: one vmapped gradient and one SGD step per batch."""
+def _adapt_classifiers(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
+    """K ``last_layer`` tasks with the same number of windows: each task's classifier on its own
+    frozen backbone's cached features, one vmapped gradient and one SGD step per batch."""
     start = time.perf_counter()
     K, n = len(models), len(ys[0])
     row = STRATEGIES[strategy]
-    classifier_only = row.trains == "classifier"  # last_layer: cached features, vmap the classifier
-    head = models[0].classifier if classifier_only else models[0]  # the module vmap runs
-    prefix = "classifier." if classifier_only else ""
+    head = models[0].classifier  # the module vmap runs
     names = [name for name, _ in head.named_parameters()]
-    owned = [dict(m.named_parameters()) for m in models]
-    params = {name: torch.stack([o[prefix + name].detach() for o in owned]).requires_grad_(True) for name in names}
-    buffers = {name: torch.stack([dict(m.named_buffers())[prefix + name] for m in models])
+    owned = [dict(m.classifier.named_parameters()) for m in models]
+    params = {name: torch.stack([o[name].detach() for o in owned]).requires_grad_(True) for name in names}
+    buffers = {name: torch.stack([dict(m.classifier.named_buffers())[name] for m in models])
                for name, _ in head.named_buffers()}
     opt = LeanSGD(list(params.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     gens = [seeded_generator(s) for s in seeds]
-    xs = [as_tensor(X) for X in Xs]
     labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys])  # (K, n)
-    if classifier_only:
-        features = [CachedFeatures(m, x) for m, x in zip(models, xs)]
+    features = [CachedFeatures(m, as_tensor(X)) for m, X in zip(models, Xs)]
 
-        def inputs(batches):  # (K, b, F): each task's own frozen backbone's classifier input
-            return torch.stack([f(b) for f, b in zip(features, batches)])
-    else:
-        stacked = torch.stack(xs)  # (K, n, 1, C, T)
-
-        def inputs(batches):
-            return stacked[torch.arange(K)[:, None], batches]
+    def inputs(batches):  # (K, b, F): each task's own frozen backbone's classifier input
+        return torch.stack([f(b) for f, b in zip(features, batches)])
 
     def loss(p, b, x, y):
         return nn.functional.cross_entropy(functional_call(head, (p, b), (x,)), y, reduction="sum") / len(y)
@@ -210,7 +203,7 @@ def _adapt_group(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     with torch.no_grad():
         for k, (m, o) in enumerate(zip(models, owned)):
             for name in names:
-                o[prefix + name].copy_(params[name][k])
+                o[name].copy_(params[name][k])
             m.train(row.train_mode)
             for p in m.parameters():
                 p.requires_grad_(True)
