@@ -1,4 +1,4 @@
-"""The fine-tuning loop: today's (``host_loop="reference"``) against the fast one, per strategy and modality.
+"""The fine-tuning loop: the reference loop (``host_loop="reference"``) against the fast one, per strategy and modality.
 
     python benchmarks/adapt_loop.py                           # 30 epochs, 3 repeats
     python benchmarks/adapt_loop.py --repeats 2 --markdown benchmarks/results/adapt_loop.md
@@ -41,7 +41,7 @@ SHARE = {"edge": 0.58, "full": 0.32, "last_layer": 0.11}  # issue 12: share of a
 
 def cohort_shapes(params_path: Path) -> dict:
     """{modality: (model name, kwargs, n_chans, n_times, n_classes, n_calib)} from params.yaml."""
-    from stages.common import load_study
+    from biotrain.params import load_study
 
     data = load_study(params_path).data
     n_chans = {"eeg": 8, "eog": 2}

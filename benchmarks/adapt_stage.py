@@ -1,4 +1,4 @@
-"""The adapt stage's flow, today's way against issue 12's: jobs per minute and accuracy.
+"""The adapt stage's flow, the reference loop against the fast loop with groups: jobs per minute and accuracy.
 
     python benchmarks/adapt_stage.py --project runs/tiny --seeds 0 1 2 3 --markdown benchmarks/results/adapt_stage.md
 
@@ -8,7 +8,7 @@ enough same-shaped jobs exist to batch). Each variant runs the whole flow (``run
 ``--workers`` workers, no retries) on the same jobs under its own MLflow store:
 
 - ``reference``: ``adapt.host_loop: reference``, one Prefect task per job, threads runner (the stage
-  before issue 12);
+  without any of the speed levers);
 - ``fast+groups``: ``host_loop: fast``, one task per group of same-shaped jobs (``group_jobs``), threads;
 - ``fast``: ``host_loop: fast``, one task per job, threads (``--no-fast-per-job`` skips it): what
   the groups add;
@@ -81,7 +81,8 @@ def main() -> None:
     from biotrain.study.run_job import load_inputs
     from flows.adapt_cohort import run_adapt_cohort
     from flows.runners import shared_prefect_api
-    from stages.common import load_params, read_folds
+    from biotrain.params import load_params
+    from stages.common import read_folds
 
     project = Path(args.project).resolve()
     params = load_params(project / "params.yaml")
@@ -94,7 +95,7 @@ def main() -> None:
     base = AdaptSettings.of(config)
     loop = lambda name: dataclasses.replace(base, finetune=dataclasses.replace(base.finetune, host_loop=name))  # noqa: E731
     threads = RunnerConfig("threads", args.workers, retries=0)
-    variants = {"reference": (loop("reference"), 1, threads)}  # today's stage: threads, the C library's malloc
+    variants = {"reference": (loop("reference"), 1, threads)}  # the reference stage: threads, the C library's malloc
     if "threads" in args.fast_runners:
         variants["fast+groups"] = (loop("fast"), args.max_group, threads)
     if not args.no_fast_per_job:

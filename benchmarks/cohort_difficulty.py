@@ -41,7 +41,7 @@ MOABB_CSP_LDA_WITHIN = {
 
 def default_kwargs(modality: str) -> dict:
     """The default study's dataset arguments for one modality, from ``params.yaml``."""
-    from stages.common import load_params
+    from biotrain.params import load_params
 
     params = load_params(ROOT / "params.yaml")
     if params["data"]["dataset"]["name"] != "synthetic":

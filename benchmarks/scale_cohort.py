@@ -137,10 +137,10 @@ def run_child(args) -> None:
     from prefect import flow, task
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from biotrain.adaptation.strategies import FinetuneConfig
+    from biotrain.adaptation.finetune import FinetuneConfig
     from biotrain.study import AdaptSettings, DeviceConfig, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
     from flows.adapt_cohort import run_adapt_cohort
-    from stages.common import load_params
+    from biotrain.params import load_params
 
     paths = StudyPaths(**{k: Path(v) for k, v in json.loads(args.paths).items()})
     params = load_params(ROOT / "params.yaml")

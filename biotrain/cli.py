@@ -20,9 +20,8 @@ GRACE_S = 30.0  # after a stop signal, how long the pipeline may take to record 
 
 
 def check_params_file(path: str | os.PathLike) -> dict:
-    """The stages' own loader (``stages.common.load_params``): the command line checks a params
-    file exactly as a stage will read it."""
-    from stages.common import load_params
+    """The stages' own loader: the command line checks a params file exactly as a stage reads it."""
+    from .params import load_params
 
     return load_params(path)
 
@@ -81,8 +80,7 @@ def _results(args) -> int:
 
 def _ui(args) -> int:
     """MLflow's UI on the study's store, opened on the study's runs with its metrics as columns."""
-    from stages.common import load_study
-
+    from .params import load_study
     from .tracking.ui import serve
 
     tracking = load_study(args.params).tracking

@@ -1,5 +1,5 @@
-"""The four adaptation strategies of BRIEF section 2: one table, read by the host training code
-(``adaptation.strategies.adapt``) and by the device step capture (``device.capture``).
+"""The adaptation strategies: one table, read by the host fine-tuning loop
+(``adaptation.finetune.adapt``), the parameter checks and the device step capture (``device.capture``).
 
 | name       | what trains     | normalization            | host batching           | device step (default)   |
 |------------|-----------------|--------------------------|-------------------------|-------------------------|
@@ -56,7 +56,7 @@ class Strategy:
         return not self.batch_statistics
 
 
-STRATEGIES: dict[str, Strategy] = {
+STRATEGY_TABLE: dict[str, Strategy] = {
     s.name: s
     for s in (
         Strategy("none", "nothing", "batch", train_mode=False, host_micro_batch=False, device_micro_batch=None),
@@ -66,13 +66,15 @@ STRATEGIES: dict[str, Strategy] = {
     )
 }
 
-NORM_OF = {name: s.norm for name, s in STRATEGIES.items()}
-COSTED = tuple(name for name, s in STRATEGIES.items() if s.costed)
+STRATEGY_NAMES = tuple(STRATEGY_TABLE)  # in the table's order: the order of every report
+NORM_OF = {name: s.norm for name, s in STRATEGY_TABLE.items()}
+# the strategies with a training step, which the device backend costs
+COSTED_STRATEGIES = tuple(name for name, s in STRATEGY_TABLE.items() if s.costed)
 
 
 def trainable_parameters(model: nn.Module, strategy: str) -> dict[str, nn.Parameter]:
     """The parameters ``strategy`` trains, by name, in the model's parameter order."""
-    trains = STRATEGIES[strategy].trains
+    trains = STRATEGY_TABLE[strategy].trains
     if trains == "nothing":
         return {}
     if trains == "all":

@@ -6,8 +6,9 @@ from __future__ import annotations
 from biotrain.io import write_json
 from biotrain.report.summary import write_results
 from biotrain.study import AdaptSettings, plan_study
+from biotrain.params import load_study
 from flows.adapt_cohort import run_adapt_cohort
-from stages.common import load_study, read_folds, run_main, stage_args, study_paths
+from stages.common import read_folds, run_main, stage_args, study_paths
 
 
 def main() -> None:

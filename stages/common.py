@@ -1,5 +1,5 @@
-"""What every stage shares: the one loader of ``params.yaml`` (the library never reads it), the
-files a stage is told about on its command line, and how a stage ends on an error or a signal."""
+"""What every stage shares: the files a stage is told about on its command line, and how a stage
+ends on an error or a signal. Parameters are read by ``biotrain.params.load_study``."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ import sys
 import warnings
 from pathlib import Path
 
-from biotrain.config import read_params, validate_params
 from biotrain.errors import UserError, debug_enabled
 from biotrain.study import StudyConfig, StudyPaths
-from biotrain.tracking import check_tracking, default_tracking_uri
 
-# no telemetry from the ephemeral Prefect server (the machine may have no internet)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# a tracking server that stops answering mid-run fails in seconds, not after minutes of retries
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+# what a stage's process sets for the services it starts, unless the user set it
+SERVICE_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry from the ephemeral Prefect server (no internet)
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",  # a tracking server that stops answering fails in seconds
+}
 
 # Every file a stage reads or writes, by option name. dvc.yaml passes each on the command line
 # (tests/pipeline check they agree); these defaults let a stage run by hand.
@@ -30,26 +29,6 @@ PATHS = {
     "metrics": "metrics/adaptation.json", "run-file": "results/run.json", "reports": "reports",
     "sweeps": "results/sweeps", "sweep-reports": "reports/sweeps",
 }
-
-
-def params_path(path: str | os.PathLike | None = None) -> Path:
-    return Path(path or os.environ.get("BIOTRAIN_PARAMS", "params.yaml"))
-
-
-def load_params(path: str | os.PathLike | None = None, datasets: bool = True) -> dict:
-    """Parse and validate params.yaml and check the tracking store answers (a UserError if not).
-
-    ``datasets=False``: the stages after ``data`` (they read window files) skip resolving the
-    dataset, which imports MOABB; ``recordings``, ``data`` and ``biotrain run`` check it first."""
-    path = params_path(path)
-    params = validate_params(read_params(path), datasets)
-    check_tracking(params["tracking"]["uri"] or default_tracking_uri(path.resolve().parent))
-    return params
-
-
-def load_study(path: str | os.PathLike | None = None, datasets: bool = True) -> StudyConfig:
-    """The study's typed settings from a checked params file (a default tracking store beside it)."""
-    return StudyConfig.from_params(load_params(path, datasets), params_path(path).resolve().parent)
 
 
 def _stop(signum, _frame):
@@ -63,6 +42,8 @@ def run_main(main, name: str | None = None) -> None:
     folders removed, the MLflow parent run and its running children marked KILLED).
     """
     name = name or Path(sys.argv[0]).stem
+    for key, value in SERVICE_ENV.items():
+        os.environ.setdefault(key, value)
     signal.signal(signal.SIGTERM, _stop)
     try:
         main()

@@ -16,7 +16,8 @@ from biotrain.data.validate import check_windows
 from biotrain.data.windows import check_window_fits, extract_windows
 from biotrain.errors import UserError
 from biotrain.study import DataConfig
-from stages.common import load_study, run_main, stage_args, study_paths
+from biotrain.params import load_study
+from stages.common import run_main, stage_args, study_paths
 
 SELECTION_KEYS = ("subjects", "n_subjects")  # choose subjects; do not change any subject's data
 DIGESTS = Path("data/.source-digests.json")  # SHA-256 of recording files, by (path, size, mtime)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from biotrain.adaptation.pretraining import pretrain_folds
 from biotrain.data.store import load_windows
 from biotrain.io import write_json
-from stages.common import load_study, read_folds, run_main, stage_args, study_paths
+from biotrain.params import load_study
+from stages.common import read_folds, run_main, stage_args, study_paths
 
 
 def main() -> None:

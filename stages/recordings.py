@@ -17,7 +17,8 @@ from pathlib import Path
 from biotrain.data.datasets import make_dataset
 from biotrain.data.sources import DigestCache, subject_sources
 from biotrain.io import write_json
-from stages.common import load_study, run_main, stage_args
+from biotrain.params import load_study
+from stages.common import run_main, stage_args
 from stages.data import DIGESTS
 
 

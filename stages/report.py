@@ -12,7 +12,8 @@ from biotrain.report.device import device_section
 from biotrain.report.study import write_report
 from biotrain.errors import TrackingError
 from biotrain.tracking import attach_report
-from stages.common import load_study, run_main, stage_args
+from biotrain.params import load_study
+from stages.common import run_main, stage_args
 
 
 def main() -> None:

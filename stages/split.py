@@ -6,7 +6,8 @@ from biotrain.data.split import make_splits
 from biotrain.data.store import load_windows
 from biotrain.data.validate import check_folds, check_windows
 from biotrain.io import write_json
-from stages.common import load_study, run_main, stage_args, study_paths
+from biotrain.params import load_study
+from stages.common import run_main, stage_args, study_paths
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from biotrain.adaptation.strategies import FinetuneConfig
+from biotrain.adaptation.finetune import FinetuneConfig
 from biotrain.study import AdaptSettings, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,10 +9,11 @@ import torch.nn.functional as F
 
 from biotrain import adaptation, strategy_table
 from biotrain.adaptation import FinetuneConfig, adapt
-from biotrain.adaptation.strategies import _trainable
+from biotrain.adaptation.finetune import _trainable
 from biotrain.device import capture
 from biotrain.models import build_model
-from biotrain.strategy_table import STRATEGIES, trainable_parameters
+from biotrain.strategy_table import (COSTED_STRATEGIES, NORM_OF, STRATEGY_NAMES, STRATEGY_TABLE,
+                                     trainable_parameters)
 
 C, T, K = 4, 128, 2
 
@@ -23,8 +24,8 @@ def _model(norm, seed=0):
 
 
 def test_table_is_complete_and_in_brief_order():
-    assert list(STRATEGIES) == ["none", "last_layer", "full", "edge"]
-    for name, s in STRATEGIES.items():
+    assert list(STRATEGY_TABLE) == ["none", "last_layer", "full", "edge"]
+    for name, s in STRATEGY_TABLE.items():
         assert s.name == name
         assert s.trains in ("nothing", "classifier", "all")
         assert s.norm in ("batch", "group")
@@ -33,19 +34,20 @@ def test_table_is_complete_and_in_brief_order():
         if s.device_micro_batch is not None or s.host_micro_batch:
             assert s.micro_batches_exact, f"{name} splits its batch, so accumulation must be exact"
     with pytest.raises(dataclasses.FrozenInstanceError):
-        STRATEGIES["full"].trains = "nothing"
+        STRATEGY_TABLE["full"].trains = "nothing"
 
 
-def test_compatibility_names_are_derived_from_the_table():
-    assert adaptation.STRATEGIES == tuple(STRATEGIES)
-    assert adaptation.NORM_OF == {n: s.norm for n, s in STRATEGIES.items()}
-    assert capture.STRATEGIES == tuple(n for n, s in STRATEGIES.items() if s.costed)
+def test_derived_names_come_from_the_table():
+    assert STRATEGY_NAMES == tuple(STRATEGY_TABLE)
+    assert adaptation.STRATEGY_NAMES is STRATEGY_NAMES
+    assert NORM_OF == {n: s.norm for n, s in STRATEGY_TABLE.items()}
+    assert COSTED_STRATEGIES == tuple(n for n, s in STRATEGY_TABLE.items() if s.costed)
     assert capture.SGD_DEFAULTS == {k: getattr(FinetuneConfig(), k) for k in ("lr", "momentum", "weight_decay")}
 
 
-@pytest.mark.parametrize("name", list(STRATEGIES))
+@pytest.mark.parametrize("name", list(STRATEGY_TABLE))
 def test_host_and_device_train_the_same_parameters_in_the_same_mode(name):
-    s = STRATEGIES[name]
+    s = STRATEGY_TABLE[name]
     model = _model(s.norm)
     host = {id(p) for p in _trainable(model, name)}
     names = {n for n, p in model.named_parameters() if id(p) in host}
@@ -60,9 +62,9 @@ def test_host_and_device_train_the_same_parameters_in_the_same_mode(name):
             capture.strategy_setup(model, name)
 
 
-@pytest.mark.parametrize("name", [n for n, s in STRATEGIES.items() if s.costed])
+@pytest.mark.parametrize("name", [n for n, s in STRATEGY_TABLE.items() if s.costed])
 def test_host_training_mode_is_the_tables(name):
-    s = STRATEGIES[name]
+    s = STRATEGY_TABLE[name]
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((8, C, T)).astype(np.float32), rng.integers(0, K, 8)
     model = _model(s.norm)

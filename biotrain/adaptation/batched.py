@@ -1,4 +1,4 @@
-"""Fine-tune K same-architecture models as one computation, issue 12.
+"""Fine-tune K same-architecture models as one computation.
 
 At batch 8 the host's fine-tuning step is small enough to be bound by per-op dispatch, so K tasks
 (subjects or seeds) of one model architecture and strategy train together, two ways:
@@ -11,11 +11,9 @@ At batch 8 the host's fine-tuning step is small enough to be bound by per-op dis
   PyTorch's kernels, the fast temporal convolution and BatchNorm's batch statistics per task.
   Within 1e-5 relative per tensor of K sequential fast-loop calls after 3 epochs, BatchNorm's
   running statistics included (tests/adaptation/test_adapt_batched.py). Over longer runs
-  BatchNorm's batch statistics amplify the rounding in some tasks: EpiDeNet ``full``, 9 tasks of
-  132 random windows, one epoch: seven tasks within 3e-6, one at 1e-3 and one at 3e-2 on a small
-  BatchNorm bias (norm 5e-3); after 5 epochs some random-label predictions differ
-  (``benchmarks/results/adapt_stacked.md``). On the default study the accuracy table stays within
-  0.6 points of the reference loop's (``benchmarks/results/adapt_stage_realistic.md``).
+  BatchNorm's batch statistics amplify the float rounding in some tasks, so a few test
+  predictions can differ from a task trained alone (how much, on random windows and on the
+  default study: ``benchmarks/README.md``, "Batched and stacked groups").
 
 Either way one optimizer updates the stacked tensors; SGD's update is elementwise, so each task
 keeps its own momentum and the same cosine learning rate as alone, and each task draws its batch
@@ -28,24 +26,12 @@ fast loop. No padding or masking: a padded task would need masked gradients *and
 decay and momentum on the steps it does not have, for no gain on real cohorts where most
 subjects share a session length.
 
-Where it runs: only where :func:`batching_pays` (:data:`BATCHED`). Measured speed-up over K
-sequential fast-loop calls, one thread, idle cores (``benchmarks/results/adapt_batched.md``: vmap,
-K=16, whole models too before stacking replaced vmap for them; ``benchmarks/results/adapt_stacked.md``:
-stacked, K=9, 5 epochs, median of 2):
-
-| model (modality) | strategy | vmap | stacked |
-|---|---|---|---|
-| EpiDeNet (EOG) | edge | 1.33x | 1.88x |
-| EpiDeNet (EOG) | full | - (BatchNorm) | 1.47x |
-| EpiDeNet (EOG) | last_layer | 1.64x | - |
-| MI-BMINet (EEG) | edge | 0.38x | 1.24x |
-| MI-BMINet (EEG) | full | - | 1.12x |
-| MI-BMINet (EEG) | last_layer | 1.59x | - |
-
-MI-BMINet's ``full`` and ``edge`` still run one model at a time: a first prototype measured them
-slower stacked (0.80x and 0.96x), the benchmark above came after the stage benchmark was run, and
-their step is mostly arithmetic (the 64-tap temporal convolution), so the gain is small. Everything
-else falls back to one :func:`adapt` call per task, so callers can always use :func:`adapt_many`.
+Where it runs: only where :func:`batching_pays` (:data:`BATCHED`), the (model, strategy) pairs
+where one computation was measured faster than K sequential fast-loop calls. MI-BMINet's ``full``
+and ``edge`` run one model at a time: their step is mostly arithmetic (the 64-tap temporal
+convolution), so stacking gains little there. Everything else falls back to one :func:`adapt`
+call per task, so callers can always use :func:`adapt_many`. The measured speed-ups per model and
+strategy, and why each pair is in or out: ``benchmarks/README.md``, "Batched and stacked groups".
 """
 
 from __future__ import annotations
@@ -58,12 +44,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ..strategy_table import STRATEGIES
+from ..strategy_table import STRATEGY_TABLE
 from .fast_conv import fast_temporal_convs
 from .fast_loop import CachedFeatures, per_sample_model
 from .lean_sgd import LeanSGD
 from .stacked import stack_models, stackable, unstack_into
-from .strategies import AdaptInfo, FinetuneConfig, adapt
+from .finetune import AdaptInfo, FinetuneConfig, adapt
 from .training import as_tensor, seeded_generator
 
 # (model class name, strategy) pairs where batching K tasks measured faster than K sequential
@@ -102,7 +88,7 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
     if not models:
         return []
     _check_same_architecture(models)
-    s = STRATEGIES.get(strategy)  # unknown names fall through to adapt, which names the choices
+    s = STRATEGY_TABLE.get(strategy)  # unknown names fall through to adapt, which names the choices
     # full and edge: one wide model; edge's micro-batches are one pass only where every layer is per sample
     stacked = (s is not None and s.trains == "all" and stackable(models[0])
                and (not s.host_micro_batch or per_sample_model(models[0])))
@@ -133,7 +119,7 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     :func:`~biotrain.adaptation.adapt`'s fast loop, each task on its own seeded batch order."""
     start = time.perf_counter()
     K, n = len(models), len(ys[0])
-    row = STRATEGIES[strategy]
+    row = STRATEGY_TABLE[strategy]
     wide = stack_models(models)
     opt = LeanSGD(wide.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -168,7 +154,7 @@ def _adapt_classifiers(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     frozen backbone's cached features, one vmapped gradient and one SGD step per batch."""
     start = time.perf_counter()
     K, n = len(models), len(ys[0])
-    row = STRATEGIES[strategy]
+    row = STRATEGY_TABLE[strategy]
     head = models[0].classifier  # the module vmap runs
     names = [name for name, _ in head.named_parameters()]
     owned = [dict(m.classifier.named_parameters()) for m in models]

@@ -1,21 +1,20 @@
-"""Long depthwise temporal convolutions whose backward runs as forward convolutions (issue 12).
+"""Long depthwise temporal convolutions whose backward runs as forward convolutions.
 
-Profiling MI-BMINet's ``full`` step on the host (batch 8, one thread): two thirds of it is
-``convolution_backward``, almost all of it the depthwise temporal convolution (32 channels, a
-kernel of 64 samples): oneDNN's backward for that shape is ~17x slower than its forward. Both
-gradients of a stride-1, unpadded, undilated depthwise convolution are depthwise convolutions:
+On the host, MI-BMINet's fine-tuning step is dominated by the backward of its depthwise temporal
+convolution (32 channels, a kernel of 64 samples): for that shape oneDNN's backward is many times
+slower than its forward. Both gradients of a stride-1, unpadded, undilated depthwise convolution
+are depthwise convolutions:
 
 - input gradient: the output gradient, zero-padded by ``K - 1`` on both sides, correlated with
   the time-reversed kernel;
 - weight gradient: each row of the input correlated with its row of the output gradient (the
   output gradient as the kernel), summed over batch and rows.
 
-Run as forward convolutions the layer's forward+backward took 0.59 ms instead of 2.72 ms
-(8 x 32 x 463 samples, K=64; one thread, this machine). Short kernels do not pay (K=8: 0.26 ms
-against 0.20 ms), nor do dense convolutions (EpiDeNet's, 1.3-2x slower this way), hence
-``MIN_KERNEL``. The forward is the layer's own (bit-identical); the gradients equal PyTorch's up
-to float summation order (~1e-6 relative, ``tests/adaptation/test_fast_conv.py``), and the same
-inputs give the same bits from run to run.
+Run as forward convolutions, the long temporal kernel's forward+backward is several times faster.
+Short kernels do not pay, nor do dense convolutions (EpiDeNet's are slower this way), hence
+``MIN_KERNEL`` (the timings: ``benchmarks/README.md``, "The fine-tuning loop"). The forward is
+the layer's own (bit-identical); the gradients equal PyTorch's up to float summation order
+(``tests/adaptation/test_fast_conv.py``), and the same inputs give the same bits from run to run.
 
 :func:`fast_temporal_convs` swaps the eligible ``Conv2d`` layers of a model for the duration of a
 ``with`` block; parameters and state dict are untouched.

@@ -21,7 +21,7 @@
 ``full`` keeps the reference step (one pass of batch 8 already). For every strategy the fast loop
 also runs long depthwise convolutions with forward-convolution gradients (:mod:`.fast_conv`:
 MI-BMINet's temporal layer, ~4.6x faster on its own; gradients up to float summation order).
-``FinetuneConfig.host_loop = "reference"`` keeps today's loop bit-for-bit, for comparisons.
+``FinetuneConfig.host_loop = "reference"`` keeps the reference loop (the chip's micro-batches, step by step) bit-for-bit, for comparisons.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..strategy_table import STRATEGIES
+from ..strategy_table import STRATEGY_TABLE
 
 HOST_LOOPS = ("fast", "reference")
 
@@ -89,7 +89,7 @@ def fast_gradients(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, strateg
     """A function accumulating one optimizer step's gradients for a batch of indices, or None
     when the fast loop has nothing better than the reference step (``full``, or ``edge`` on a
     model that is not per-sample)."""
-    s = STRATEGIES[strategy]
+    s = STRATEGY_TABLE[strategy]
     if s.trains == "classifier" and not s.train_mode:  # last_layer: a frozen backbone in eval mode
         features = CachedFeatures(model, xs)
 

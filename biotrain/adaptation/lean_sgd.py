@@ -1,13 +1,14 @@
-"""``torch.optim.SGD``'s update with less Python per step, bit for bit (issue 12).
+"""``torch.optim.SGD``'s update with less Python per step, bit for bit.
 
 On the CPU ``torch.optim.SGD`` defaults to its single-tensor path: a Python loop over the
 parameters issuing three to four tensor operations each. At the fine-tuning step's size (a dozen
-tensors of a few thousand weights) that loop is the cost: 0.18-0.25 ms a step measured here, about
-a tenth of a whole EpiDeNet step. :class:`LeanSGD` issues the same operations, with the same
-scalars and in the same order per tensor, as four ``torch._foreach_*`` calls, which on the CPU run
-that per-tensor loop in C++: 0.11-0.12 ms (one thread, MI-BMINet and EpiDeNet, 240 steps each). Every element sees the same arithmetic, so the weights are
-identical to ``torch.optim.SGD``'s (``tests/adaptation/test_lean_sgd.py`` checks ``torch.equal``
-after whole fine-tuning runs). The learning-rate scheduler works on it as on any optimizer.
+tensors of a few thousand weights) that loop is a noticeable share of a whole step.
+:class:`LeanSGD` issues the same operations, with the same scalars and in the same order per
+tensor, as four ``torch._foreach_*`` calls, which on the CPU run that per-tensor loop in C++
+(timings: ``benchmarks/README.md``, "The fine-tuning loop"). Every element sees the same
+arithmetic, so the weights are identical to ``torch.optim.SGD``'s
+(``tests/adaptation/test_lean_sgd.py`` checks ``torch.equal`` after whole fine-tuning runs). The
+learning-rate scheduler works on it as on any optimizer.
 
 Covers what fine-tuning uses: momentum and weight decay, no dampening, Nesterov or maximize.
 """

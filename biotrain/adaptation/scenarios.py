@@ -13,7 +13,7 @@ import copy
 import numpy as np
 
 from .batched import adapt_many
-from .strategies import FinetuneConfig, adapt
+from .finetune import FinetuneConfig, adapt
 from .training import accuracy
 
 

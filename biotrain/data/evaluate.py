@@ -1,4 +1,4 @@
-"""How hard a cohort is, measured the way MOABB measures real datasets (issue 14).
+"""How hard a cohort is, measured the way MOABB measures real datasets.
 
 A standard decoder per paradigm, run by MOABB's own evaluations: within-session (5-fold CV
 inside a session), cross-session (train on the other sessions, test on one) and cross-subject
@@ -8,11 +8,15 @@ real datasets, so they tell whether the embedded cohort is as hard as real recor
 - motor imagery (``LeftRightImagery``, 8-32 Hz): CSP + LDA, scored by ROC-AUC as MOABB does;
 - eye movements (:class:`~biotrain.data.paradigms.EyeMovement`, 11 classes): the epoch at
   100 Hz averaged in 0.2 s bins and flattened, shrinkage LDA, scored by accuracy (MOABB has no
-  eye-movement benchmark; an xDAWN-covariance tangent-space pipeline took 337 s on the cohort).
+  eye-movement benchmark; this decoder is fast, where an xDAWN-covariance tangent-space pipeline
+  took minutes on the cohort).
 
 Cross-subject trains on every other subject's sessions, cross-session on the subject's other
 sessions: with few subjects or sessions the amount of training data, not only the drift, decides
 their order (``tests/data/test_evaluate.py`` says which sizes keep it).
+
+The scores of the default study's cohort, beside MOABB's published ones for real datasets, are in
+``docs/synthetic.md`` ("How hard the embedded cohort is").
 """
 
 from __future__ import annotations

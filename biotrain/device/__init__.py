@@ -6,9 +6,9 @@ kernel's L1 tile, and costs cycles, latency and energy with the constants of ``g
 See docs/device.md.
 """
 
-from .capture import STRATEGIES, capture_step
+from .capture import capture_step
 from .constants import CONSTANTS_FILE, load_constants
 from .estimate import BACKENDS, DeviceEstimate, estimate_step
 
-__all__ = ["BACKENDS", "CONSTANTS_FILE", "STRATEGIES", "DeviceEstimate", "capture_step", "estimate_step",
+__all__ = ["BACKENDS", "CONSTANTS_FILE", "DeviceEstimate", "capture_step", "estimate_step",
            "load_constants"]

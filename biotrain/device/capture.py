@@ -33,12 +33,11 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.func import functional_call
 
-from ..adaptation.strategies import FinetuneConfig
-from ..strategy_table import COSTED as STRATEGIES  # the strategies with a training step to cost
-from ..strategy_table import STRATEGIES as TABLE
+from ..adaptation.finetune import FinetuneConfig
+from ..strategy_table import COSTED_STRATEGIES, STRATEGY_TABLE
 from ..strategy_table import has_batchnorm, trainable_parameters
 
-__all__ = ["STRATEGIES", "SGD_DEFAULTS", "Phase", "StateSpec", "StepProgram", "capture_inference", "capture_step",
+__all__ = ["SGD_DEFAULTS", "Phase", "StateSpec", "StepProgram", "capture_inference", "capture_step",
            "has_batchnorm", "resolve_batching", "strategy_setup"]
 
 # SGD hyper-parameters of BRIEF section 2, FinetuneConfig's defaults (they change the numerics, not the cost).
@@ -85,9 +84,9 @@ class StepProgram:
 
 def strategy_setup(model: nn.Module, strategy: str) -> tuple[list[str], bool]:
     """Trainable parameter names and training-mode flag for ``strategy``, from the strategy table."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; the device backend costs one of {list(STRATEGIES)}")
-    return list(trainable_parameters(model, strategy)), TABLE[strategy].train_mode
+    if strategy not in COSTED_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; the device backend costs one of {list(COSTED_STRATEGIES)}")
+    return list(trainable_parameters(model, strategy)), STRATEGY_TABLE[strategy].train_mode
 
 
 def resolve_batching(model: nn.Module, strategy: str, batch_size: int, micro_batch: int | None, accum: int | None):
@@ -99,7 +98,7 @@ def resolve_batching(model: nn.Module, strategy: str, batch_size: int, micro_bat
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _, training = strategy_setup(model, strategy)
     if micro_batch is None:
-        micro_batch = TABLE[strategy].device_micro_batch or batch_size
+        micro_batch = STRATEGY_TABLE[strategy].device_micro_batch or batch_size
     accum = (batch_size // micro_batch if micro_batch else None) if accum is None else accum
     if micro_batch < 1 or accum is None or accum < 1:
         raise ValueError(f"micro_batch and accum must be >= 1 (got micro_batch={micro_batch}, accum={accum})")

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from .capture import STRATEGIES
+from ..strategy_table import COSTED_STRATEGIES
 from .constants import load_constants
 
 MODEL_DEFAULTS = {
@@ -60,7 +60,7 @@ def split_sets(pairs: list[str], model_name: str) -> tuple[dict, dict]:
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, choices=sorted(MODEL_DEFAULTS))
-    p.add_argument("--strategy", required=True, choices=list(STRATEGIES))
+    p.add_argument("--strategy", required=True, choices=list(COSTED_STRATEGIES))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--micro-batch", type=int, default=None)
     p.add_argument("--accum", type=int, default=None)

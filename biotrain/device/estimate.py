@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from .capture import STRATEGIES, capture_step
+from ..strategy_table import COSTED_STRATEGIES
+from .capture import capture_step
 from .constants import load_constants
 from .cost import step_cost
 from .energy import power_mw
@@ -173,9 +174,9 @@ def _check_request(backend: str, strategy: str) -> None:
         )
     if backend not in BACKENDS:
         raise ValueError(f"unknown device backend {backend!r}; choose one of {list(BACKENDS)}")
-    if strategy not in STRATEGIES:
+    if strategy not in COSTED_STRATEGIES:
         raise ValueError(
-            f"unknown strategy {strategy!r} for a device estimate; choose one of {list(STRATEGIES)}"
+            f"unknown strategy {strategy!r} for a device estimate; choose one of {list(COSTED_STRATEGIES)}"
             + (" ('none' trains nothing, so it has no training step to cost)" if strategy == "none" else "")
         )
 

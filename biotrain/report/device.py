@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..adaptation.strategies import STRATEGIES  # noqa: E402
+from ..strategy_table import STRATEGY_NAMES  # noqa: E402
 from .study import COLORS, _legend_above, _save  # noqa: E402
 
 DEVICE_COLUMNS = ("device_fits_on_chip", "device_peak_l2_bytes", "device_samples_per_s")
@@ -32,7 +32,7 @@ def device_table(df: pd.DataFrame) -> pd.DataFrame:
         calib_time_s=("device_calib_time_s", "mean"),
         calib_energy_mj=("device_calib_energy_mj", "mean"),
     ).reset_index()
-    order = {s: i for i, s in enumerate(STRATEGIES)}
+    order = {s: i for i, s in enumerate(STRATEGY_NAMES)}
     return agg.sort_values(["modality", "strategy"], key=lambda c: c.map(order) if c.name == "strategy" else c)
 
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..adaptation.strategies import STRATEGIES  # noqa: E402
+from ..strategy_table import STRATEGY_NAMES  # noqa: E402
 from ..data.order import natural_key  # noqa: E402
 from ..io import atomic_path, write_text  # noqa: E402
 from .summary import SCENARIOS  # noqa: E402
@@ -25,7 +25,7 @@ COLORS = {"none": "#9e9e9e", "last_layer": "#4c72b0", "full": "#dd8452", "edge":
 
 
 def _strategies(df: pd.DataFrame) -> list[str]:
-    return [s for s in STRATEGIES if s in set(df["strategy"])]
+    return [s for s in STRATEGY_NAMES if s in set(df["strategy"])]
 
 
 def _save(fig, path: Path, dpi: int) -> None:
@@ -97,7 +97,7 @@ def gain_table(df: pd.DataFrame) -> pd.DataFrame:
     if "none" not in acc:
         return pd.DataFrame()
     gains = acc.sub(acc["none"], axis=0).drop(columns="none") * 100
-    return gains[[s for s in STRATEGIES if s in gains.columns]]
+    return gains[[s for s in STRATEGY_NAMES if s in gains.columns]]
 
 
 def plot_gain(df: pd.DataFrame, path: Path, dpi: int) -> None:

@@ -1,19 +1,11 @@
-"""The memory allocator of the processes that fine-tune (``adapt.runner.allocator``, issue 12).
+"""The memory allocator of the processes that fine-tune (``adapt.runner.allocator``).
 
 A fine-tuning step on the host allocates and frees a few dozen activation and gradient buffers of
-50-500 kB. glibc's malloc and free took 14-19% of a step's CPU in a profile here (``perf``, all four
-trained strategy/model pairs), and more when two worker processes ran side by side. TCMalloc keeps
-freed buffers in per-size caches instead. Measured on the default study's adapt stage, fast loop
-and groups (before EpiDeNet's groups were stacked), two local Dask worker processes, 2 vCPU with
-nothing else running:
-
-| allocator in the workers | stage wall | CPU of the two workers |
-|---|---|---|
-| glibc | 149.3 s | 263 s |
-| TCMalloc (Debian ``libtcmalloc-minimal4``) | 118.3 s | 213 s |
-
-With the stacked groups, in ``benchmarks/results/adapt_stage_realistic.md``: 103.5 s and 102.6 s
-on TCMalloc, 122.8 s and 116.2 s on glibc.
+50-500 kB, and glibc's malloc and free take a noticeable share of a step's CPU, more when two
+worker processes run side by side. TCMalloc (Debian ``libtcmalloc-minimal4``) keeps freed buffers
+in per-size caches instead, and the adapt stage's workers run measurably faster on it (the
+profile and the stage's timings on both allocators: ``benchmarks/README.md``, "The memory
+allocator").
 
 PyTorch's CPU performance guide suggests the same (jemalloc or TCMalloc, preloaded). The weights
 are identical: an allocator decides where a buffer lives, not what is computed in it.

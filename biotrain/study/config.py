@@ -1,7 +1,8 @@
 """The study's settings as typed sections, built once from validated params at the entry point.
 
-Entry points (``stages/``) read ``params.yaml`` and call :meth:`StudyConfig.from_params`;
-everything below them takes these objects, never the raw dict. Each section is a frozen
+Entry points load them with ``biotrain.params.load_study``; everything below takes these objects,
+never the raw dict. Defaults live in the parameter declarations (``biotrain/params``), which fill
+them in before these are built. Each section is a frozen
 dataclass, so a setting cannot change on its way down, and the fine-tuning settings are the
 training code's own :class:`FinetuneConfig`: one definition of the keys a sweep may override.
 """
@@ -12,10 +13,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..adaptation.strategies import FinetuneConfig
+from ..adaptation.finetune import FinetuneConfig
 from ..adaptation.training import PretrainConfig
 from ..data.spec import WindowSpec
-from ..strategy_table import STRATEGIES
+from ..strategy_table import STRATEGY_TABLE
 
 FINETUNE_KEYS = tuple(f.name for f in fields(FinetuneConfig))
 
@@ -58,7 +59,7 @@ class DeviceConfig:
 
     def target_for(self, subject: int, strategy: str) -> str:
         """``host`` (PyTorch) or the device target this subject's fine-tuning runs on."""
-        if self.execute == "host" or not STRATEGIES[strategy].costed:
+        if self.execute == "host" or not STRATEGY_TABLE[strategy].costed:
             return "host"
         if self.execute_subjects is not None and subject not in self.execute_subjects:
             return "host"
@@ -69,7 +70,7 @@ class DeviceConfig:
 class RunnerConfig:
     """Where the adaptation tasks run; none of this changes a result."""
 
-    name: str = "threads"
+    name: str  # threads | dask | ray
     workers: int = 2
     address: str | None = None
     retries: int = 1
@@ -109,7 +110,7 @@ class StudyConfig:
     @property
     def norms(self) -> list[str]:
         """The normalizations the base models need: one per norm the strategies use."""
-        return sorted({STRATEGIES[s].norm for s in self.strategies})
+        return sorted({STRATEGY_TABLE[s].norm for s in self.strategies})
 
     def for_sweep(self) -> StudyConfig:
         """The same study tracked in the sweep's own MLflow experiment (``sweep-<name>``)."""
@@ -125,27 +126,27 @@ class StudyConfig:
         data, a = params["data"], params["adapt"]
         p, device, runner = params["pretrain"], params["device"], a["runner"]
         sweep = params.get("sweep")
-        subjects = device.get("execute_subjects")
+        subjects = device["execute_subjects"]
         return cls(
             seed=int(params["seed"]),
             data=DataConfig(
-                dataset=data["dataset"]["name"], cache_dir=data.get("cache_dir"),
+                dataset=data["dataset"]["name"], cache_dir=data["cache_dir"],
                 modalities={m: _modality(data, params["models"], m) for m in data["modalities"]},
                 calib_fraction=float(params["split"]["calib_fraction"])),
             pretrain=PretrainConfig(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
                                     weight_decay=p["weight_decay"]),
             pretrain_workers=int(p["workers"]),
             strategies=tuple(a["strategies"]), seeds=tuple(int(s) for s in a["seeds"]),
-            finetune=FinetuneConfig(**{k: a[k] for k in FINETUNE_KEYS if k in a}),
-            device=DeviceConfig(backend=device["backend"], constants=dict(device.get("constants") or {}),
-                                execute=device.get("execute") or "host",
+            finetune=FinetuneConfig(**{k: a[k] for k in FINETUNE_KEYS}),
+            device=DeviceConfig(backend=device["backend"], constants=dict(device["constants"]),
+                                execute=device["execute"],
                                 execute_subjects=None if subjects is None else tuple(subjects)),
-            runner=RunnerConfig(name=runner["name"], workers=int(runner["workers"]), address=runner.get("address"),
-                                retries=int(a["retries"]), allocator=runner.get("allocator") or "auto"),
+            runner=RunnerConfig(name=runner["name"], workers=int(runner["workers"]), address=runner["address"],
+                                retries=int(a["retries"]), allocator=runner["allocator"]),
             tracking=TrackingConfig(uri=params["tracking"]["uri"] or default_tracking_uri(Path(root).resolve()),
                                     experiment=params["tracking"]["experiment"]),
             sweep=SweepConfig(name=sweep["name"], grid=dict(sweep["grid"])) if sweep else None,
-            report_dpi=int(params.get("report", {}).get("dpi", 120)),
+            report_dpi=int(params["report"]["dpi"]),
         )
 
 
@@ -165,10 +166,10 @@ class AdaptSettings:
 
 def _modality(data: dict, models: dict, modality: str) -> ModalityConfig:
     cfg = data[modality]
-    kwargs = {**(data["dataset"].get("kwargs") or {}), **(cfg.get("dataset_kwargs") or {})}
-    key = f"data.dataset.kwargs + data.{modality}.dataset_kwargs" if cfg.get("dataset_kwargs") else "data.dataset.kwargs"
+    kwargs = {**data["dataset"]["kwargs"], **cfg["dataset_kwargs"]}
+    key = f"data.dataset.kwargs + data.{modality}.dataset_kwargs" if cfg["dataset_kwargs"] else "data.dataset.kwargs"
     window = WindowSpec(modality=modality, sfreq=float(cfg["sfreq"]), n_times=int(cfg["n_times"]),
                         fmin=float(cfg["fmin"]), fmax=float(cfg["fmax"]), tmin=float(cfg["tmin"]),
-                        channels=cfg.get("channels"), events=cfg.get("events"))
-    model = ModelConfig(name=models[modality]["name"], kwargs=dict(models[modality].get("kwargs") or {}))
+                        channels=cfg["channels"], events=cfg["events"])
+    model = ModelConfig(name=models[modality]["name"], kwargs=dict(models[modality]["kwargs"]))
     return ModalityConfig(name=modality, dataset_kwargs=kwargs, kwargs_key=key, window=window, model=model)

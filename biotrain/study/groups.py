@@ -1,9 +1,10 @@
-"""Which jobs train together (issue 12): a pure planner over a study's jobs.
+"""Which jobs train together: a pure planner over a study's jobs.
 
+Same-shaped jobs can train faster as one computation, so a group of them is one Prefect task.
 Jobs batch only where :func:`~biotrain.adaptation.batched.adapt_many` trains them as one
-computation and that measured faster: same modality, model, strategy and fine-tuning settings
-(grid point included, seed aside), the fast host loop, fine-tuning on the host (a
-``device.execute`` target runs its program per job), the same longitudinal flag, and
+computation and that measured faster (``benchmarks/README.md``): same modality, model, strategy
+and fine-tuning settings (grid point included, seed aside), the fast host loop, fine-tuning on
+the host (a ``device.execute`` target runs its program per job), the same longitudinal flag, and
 ``batching_pays`` for the model and strategy. Everything else is a group of one. Subjects with
 different numbers of later sessions may share a group: the chain batches the sessions they share.
 """

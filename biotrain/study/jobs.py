@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from ..adaptation.strategies import FinetuneConfig
+from ..adaptation.finetune import FinetuneConfig
 from ..strategy_table import NORM_OF
 from .config import FINETUNE_KEYS, StudyConfig
 from .paths import StudyPaths

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from ..adaptation.scenarios import run_day1, run_longitudinal
-from ..adaptation.strategies import adapt
+from ..adaptation.finetune import adapt
 from ..data.store import load_windows
 from ..device.study import device_row_fields, step_costs
 from ..models.checkpoint import load_checkpoint
-from ..strategy_table import STRATEGIES
+from ..strategy_table import STRATEGY_TABLE
 from .config import AdaptSettings, DeviceConfig
 from .jobs import Job
 from .records import ChildRuns, now_ms
@@ -57,7 +57,7 @@ def chip_costs(spec: dict, strategy: str, finetune, device: DeviceConfig | None)
     the strategy table's device batching."""
     if device is None:
         return {}
-    micro = finetune.micro_batch if STRATEGIES[strategy].host_micro_batch else None
+    micro = finetune.micro_batch if STRATEGY_TABLE[strategy].host_micro_batch else None
     return step_costs(spec, strategy, finetune.batch_size, micro, device.backend, device.constants)
 
 

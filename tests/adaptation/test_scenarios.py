@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from biotrain.adaptation.scenarios import run_day1, run_longitudinal
-from biotrain.adaptation.strategies import AdaptInfo, FinetuneConfig
+from biotrain.adaptation.finetune import AdaptInfo, FinetuneConfig
 from biotrain.models import build_model
 
 C, T, K = 3, 64, 2

@@ -94,7 +94,7 @@ def test_one_subject_adapts_on_qemu(tmp_path, prefect_harness):
 def test_device_execute_is_validated():
     import yaml
 
-    from biotrain.config import ParamsError, validate_params
+    from biotrain.params import ParamsError, validate_params
     from tests.helpers import ROOT
 
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -110,7 +110,7 @@ def test_device_execute_is_validated():
 def test_adapt_on_device_follows_pytorch_adapt(tmp_path, strategy):
     """Same batches, cosine schedule and partial last batch (full: a second planned step) as
     ``adaptation.adapt``, on the host build of the program."""
-    from biotrain.adaptation.strategies import FinetuneConfig, adapt
+    from biotrain.adaptation.finetune import FinetuneConfig, adapt
     from biotrain.device.export.adapt import adapt_on_device
 
     if missing_tools("host"):

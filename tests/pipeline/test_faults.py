@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from biotrain.cli import main as cli_main
-from biotrain.config import ParamsError, read_params, validate_params
+from biotrain.params import ParamsError, read_params, validate_params
 from biotrain.errors import DEBUG_ENV, TrackingError, UserError
 from tests.helpers import ROOT, subprocess_env, tiny_params
 

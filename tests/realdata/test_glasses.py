@@ -24,7 +24,7 @@ import pandas as pd
 import pooch
 import pytest
 
-from biotrain.config import validate_params
+from biotrain.params import validate_params
 from biotrain.data.datasets import EOG_DATASETS, make_dataset
 from biotrain.data.glasses import GlassesDataError, SmartGlassesEOG, segment_windows
 from biotrain.data.signals import EOG_EVENTS, EOG_TRIGGERS

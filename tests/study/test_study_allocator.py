@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from biotrain.config import ParamsError, validate_params
+from biotrain.params import ParamsError, validate_params
 from biotrain.study import allocator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def test_tcmalloc_required_but_missing_names_the_package(monkeypatch):
     monkeypatch.setattr(allocator, "find_tcmalloc", lambda: None)
     with pytest.raises(ValueError, match="apt install libtcmalloc-minimal4"):
         allocator.worker_preload("tcmalloc")
-    monkeypatch.setattr("biotrain.config.find_tcmalloc", lambda: None)
+    monkeypatch.setattr("biotrain.study.allocator.find_tcmalloc", lambda: None)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["adapt"]["runner"]["allocator"] = "tcmalloc"
     with pytest.raises(ParamsError) as err:  # said by the params check, before any stage starts

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import yaml
 
-from biotrain.adaptation.strategies import FinetuneConfig
-from biotrain.params_schema import SCHEMA
+from biotrain.adaptation.finetune import FinetuneConfig
+from biotrain.params import BY_KEY, load_study, validate_params
 from biotrain.study import FINETUNE_KEYS, GRID_KEYS, StudyConfig
-from stages.common import PATHS, load_study
+from stages.common import PATHS
 from tests.helpers import ROOT
 
 
@@ -37,15 +37,18 @@ def test_sweep_is_tracked_in_its_own_experiment():
 
 
 def test_fine_tuning_keys_are_written_once():
-    """The params schema, the sweep grid and the settings all follow FinetuneConfig's fields."""
+    """The declarations, the sweep grid and the settings all follow FinetuneConfig's fields, and the
+    declared defaults are FinetuneConfig's own."""
     assert set(FINETUNE_KEYS) == {f.name for f in dataclasses.fields(FinetuneConfig)}
-    assert set(FINETUNE_KEYS) <= set(SCHEMA["adapt"]) and set(FINETUNE_KEYS) <= set(GRID_KEYS)
+    assert set(FINETUNE_KEYS) <= set(GRID_KEYS)
+    for key in FINETUNE_KEYS:
+        assert BY_KEY[f"adapt.{key}"].default == getattr(FinetuneConfig(), key)
 
 
 def test_device_target_per_subject_and_strategy(tmp_path):
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["device"].update(execute="qemu", execute_subjects=[2])
-    device = StudyConfig.from_params(p, tmp_path).device
+    device = StudyConfig.from_params(validate_params(p, datasets=False), tmp_path).device
     assert device.target_for(2, "edge") == "qemu"
     assert device.target_for(3, "edge") == "host" and device.target_for(2, "none") == "host"
 
@@ -75,17 +78,16 @@ def test_stages_do_not_depend_on_settings_that_leave_results_unchanged():
     assert {"adapt.lr", "adapt.epochs", "device"} <= deps["adapt"]
 
 
-def test_only_stages_common_loads_params():
+def test_only_the_params_package_loads_params():
     """One loader: every entry point (stages, flows, the CLI, benchmarks) goes through it."""
     import re
 
     loaders = re.compile(r"read_params\(|validate_params\(|safe_load\(.*params")
     entry_points = [*ROOT.glob("stages/*.py"), *ROOT.glob("flows/*.py"), *ROOT.glob("benchmarks/*.py"),
                     ROOT / "biotrain" / "cli.py"]
-    offenders = [p.relative_to(ROOT).as_posix() for p in entry_points
-                 if p.name != "common.py" and loaders.search(p.read_text())]
+    offenders = [p.relative_to(ROOT).as_posix() for p in entry_points if loaders.search(p.read_text())]
     assert offenders == []
-    assert loaders.search((ROOT / "stages" / "common.py").read_text())
+    assert loaders.search((ROOT / "biotrain" / "params" / "files.py").read_text())
 
 
 def test_flows_hold_no_study_logic():

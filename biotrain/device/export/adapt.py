@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...adaptation.strategies import STRATEGIES, AdaptInfo, FinetuneConfig
+from ...adaptation.finetune import AdaptInfo, FinetuneConfig
 from ...adaptation.training import seeded_generator
-from ...strategy_table import STRATEGIES as TABLE
+from ...strategy_table import STRATEGY_NAMES, STRATEGY_TABLE
 from .project import export_project, read_state
 from .runner import build, execute
 
@@ -46,7 +46,7 @@ def schedule_of(n: int, strategy: str, cfg: FinetuneConfig, seed: int) -> list[t
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, cfg.batch_size):
             batch = order[i:i + cfg.batch_size]
-            if TABLE[strategy].batch_statistics and len(batch) < 2:
+            if STRATEGY_TABLE[strategy].batch_statistics and len(batch) < 2:
                 continue  # as adaptation.adapt: BatchNorm cannot use batch statistics of one sample
             steps.append((lr, batch.tolist()))
     return steps
@@ -55,15 +55,15 @@ def schedule_of(n: int, strategy: str, cfg: FinetuneConfig, seed: int) -> list[t
 def adapt_on_device(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: FinetuneConfig, seed: int,
                     target: str = "qemu", workdir: str | Path | None = None) -> AdaptInfo:
     """Fine-tune ``model`` in place by running the exported program on ``target``."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy {strategy!r} is not supported; use one of {list(STRATEGIES)}")
+    if strategy not in STRATEGY_NAMES:
+        raise ValueError(f"strategy {strategy!r} is not supported; use one of {list(STRATEGY_NAMES)}")
     if target not in EXECUTE_TARGETS:
         raise ValueError(f"device.execute={target!r}; use one of {list(EXECUTE_TARGETS)}")
     if strategy == "none":
         return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
     start = time.perf_counter()
     schedule = schedule_of(len(y), strategy, cfg, seed)
-    s = TABLE[strategy]
+    s = STRATEGY_TABLE[strategy]
     micro = cfg.micro_batch if s.host_micro_batch else None  # None: the device's default (the table's)
     if s.host_micro_batch and any(len(b) % cfg.micro_batch for _, b in schedule):
         raise ValueError(f"adapt.micro_batch={cfg.micro_batch}: a partial batch of the calibration set is not a "

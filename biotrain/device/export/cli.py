@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..capture import STRATEGIES
+from ...strategy_table import COSTED_STRATEGIES
 from .runner import TARGETS, ToolMissing
 
 
@@ -14,7 +14,7 @@ def add_commands(dsub, parse_sets) -> None:
     ``--set`` parser of ``device estimate`` (same keys)."""
     ex = dsub.add_parser("export", help="write the training step as a self-contained C99 project")
     ex.add_argument("--model", required=True, choices=["mi_bminet", "epidenet"])
-    ex.add_argument("--strategy", required=True, choices=list(STRATEGIES))
+    ex.add_argument("--strategy", required=True, choices=list(COSTED_STRATEGIES))
     ex.add_argument("--batch-size", type=int, default=8)
     ex.add_argument("--micro-batch", type=int, default=None)
     ex.add_argument("--accum", type=int, default=None)

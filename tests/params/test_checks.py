@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from biotrain.config import ParamsError, validate_params
+from biotrain.params import ParamsError, validate_params
 from biotrain.errors import UserError
 from tests.helpers import run_stage_in_process
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
@@ -114,7 +114,7 @@ def test_stages_after_data_check_everything_but_the_dataset_without_moabb(tmp_pa
         validate_params(_with("adapt.lr", -1.0), datasets=False)
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     code = ("import sys, stages.split, stages.pretrain, stages.adapt, stages.report, stages.sweep; "
-            "from stages.common import load_study; load_study('params.yaml', datasets=False); "
+            "from biotrain.params import load_study; load_study('params.yaml', datasets=False); "
             "print(sorted(m for m in ('moabb', 'mne') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)

@@ -1,55 +1,19 @@
-"""Which keys ``params.yaml`` may hold, and constructor arguments checked against signatures.
+"""Dataset and model arguments checked against the classes' own signatures, under the key the
+user wrote them, and the "did you mean" of every misspelt name.
 
-A misspelt key (``adapt.lrr``) would otherwise be ignored while the user believes the value
-changed; every unknown key is an error naming the nearest valid one. Dataset and model
-arguments are checked against the classes' own signatures, under the key the user wrote them.
+A misspelt argument would otherwise be ignored (or fail deep in a stage) while the user believes
+the value changed.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any
 
-from .models.base import PIPELINE_ARGS
-
-OPEN = "open"  # a mapping whose keys are checked elsewhere (constructor arguments, constants, grid)
-
-_MODALITY = {"dataset_kwargs": OPEN, "channels": None, "events": None, "fmin": None, "fmax": None,
-             "sfreq": None, "tmin": None, "n_times": None}
-_MODEL = {"name": None, "kwargs": OPEN}
-
-SCHEMA: dict[str, Any] = {
-    "seed": None,
-    "data": {"dataset": {"name": None, "kwargs": OPEN}, "cache_dir": None, "modalities": None,
-             "eeg": _MODALITY, "eog": _MODALITY},
-    "models": {"eeg": _MODEL, "eog": _MODEL},
-    "split": {"calib_fraction": None},
-    "pretrain": {"epochs": None, "batch_size": None, "lr": None, "weight_decay": None, "workers": None},
-    "adapt": {"strategies": None, "seeds": None, "epochs": None, "lr": None, "momentum": None,
-              "weight_decay": None, "batch_size": None, "micro_batch": None, "host_loop": None, "retries": None,
-              "runner": {"name": None, "workers": None, "address": None, "allocator": None}},
-    "sweep": {"name": None, "grid": OPEN},
-    "device": {"backend": None, "constants": OPEN, "execute": None, "execute_subjects": None},
-    "tracking": {"uri": None, "experiment": None},
-    "report": {"dpi": None},
-}
+from ..models.base import PIPELINE_ARGS
 
 # set from the data by the pipeline, never by the user
 SHAPE_ARGS = ("self", *PIPELINE_ARGS)
-
-
-def _paths(schema: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, sub in schema.items():
-        path = f"{prefix}{key}"
-        out.append(path)
-        if isinstance(sub, dict):
-            out += _paths(sub, path + ".")
-    return out
-
-
-ALL_KEYS = _paths(SCHEMA)
 
 
 def nearest(word: str, options: list[str]) -> str | None:
@@ -58,24 +22,6 @@ def nearest(word: str, options: list[str]) -> str | None:
     if not close:  # a different case or a prefix ('Lr', 'learning_rate' -> 'lr' is too far)
         close = [o for o in options if o.lower() == word.lower()]
     return close[0] if close else None
-
-
-def unknown_keys(params: dict, schema: dict = SCHEMA, prefix: str = "") -> list[tuple[str, str]]:
-    """(key, message) for every key of ``params`` the schema does not know, nearest key suggested."""
-    problems = []
-    for key, value in params.items():
-        path = f"{prefix}{key}"
-        if not isinstance(key, str) or key not in schema:
-            siblings = [f"{prefix}{k}" for k in schema]
-            guess = nearest(path, siblings) or nearest(path, ALL_KEYS)
-            hint = f"did you mean {guess}? " if guess else ""
-            where = prefix[:-1] or "the top level"
-            problems.append((path, f"unknown key; {hint}allowed in {where}: {sorted(schema)}"))
-            continue
-        sub = schema[key]
-        if isinstance(sub, dict) and isinstance(value, dict):
-            problems += unknown_keys(value, sub, path + ".")
-    return problems
 
 
 def _arguments(cls) -> tuple[list[str], bool]:
@@ -130,10 +76,10 @@ def check_datasets(params: dict, name: str, modalities: list[str]) -> list[tuple
     than 2 subjects: leave-one-subject-out; fewer than 2 sessions: the longitudinal scenario) is
     named before any work.
     """
-    from .data.datasets import dataset_class
-    from .data.glasses import SmartGlassesEOG
-    from .data.synthetic import _SyntheticBase
-    from .errors import UserError
+    from ..data.datasets import dataset_class
+    from ..data.glasses import SmartGlassesEOG
+    from ..data.synthetic import _SyntheticBase
+    from ..errors import UserError
 
     problems: list[tuple[str, str]] = []
     for modality in modalities:

@@ -1,5 +1,5 @@
-"""Fine-tuning on the host with one of the four strategies of ``biotrain.strategy_table``
-(what trains, train mode, batching): the table is the one place they are defined."""
+"""The host fine-tuning loop: one strategy of ``biotrain.strategy_table`` (what trains, train mode,
+batching) on a subject's calibration windows; the table is the one place strategies are defined."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..strategy_table import NORM_OF, has_batchnorm, trainable_parameters
-from ..strategy_table import STRATEGIES as TABLE
+from ..strategy_table import NORM_OF, STRATEGY_NAMES, STRATEGY_TABLE, has_batchnorm, trainable_parameters
 from .fast_conv import fast_temporal_convs
 from .fast_loop import HOST_LOOPS, fast_gradients
 from .lean_sgd import LeanSGD
 from .training import as_tensor, seeded_generator
 
-STRATEGIES = tuple(TABLE)  # names, in the table's order
-__all__ = ["NORM_OF", "STRATEGIES", "AdaptInfo", "FinetuneConfig", "adapt"]
+__all__ = ["NORM_OF", "STRATEGY_NAMES", "AdaptInfo", "FinetuneConfig", "adapt"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class FinetuneConfig:
     weight_decay: float = 1e-3
     batch_size: int = 8
     micro_batch: int = 1  # edge only: samples per forward/backward; batch_size must be a multiple
-    host_loop: str = "fast"  # "reference": today's loop bit-for-bit (fast_loop.py, fast_conv.py say what differs)
+    host_loop: str = "fast"  # "reference": the micro-batch loop the chip runs, step by step (fast_loop.py says what differs)
 
 
 @dataclass
@@ -52,9 +50,9 @@ def _trainable(model: nn.Module, strategy: str) -> list[nn.Parameter]:
 
 def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: FinetuneConfig, seed: int) -> AdaptInfo:
     """Fine-tune ``model`` in place on the calibration windows ``X, y`` with ``strategy``."""
-    if strategy not in TABLE:
-        raise ValueError(f"strategy {strategy!r} is not supported; use one of {list(STRATEGIES)}")
-    s = TABLE[strategy]
+    if strategy not in STRATEGY_TABLE:
+        raise ValueError(f"strategy {strategy!r} is not supported; use one of {list(STRATEGY_NAMES)}")
+    s = STRATEGY_TABLE[strategy]
     if s.norm == "group" and has_batchnorm(model):
         raise ValueError(f"strategy {strategy!r} needs a GroupNorm model (micro-batch 1 breaks BatchNorm)")
     if s.host_micro_batch and cfg.batch_size % cfg.micro_batch:
