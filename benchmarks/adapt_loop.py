@@ -36,7 +36,7 @@ from biotrain.adaptation import FinetuneConfig, adapt  # noqa: E402
 from biotrain.models import build_model  # noqa: E402
 
 STRATEGY_NORM = {"last_layer": "batch", "full": "batch", "edge": "group"}
-SHARE = {"edge": 0.58, "full": 0.32, "last_layer": 0.11}  # issue 12: share of adapt compute (reference loop)
+SHARE = {"edge": 0.58, "full": 0.32, "last_layer": 0.11}  # share of the adapt stage's compute (reference loop)
 
 
 def cohort_shapes(params_path: Path) -> dict:
@@ -108,7 +108,7 @@ def overall(rows: list[dict], modality: str) -> float | None:
 def markdown(rows: list[dict], args, load_before, load_after, seconds) -> str:
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
-        "# Fine-tuning loop: reference against fast (issue 12)", "",
+        "# Fine-tuning loop: reference against fast", "",
         f"Produced by `python benchmarks/adapt_loop.py --epochs {args.epochs} --repeats {args.repeats}` on "
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (repo at {sha}), {seconds:.0f} s.", "",
         f"**Machine load** (1/5/15-min load average, {os.cpu_count()} cores shared with other jobs): before "

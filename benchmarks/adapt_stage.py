@@ -15,7 +15,7 @@ enough same-shaped jobs exist to batch). Each variant runs the whole flow (``run
 - ``fast+groups on dask, <allocator>`` (``--fast-runners dask``): the groups on a local Dask cluster
   of worker processes, once per ``--allocators`` value (``adapt.runner.allocator``).
 
-The default study's figures in the README come from::
+The default study's figures in ``benchmarks/README.md`` come from::
 
     python benchmarks/adapt_stage.py --project <default study> --seeds 0 1 2 --repeats 2 --no-fast-per-job \
         --fast-runners dask --allocators auto system
@@ -145,7 +145,7 @@ def run_variants(r, names, variants, jobs, work, results, run_adapt_cohort) -> N
 def report(args, jobs, variants, n_groups, results) -> str:
     ref = results["reference"]
     lines = [
-        "# Adapt stage: per-job reference loop vs fast loop in batched groups (issue 12)",
+        "# Adapt stage: per-job reference loop vs fast loop in batched groups",
         "",
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, `python benchmarks/adapt_stage.py "
         f"--project {args.project} --seeds {' '.join(map(str, args.seeds))} --workers {args.workers} "

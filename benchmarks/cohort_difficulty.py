@@ -1,4 +1,4 @@
-"""How hard the embedded cohort is, by MOABB's own evaluations (issue 14); run by hand.
+"""How hard the embedded cohort is, by MOABB's own evaluations; run by hand.
 
     python benchmarks/cohort_difficulty.py                        # the default study's cohort, seeds 0 and 1
     python benchmarks/cohort_difficulty.py --seeds 0 --markdown /tmp/d.md
@@ -79,7 +79,7 @@ def main() -> None:
 def report(rows, evaluations) -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
-        "# How hard the embedded cohort is: MOABB's evaluations (issue 14)",
+        "# How hard the embedded cohort is: MOABB's evaluations",
         "",
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, `python benchmarks/cohort_difficulty.py`; load "
         f"average at the end {load}. Score: ROC-AUC for the two-class imagery (MOABB's metric for "

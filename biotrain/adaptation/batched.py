@@ -47,10 +47,11 @@ from torch.func import functional_call, grad, vmap
 from ..strategy_table import STRATEGY_TABLE
 from .fast_conv import fast_temporal_convs
 from .fast_loop import CachedFeatures, per_sample_model
+from .finetune import AdaptInfo, FinetuneConfig, adapt, schedule_of
 from .lean_sgd import LeanSGD
+from .schedule import set_lr
 from .stacked import stack_models, stackable, unstack_into
-from .finetune import AdaptInfo, FinetuneConfig, adapt
-from .training import as_tensor, seeded_generator
+from .training import as_tensor
 
 # (model class name, strategy) pairs where batching K tasks measured faster than K sequential
 # fast-loop calls (benchmarks/results/adapt_batched.md); everything else runs sequentially.
@@ -122,28 +123,24 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     row = STRATEGY_TABLE[strategy]
     wide = stack_models(models)
     opt = LeanSGD(wide.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    gens = [seeded_generator(s) for s in seeds]
+    schedules = [schedule_of(n, strategy, cfg, s) for s in seeds]
     stacked = torch.stack([as_tensor(X)[:, 0] for X in Xs], dim=1)  # (n, K, C, T): window i of every task
     labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys], dim=1)  # (n, K)
     tasks = torch.arange(K)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     steps = 0
     with fast_temporal_convs(wide):
-        for _ in range(cfg.epochs):
+        for epochs in zip(*schedules):  # the same n: every task's epoch has the same batch sizes
             wide.train(row.train_mode)
-            orders = torch.stack([torch.randperm(n, generator=g) for g in gens], dim=1)  # (n, K)
-            for i in range(0, n, cfg.batch_size):
-                batch = orders[i:i + cfg.batch_size]  # (b, K): task k's windows in column k
-                if row.batch_statistics and len(batch) < 2:
-                    continue  # as adapt: BatchNorm cannot use batch statistics of one sample
+            set_lr(opt, epochs[0].lr)
+            for task_batches in zip(*(e.batches for e in epochs)):
+                batch = torch.stack(task_batches, dim=1)  # (b, K): task k's windows in column k
                 opt.zero_grad(set_to_none=True)
                 out = wide(stacked[batch, tasks])  # (b, K, classes)
                 loss = loss_fn(out.reshape(-1, out.shape[-1]), labels[batch, tasks].reshape(-1)) / len(batch)
                 loss.backward()  # the sum of the K tasks' losses: slice k of every gradient is task k's
                 opt.step()
                 steps += 1
-            sched.step()
     unstack_into(wide, models)
     seconds = (time.perf_counter() - start) / K
     return [AdaptInfo(n_calib=n, optimizer_steps=steps, train_seconds=seconds) for _ in models]
@@ -162,8 +159,7 @@ def _adapt_classifiers(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     buffers = {name: torch.stack([dict(m.classifier.named_buffers())[name] for m in models])
                for name, _ in head.named_buffers()}
     opt = LeanSGD(list(params.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    gens = [seeded_generator(s) for s in seeds]
+    schedules = [schedule_of(n, strategy, cfg, s) for s in seeds]
     labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys])  # (K, n)
     features = [CachedFeatures(m, as_tensor(X)) for m, X in zip(models, Xs)]
 
@@ -176,16 +172,15 @@ def _adapt_classifiers(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     task_grads = vmap(grad(loss))
     head.train(row.train_mode)
     steps = 0
-    for _ in range(cfg.epochs):
-        orders = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (K, n)
-        for i in range(0, n, cfg.batch_size):
-            batches = orders[:, i:i + cfg.batch_size]
+    for epochs in zip(*schedules):
+        set_lr(opt, epochs[0].lr)
+        for task_batches in zip(*(e.batches for e in epochs)):
+            batches = torch.stack(task_batches)  # (K, b)
             grads = task_grads(params, buffers, inputs(batches), labels.gather(1, batches))
             for name, p in params.items():
                 p.grad = grads[name]
             opt.step()
             steps += 1
-        sched.step()
     with torch.no_grad():
         for k, (m, o) in enumerate(zip(models, owned)):
             for name in names:

@@ -1,4 +1,4 @@
-"""Faster host computation of a fine-tuning step (issue 12): last_layer bit-exact, edge up to float rounding.
+"""Faster host computation of a fine-tuning step: last_layer bit-exact, edge up to float rounding.
 
 ``adapt`` spends most of a task in its loop; two strategies waste most of it:
 

@@ -15,9 +15,10 @@ from ..strategy_table import NORM_OF, STRATEGY_NAMES, STRATEGY_TABLE, has_batchn
 from .fast_conv import fast_temporal_convs
 from .fast_loop import HOST_LOOPS, fast_gradients
 from .lean_sgd import LeanSGD
-from .training import as_tensor, seeded_generator
+from .schedule import BatchSchedule, set_lr
+from .training import as_tensor
 
-__all__ = ["NORM_OF", "STRATEGY_NAMES", "AdaptInfo", "FinetuneConfig", "adapt"]
+__all__ = ["NORM_OF", "STRATEGY_NAMES", "AdaptInfo", "FinetuneConfig", "adapt", "schedule_of"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ def _trainable(model: nn.Module, strategy: str) -> list[nn.Parameter]:
     return list(trainable.values())
 
 
+def schedule_of(n: int, strategy: str, cfg: FinetuneConfig, seed: int) -> BatchSchedule:
+    """The batch schedule every fine-tuning loop of ``strategy`` follows (host, grouped, device)."""
+    return BatchSchedule(n, cfg.batch_size, cfg.epochs, cfg.lr, seed,
+                         skip_single=STRATEGY_TABLE[strategy].batch_statistics)
+
+
 def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: FinetuneConfig, seed: int) -> AdaptInfo:
     """Fine-tune ``model`` in place on the calibration windows ``X, y`` with ``strategy``."""
     if strategy not in STRATEGY_TABLE:
@@ -67,24 +74,19 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
     fast = cfg.host_loop == "fast"
     sgd = LeanSGD if fast else torch.optim.SGD  # the same update, bit for bit (lean_sgd.py)
     opt = sgd(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
-    gen = seeded_generator(seed)
     xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
     micro = cfg.micro_batch if s.host_micro_batch else cfg.batch_size
     fast_step = fast_gradients(model, xs, ys, strategy, loss_fn) if fast else None
     steps = 0
     # fast: long depthwise convolutions take their gradients as forward convolutions (fast_conv.py)
     with fast_temporal_convs(model) if fast else nullcontext():
-        for _ in range(cfg.epochs):
+        for epoch in schedule_of(len(ys), strategy, cfg, seed):
             # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
             # full uses batch statistics; edge's GroupNorm has none.
             model.train(s.train_mode)
-            order = torch.randperm(len(ys), generator=gen)
-            for i in range(0, len(ys), cfg.batch_size):
-                batch = order[i:i + cfg.batch_size]
-                if s.batch_statistics and len(batch) < 2:
-                    continue  # BatchNorm cannot use batch statistics of one sample
+            set_lr(opt, epoch.lr)
+            for batch in epoch.batches:
                 opt.zero_grad(set_to_none=True)
                 if fast_step is not None:
                     fast_step(batch)
@@ -95,7 +97,6 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
                         loss.backward()
                 opt.step()
                 steps += 1
-            sched.step()
     for p in model.parameters():
         p.requires_grad_(True)
     return AdaptInfo(n_calib=len(y), optimizer_steps=steps, train_seconds=time.perf_counter() - start)

@@ -1,4 +1,4 @@
-"""K same-architecture models as one wide model, for fine-tuning every layer together (issue 12).
+"""K same-architecture models as one wide model, for fine-tuning every layer together.
 
 Every layer of the study's models works channel by channel or sample by sample, so K copies fit
 side by side along the channel axis: a convolution becomes a grouped one with K times the groups

@@ -20,7 +20,7 @@ Each session the cap or glasses sit a little differently: patterns, gains (and f
 rhythm and the depth of desynchronisation) take a fresh random step from the subject's own, so a
 model adapted on day 1 loses accuracy on later days and a decoder trained on other sessions does
 worse than one trained in the session. The defaults are set so that MOABB's standard decoders score
-the cohort like real recordings (README, "How hard the embedded cohort is";
+the cohort like real recordings (``docs/synthetic.md``, "How hard the embedded cohort is";
 ``benchmarks/cohort_difficulty.py``). Everything is drawn
 from ``numpy.random.default_rng`` seeded by (seed, subject, session): the cohort is
 identical on every machine.

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from ..adaptation.finetune import FinetuneConfig
 from ..strategy_table import COSTED_STRATEGIES
 from .constants import load_constants
 
@@ -65,6 +66,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--micro-batch", type=int, default=None)
     p.add_argument("--accum", type=int, default=None)
     p.add_argument("--backend", default="gap9-sim", choices=["gap9-sim", "gap9-board"])
+    p.add_argument("--session-samples", type=int, default=None, metavar="N",
+                   help="calibration windows of one session: adds energy per session and sessions per charge")
+    p.add_argument("--epochs", type=int, default=FinetuneConfig().epochs,
+                   help="fine-tuning epochs of a session (default: %(default)s)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", nargs="+",
                    help="model shape/arguments (C, T, classes, F1, F2, Nf, ...) or device constants (gap9.yaml keys)")
     chk = p.add_mutually_exclusive_group()
@@ -82,7 +87,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     est = dsub.add_parser("estimate", help="memory plan, latency and energy of one training step")
     _add_arguments(est)
     est.set_defaults(func=run_estimate)
-    from .export.cli import add_commands  # device export / device run (issue 13)
+    from .export.cli import add_commands  # device export / device run
 
     add_commands(dsub, split_sets)
     return device
@@ -113,7 +118,8 @@ def _run_estimate(args: argparse.Namespace) -> int:
     except TypeError as exc:  # an unknown model argument given with --set
         raise ValueError(f"--set: {exc} (device constants are the keys of gap9.yaml)") from None
     est = estimate_step(model, args.strategy, batch_size=args.batch_size, micro_batch=args.micro_batch,
-                        accum=args.accum, backend=args.backend, constants=overrides, check=args.check)
+                        accum=args.accum, backend=args.backend, constants=overrides,
+                        session_samples=args.session_samples, epochs=args.epochs, check=args.check)
     d = est.to_dict()
     d["model_name"] = name
     d["model_args"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kw.items()}
@@ -130,6 +136,12 @@ def _fmt(v, unit="", nd=2):
     return f"{v:.{nd}f}{unit}"
 
 
+def _session_fmt(d: dict, key: str, unit: str) -> str:
+    if d["session"]["samples"] is None:
+        return "n/a (give --session-samples)"
+    return _fmt(d[key], unit, 0) + f" ({d['session']['samples']} samples x {d['session']['epochs']} epochs)"
+
+
 def format_table(d: dict) -> str:
     rows = [
         ("model / strategy", f"{d['model_name']} / {d['strategy']} (batch {d['batch_size']} = "
@@ -142,8 +154,8 @@ def format_table(d: dict) -> str:
         ("throughput", _fmt(d["samples_per_s"], " samples/s", 1)),
         ("power", _fmt(d["power_mw"], " mW", 1)),
         ("energy / step", _fmt(d["energy_mj_per_step"], " mJ", 2)),
-        ("energy / session", _fmt(d["energy_mj_per_session"], " mJ", 0)),
-        ("sessions / charge", _fmt(d["sessions_per_charge"], "", 0)),
+        ("energy / session", _session_fmt(d, "energy_mj_per_session", " mJ")),
+        ("sessions / charge", _session_fmt(d, "sessions_per_charge", "")),
         ("MAC / step", f"{d['macs_per_step'] / 1e6:.1f} M"),
         ("plan check", "not run" if not d.get("plan_check") else
          f"{'ok' if d['plan_check']['ok'] else 'FAILED'} (max rel error {d['plan_check']['max_rel_error']:.1e})"),

@@ -79,16 +79,24 @@ TIMED = ("latency_ms_per_step", "samples_per_s", "energy_mj_per_step", "energy_m
          "energy_mj_per_session", "sessions_per_charge")
 
 
-def _session(c: dict, batch_size: int) -> dict:
-    """One calibration session (``session_samples`` x ``session_epochs``) and the battery."""
-    samples = int(c["session_samples"])
-    steps = math.ceil(samples / batch_size) * int(c["session_epochs"])
-    battery_mj = float(c["battery_mah"]) * 3.6 * float(c["battery_v"]) * 1e3 * float(c["regulator_efficiency"])
-    return {"samples": samples, "epochs": int(c["session_epochs"]), "steps": steps, "battery_mj": battery_mj}
+def battery_mj(c: dict) -> float:
+    """The energy a full battery delivers to the chip's rails."""
+    return float(c["battery_mah"]) * 3.6 * float(c["battery_v"]) * 1e3 * float(c["regulator_efficiency"])
+
+
+def _session(c: dict, batch_size: int, samples: int | None, epochs: int | None) -> dict:
+    """One calibration session, ``samples`` x ``epochs`` (the study's, given by the caller: the chip's
+    constants know nothing of a study), and the battery. Without ``samples``, no session."""
+    if samples is None:
+        return {"samples": None, "epochs": None, "steps": None, "battery_mj": battery_mj(c)}
+    if not (isinstance(samples, int) and samples >= 1 and isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"a calibration session needs samples >= 1 and epochs >= 1, got {samples!r} x {epochs!r}")
+    steps = math.ceil(samples / batch_size) * epochs
+    return {"samples": samples, "epochs": epochs, "steps": steps, "battery_mj": battery_mj(c)}
 
 
 def _time_and_energy(latency_ms: float, energy_step: float, batch_size: int, session: dict) -> dict:
-    energy_session = energy_step * session["steps"]
+    energy_session = None if session["steps"] is None else energy_step * session["steps"]
     return dict(latency_ms_per_step=latency_ms, samples_per_s=batch_size / (latency_ms / 1e3),
                 energy_mj_per_step=energy_step, energy_mj_per_sample=energy_step / batch_size,
                 energy_mj_per_session=energy_session,
@@ -116,6 +124,8 @@ def estimate_step(
     backend: str = "gap9-sim",
     constants: dict | None = None,
     *,
+    session_samples: int | None = None,
+    epochs: int | None = None,
     check: bool | None = None,
     solver: str = "auto",
     optimize: bool = True,
@@ -129,12 +139,15 @@ def estimate_step(
     ``check=True`` also executes the planned step on one flat buffer and compares it with eager
     PyTorch (adds ``plan_check``); ``None`` runs it when the step has at most ``check_max_macs``
     MACs (about a second of CPU), ``False`` never. ``solver``: ``auto`` | ``cpsat`` | ``bestfit``.
+    ``session_samples`` and ``epochs`` (the study's calibration size and fine-tuning epochs) give the
+    energy per session and sessions per charge; without them those two are None.
     ``optimize=False`` plans the step as traced (element-wise in-place reuse only), without the
     exact memory-saving rewrites of ``passes.py`` and ``memory.build_graph`` (an ablation).
     """
     t0 = time.perf_counter()
     _check_request(backend, strategy)
     c = load_constants(constants)
+    session = _session(c, batch_size, session_samples, epochs)
     program = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
     graph = build_graph(program, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
     spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if program.frozen else 0
@@ -151,7 +164,7 @@ def estimate_step(
         n_parameters=sum(p.numel() for p in model.parameters()), n_trainable=int(n_train),
         planner=_planner_summary(program, graph, plan, spilled, optimize), plan_check=plan_check,
         constants=dict(c), **_memory_fields(graph, plan, cost, c, fits_l2, fits_l1),
-        **_time_and_energy_fields(plan, cost, c, batch_size, fits_l2, fits_l1), **_work_fields(cost, c),
+        **_time_and_energy_fields(plan, cost, c, batch_size, session, fits_l2, fits_l1), **_work_fields(cost, c),
         estimate_s=round(time.perf_counter() - t0, 3),
     )
 
@@ -209,12 +222,11 @@ def _planner_summary(program, graph, plan, spilled: int, optimize: bool) -> dict
             "peak_at_op": graph.ops[plan.lower_bound_t].node.name if graph.ops else ""}
 
 
-def _time_and_energy_fields(plan, cost, c: dict, batch_size: int, fits_l2: bool, fits_l1: bool) -> dict:
+def _time_and_energy_fields(plan, cost, c: dict, batch_size: int, session: dict, fits_l2: bool, fits_l1: bool) -> dict:
     """Latency, power and energy of the step and the session; the timed figures only when it fits."""
     fits = fits_l2 and fits_l1
     latency_ms = cost.cycles / (float(c["freq_mhz"]) * 1e3)
     power, energy_step, energy_parts = power_mw(cost.activity, latency_ms / 1e3, c)
-    session = _session(c, batch_size)
     values = _time_and_energy(latency_ms, energy_step, batch_size, session) if fits else dict.fromkeys(TIMED)
     return dict(power_mw=power, session=session, energy_breakdown_mj=energy_parts if fits else {},
                 message="fits on chip" if fits else _why_not(plan, cost, c, fits_l2, fits_l1), **values)

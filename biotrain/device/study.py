@@ -16,9 +16,8 @@ from .estimate import estimate_step
 # the figures carried into results/adaptation.csv and MLflow, in this order
 FIELDS = (
     "fits_on_chip", "peak_l2_bytes", "lower_bound_l2_bytes", "peak_l1_bytes", "latency_ms_per_step",
-    "samples_per_s", "power_mw", "energy_mj_per_step", "energy_mj_per_sample", "energy_mj_per_session",
-    "sessions_per_charge",
-)
+    "samples_per_s", "power_mw", "energy_mj_per_step", "energy_mj_per_sample",
+)  # a session's time and energy come from the study's calibration size and epochs: calibration_costs
 
 
 _LOCK = threading.Lock()  # graph capture uses process-wide tracing state: one estimate at a time

@@ -1,4 +1,4 @@
-"""adapt_many: K tasks trained as one computation match each task trained alone (issue 12)."""
+"""adapt_many: K tasks trained as one computation match each task trained alone."""
 
 import copy
 

@@ -1,4 +1,4 @@
-"""Long depthwise convolutions with forward-convolution gradients (issue 12): same forward, same
+"""Long depthwise convolutions with forward-convolution gradients: same forward, same
 gradients up to float summation order, swapped only inside the ``with`` block."""
 
 import copy

@@ -1,4 +1,4 @@
-"""The fast host loop (issue 12): last_layer bit-exact, edge one pass = summed micro-batches."""
+"""The fast host loop: last_layer bit-exact, edge one pass = summed micro-batches."""
 
 import copy
 

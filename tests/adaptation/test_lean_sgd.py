@@ -1,4 +1,4 @@
-"""LeanSGD (issue 12) updates the weights exactly as torch.optim.SGD does."""
+"""LeanSGD updates the weights exactly as torch.optim.SGD does."""
 
 import copy
 

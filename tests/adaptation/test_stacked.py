@@ -1,4 +1,4 @@
-"""K models stacked into one wide model compute exactly the K models (issue 12)."""
+"""K models stacked into one wide model compute exactly the K models."""
 
 import copy
 

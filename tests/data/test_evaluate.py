@@ -1,4 +1,4 @@
-"""The cohort-difficulty evaluation (issue 14): MOABB's evaluations on the embedded cohort, small."""
+"""The cohort-difficulty evaluation: MOABB's evaluations on the embedded cohort, small."""
 
 import numpy as np
 import pytest

@@ -58,7 +58,12 @@ def test_latency_and_power_within_10_percent_of_brief(ref):
     assert edge.samples_per_s == pytest.approx(8 / (edge.latency_ms_per_step / 1e3))
     assert edge.energy_mj_per_step == pytest.approx(edge.power_mw * edge.latency_ms_per_step / 1e3)
     assert edge.energy_mj_per_sample == pytest.approx(edge.energy_mj_per_step / 8)
-    assert edge.sessions_per_charge > 0
+    assert edge.sessions_per_charge is None  # no session given (the constants know no study)
+    session = estimate_step(build_model("epidenet", 2, 1000, 11, norm="group"), "edge",
+                            session_samples=115, epochs=30, check=False)
+    assert session.session["steps"] == 15 * 30
+    assert session.energy_mj_per_session == pytest.approx(session.energy_mj_per_step * 15 * 30)
+    assert session.sessions_per_charge == pytest.approx(session.session["battery_mj"] / session.energy_mj_per_session)
 
 
 def test_to_dict_is_json_with_the_agreed_keys(ref):

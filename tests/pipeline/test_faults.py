@@ -1,4 +1,4 @@
-"""The fault suite (issue 10): every mistake or fault named before work, nothing partial left,
+"""The fault suite: every mistake or fault named before work, nothing partial left,
 and a rerun after the fix recovers. The table of cases and outcomes is ``docs/faults.md``.
 
 Most cases are in-process (parameter checks, the data stage's ``main`` in a temporary project,

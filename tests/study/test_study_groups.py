@@ -1,4 +1,4 @@
-"""Jobs trained together (issue 12): which jobs group, and a group's rows and child runs against
+"""Jobs trained together: which jobs group, and a group's rows and child runs against
 the same jobs run one at a time (a real MLflow SQLite store, no Prefect)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The captured training step as a C program a device runs (issue 13).
+"""The captured training step as a C program a device runs.
 
 ``export_project`` writes a self-contained C99 project from the same captured step and static
 memory plan that ``estimate_step`` reports; ``run_project`` builds and runs it (host, qemu RV32,

@@ -1,7 +1,7 @@
 """Fine-tuning of one subject executed by the exported device program instead of PyTorch.
 
-Same calibration windows, same batch order (the seeded generator of ``adaptation.adapt``),
-same epochs and cosine learning-rate schedule, SGD with momentum and weight decay; the program's
+Same calibration windows, same batch schedule as the host loop (``adaptation.schedule``: seeded
+order, batches, cosine learning rate per epoch, given to the program as a runtime input), SGD with momentum and weight decay; the program's
 final weights and norm buffers are loaded back into the model, whose test accuracy the caller
 then measures on the host.
 """
@@ -16,40 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...adaptation.finetune import AdaptInfo, FinetuneConfig
-from ...adaptation.training import seeded_generator
+from ...adaptation.finetune import AdaptInfo, FinetuneConfig, schedule_of
 from ...strategy_table import STRATEGY_NAMES, STRATEGY_TABLE
 from .project import export_project, read_state
 from .runner import build, execute
 
 EXECUTE_TARGETS = ("host", "qemu", "gap9-board")
 PROGRAM_TARGETS = {"host": "host", "qemu": "qemu", "gap9-board": "gap9-board"}
-
-
-def cosine_lrs(cfg: FinetuneConfig) -> list[float]:
-    """The learning rate of every epoch, from PyTorch's own CosineAnnealingLR."""
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    out = []
-    for _ in range(cfg.epochs):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
-
-
-def schedule_of(n: int, strategy: str, cfg: FinetuneConfig, seed: int) -> list[tuple[float, list[int]]]:
-    """(lr, sample indices) of every optimizer step, in the order ``adaptation.adapt`` takes them."""
-    gen = seeded_generator(seed)
-    steps = []
-    for lr in cosine_lrs(cfg):
-        order = torch.randperm(n, generator=gen)
-        for i in range(0, n, cfg.batch_size):
-            batch = order[i:i + cfg.batch_size]
-            if STRATEGY_TABLE[strategy].batch_statistics and len(batch) < 2:
-                continue  # as adaptation.adapt: BatchNorm cannot use batch statistics of one sample
-            steps.append((lr, batch.tolist()))
-    return steps
 
 
 def adapt_on_device(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: FinetuneConfig, seed: int,
@@ -62,7 +35,7 @@ def adapt_on_device(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: st
     if strategy == "none":
         return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
     start = time.perf_counter()
-    schedule = schedule_of(len(y), strategy, cfg, seed)
+    schedule = schedule_of(len(y), strategy, cfg, seed).steps()
     s = STRATEGY_TABLE[strategy]
     micro = cfg.micro_batch if s.host_micro_batch else None  # None: the device's default (the table's)
     if s.host_micro_batch and any(len(b) % cfg.micro_batch for _, b in schedule):

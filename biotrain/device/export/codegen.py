@@ -174,6 +174,7 @@ class StepCodegen:
         fused, skip = self._fused_accumulations(pi, phase, env)
         self.fused, self.skip = fused, skip
         self.hp = self.program.hparams
+        self.lr_updates = _weight_updates(phs, phase.inputs)
         self.in_loss_phase = phase.loss_node is not None
         for node in phase.gm.graph.nodes:
             if node.op == "get_attr":
@@ -406,9 +407,8 @@ class StepCodegen:
                 bb = torch.broadcast_to(b.idx, tuple(y.idx.shape))
                 aa = torch.broadcast_to(a.idx, tuple(y.idx.shape))
                 al = _fmt(alpha)
-                lr = float(self.hp["lr"])
-                if base == "add" and name == "add_" and float(alpha) == -lr:
-                    al = "-r->lr"  # the SGD update: the learning rate is set per step (cosine schedule)
+                if node.name in self.lr_updates:
+                    al = "-r->lr"  # the SGD update: the learning rate is the step's runtime input (its schedule)
                 return f"k_binary({EW[base]}, {T(y)}, {T(aa)}, {T(bb)}, {al})"
             s = float(b) * (float(alpha) if base in ("add", "sub") else 1.0)
             sc = _fmt(s)
@@ -421,3 +421,12 @@ class StepCodegen:
             "mm, addmm, native_group_norm(+backward), native_batch_norm(+backward), relu, threshold_backward, "
             "avg_pool2d(+backward), mean, sum, _log_softmax(+backward), nll_loss(+backward), add/sub/mul/div, "
             "zero_, copy_, ones_like, constant_pad_nd and views")
+
+
+def _weight_updates(placeholders, inputs) -> set[str]:
+    """The SGD updates of a phase: the in-place ``add_`` into a trained weight (``p.add_(m, alpha=-lr)``
+    in ``capture``), found by where it writes rather than by its traced value, so the program
+    takes the learning rate from each step's schedule entry whatever rate was traced."""
+    weights = {ph for ph, state in zip(placeholders, inputs) if state.startswith("param:")}
+    return {user.name for ph in weights for user in ph.users
+            if user.target is torch.ops.aten.add_.Tensor and user.args[0] is ph}
