@@ -46,9 +46,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `flows` is a top-level package of the repo, not installed
+sys.path.insert(0, str(ROOT))  # `flows` is a folder of the project, not installed
 
-STRATEGIES = ["none", "last_layer", "full", "edge"]
+from biotrain.strategy_table import STRATEGY_NAMES  # noqa: E402
+
+STRATEGIES = list(STRATEGY_NAMES)
 SEEDS = [0]
 MODEL = "mi_bminet"
 MODEL_KWARGS = {"temporal_kernel_s": 0.32, "depthwise_kernel_s": 0.04}  # params.yaml: 64 and 8 samples at 200 Hz

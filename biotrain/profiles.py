@@ -45,7 +45,8 @@ def prepare_profile_run(root: str | Path, name: str) -> Path:
                                 f"available: {', '.join(available_profiles(root)) or 'none'}")
     dest = root / "runs" / name
     dest.mkdir(parents=True, exist_ok=True)
-    for dep in code_dependencies(root / "dvc.yaml"):  # DVC reruns the stages whose code changed
+    # the folders holding the stages' code, whole (so stages/sweep.py, run outside dvc repro, comes too)
+    for dep in sorted({d.split("/")[0] for d in code_dependencies(root / "dvc.yaml")}):
         source, target = root / dep, dest / dep
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from biotrain.errors import UserError
-from biotrain.study import worker_preload
+from biotrain.study import RUNNERS, worker_preload
 
 
 def local_dask_cluster(preload: str | None = None, **kwargs):
@@ -19,8 +19,8 @@ def local_dask_cluster(preload: str | None = None, **kwargs):
 
     Dask also sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers' environment (to hand memory
     back to the OS). Setting it at all turns off glibc's adaptive mmap threshold, so every tensor
-    buffer above 128 kB is mmap-ed and page-faulted afresh: measured here, PyTorch training in a
-    worker ran about 10% slower. It is left unset. Either variable exported by the user wins.
+    buffer above 128 kB is mmap-ed and page-faulted afresh, which slows PyTorch training in a
+    worker. It is left unset. Either variable exported by the user wins.
     Dask writes the variables into this process's environment to spawn the workers; they are
     removed again afterwards.
     """
@@ -71,7 +71,7 @@ def make_task_runner(name: str, workers: int, address: str | None = None, api_ur
             return RayTaskRunner(address=address)
         return RayTaskRunner(init_kwargs={"num_cpus": workers, "include_dashboard": False,
                                           "runtime_env": {"env_vars": env}})
-    raise ValueError(f"adapt.runner.name={name!r} is not supported; use 'threads', 'dask' or 'ray'")
+    raise ValueError(f"adapt.runner.name={name!r} is not supported; use one of {list(RUNNERS)}")
 
 
 # Prefect waits 20 s for its temporary server by default; on a loaded machine that is not enough

@@ -4,9 +4,9 @@ writes the results, the metrics, and the MLflow run they belong to."""
 from __future__ import annotations
 
 from biotrain.io import write_json
+from biotrain.params import load_study
 from biotrain.report.summary import write_results
 from biotrain.study import AdaptSettings, plan_study
-from biotrain.params import load_study
 from flows.adapt_cohort import run_adapt_cohort
 from stages.common import read_folds, run_main, stage_args, study_paths
 

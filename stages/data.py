@@ -15,8 +15,8 @@ from biotrain.data.store import StagedFolder, fingerprint, reusable_subjects
 from biotrain.data.validate import check_windows
 from biotrain.data.windows import check_window_fits, extract_windows
 from biotrain.errors import UserError
-from biotrain.study import DataConfig
 from biotrain.params import load_study
+from biotrain.study import DataConfig
 from stages.common import run_main, stage_args, study_paths
 
 SELECTION_KEYS = ("subjects", "n_subjects")  # choose subjects; do not change any subject's data

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from biotrain.device import load_constants
+from biotrain.errors import TrackingError
+from biotrain.params import load_study
 from biotrain.report.device import device_section
 from biotrain.report.study import write_report
-from biotrain.errors import TrackingError
 from biotrain.tracking import attach_report
-from biotrain.params import load_study
 from stages.common import run_main, stage_args
 
 

@@ -11,9 +11,9 @@ back from the cache, the MLflow parent run is resumed, and results are written o
 from __future__ import annotations
 
 from biotrain.errors import UserError
+from biotrain.params import load_study
 from biotrain.report.sweep import write_sweep
 from biotrain.study import AdaptSettings, plan_study
-from biotrain.params import load_study
 from flows.adapt_cohort import run_adapt_cohort
 from stages.common import read_folds, run_main, stage_args, study_paths
 

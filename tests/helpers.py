@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from biotrain.adaptation.finetune import FinetuneConfig
+from biotrain.params import validate_params
 from biotrain.study import AdaptSettings, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +154,7 @@ def plan_eeg(tmp_path, cohort, strategies, seeds):
     params["models"]["eeg"] = {"name": "mi_bminet", "kwargs": KWARGS}
     params["adapt"].update(strategies=strategies, seeds=seeds)
     paths, folds = cohort
-    return plan_study(StudyConfig.from_params(params, tmp_path), paths, folds)
+    return plan_study(StudyConfig.from_params(validate_params(params, datasets=False), tmp_path), paths, folds)
 
 
 def flow_settings(uri, experiment):

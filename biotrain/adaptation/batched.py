@@ -56,7 +56,7 @@ from .training import as_tensor
 # (model class name, strategy) pairs where batching K tasks measured faster than K sequential
 # fast-loop calls (benchmarks/results/adapt_batched.md); everything else runs sequentially.
 BATCHED = {("EpiDeNet", "last_layer"), ("EpiDeNet", "edge"), ("EpiDeNet", "full"), ("MIBMINet", "last_layer")}
-# Smallest group batched: measured at K=8 and 16 only (a 1-epoch check at K=2 was slower, 0.7-0.9x).
+# Smallest group batched: measured to pay at K=8 and 16, not at K=2 (benchmarks/README.md).
 MIN_BATCHED_TASKS = 8
 
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-# shortest kernel for which the forward-convolution backward was measured to pay (64: 4.6x; 8: 0.75x)
+# shortest kernel for which the forward-convolution backward was measured to pay (benchmarks/README.md)
 MIN_KERNEL = 32
 
 

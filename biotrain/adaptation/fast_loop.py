@@ -20,8 +20,10 @@
 
 ``full`` keeps the reference step (one pass of batch 8 already). For every strategy the fast loop
 also runs long depthwise convolutions with forward-convolution gradients (:mod:`.fast_conv`:
-MI-BMINet's temporal layer, ~4.6x faster on its own; gradients up to float summation order).
-``FinetuneConfig.host_loop = "reference"`` keeps the reference loop (the chip's micro-batches, step by step) bit-for-bit, for comparisons.
+MI-BMINet's temporal layer; gradients up to float summation order).
+``FinetuneConfig.host_loop = "reference"`` runs the plain loop instead (``edge`` as micro-batches of
+``micro_batch``, PyTorch's own backward and SGD), for comparisons; timings of both are in
+``benchmarks/README.md``, "The fine-tuning loop".
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class FinetuneConfig:
     weight_decay: float = 1e-3
     batch_size: int = 8
     micro_batch: int = 1  # edge only: samples per forward/backward; batch_size must be a multiple
-    host_loop: str = "fast"  # "reference": the micro-batch loop the chip runs, step by step (fast_loop.py says what differs)
+    host_loop: str = "fast"  # "reference": the plain loop, edge as micro-batches (fast_loop.py says what differs)
 
 
 @dataclass

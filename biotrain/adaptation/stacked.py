@@ -15,10 +15,10 @@ model's path. Only float summation order differs (a grouped convolution reduces 
 ``tests/adaptation/test_stacked.py`` bounds that. Unlike ``torch.func.vmap`` this keeps PyTorch's
 own kernels (and :mod:`.fast_conv`), and BatchNorm needs no special rule.
 
-It pays most where a step is bound by per-operation overhead rather than arithmetic: EpiDeNet,
-1.47x (``full``) and 1.88x (``edge``) over nine models one after the other (K=9, one thread,
-``benchmarks/results/adapt_stacked.md``); MI-BMINet, whose step is mostly its 64-tap temporal
-convolution, 1.12x and 1.24x, not enabled yet (``batched.BATCHED`` says why).
+It pays most where a step is bound by per-operation overhead rather than arithmetic (EpiDeNet's),
+less where one large convolution dominates (MI-BMINet's temporal layer); which pairs use it is
+``batched.BATCHED``, and the measurements behind it are in ``benchmarks/README.md``, "Batched and
+stacked groups".
 """
 
 from __future__ import annotations

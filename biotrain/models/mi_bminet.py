@@ -24,7 +24,7 @@ BRIEF_DEPTHWISE_KERNEL_S = 0.032
 
 
 def _same_pad(kernel: int) -> nn.ZeroPad2d:
-    """Explicit 'same' padding along time (PyTorch's own is ~1.7x slower for even kernels)."""
+    """Explicit 'same' padding along time (PyTorch's own padding='same' is slower for even kernels)."""
     left = (kernel - 1) // 2
     return nn.ZeroPad2d((left, kernel - 1 - left, 0, 0))
 

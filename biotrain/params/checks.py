@@ -42,6 +42,18 @@ def _lookup(params: dict, key: str) -> Any:
     return node
 
 
+def _not_a_mapping(params: dict, key: str) -> str | None:
+    """The first section on ``key``'s path that is present but not a mapping (``device: null``)."""
+    parts, node = key.split("."), params
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+        if not isinstance(node, dict):
+            return ".".join(parts[: i + 1])
+    return None
+
+
 def _first_missing(params: dict, key: str) -> str:
     """The outermost missing section of ``key`` (a missing section is reported once, not per key)."""
     parts, node = key.split("."), params
@@ -103,6 +115,12 @@ class _Checker:
         return any(key == prefix or key.startswith(prefix + ".") for key, _ in self.problems)
 
     def check(self, p: Param) -> None:
+        section = _not_a_mapping(self.params, p.key)
+        if section is not None:
+            problem = (section, f"got {_lookup(self.params, section)!r}; allowed: a mapping of its keys")
+            if problem not in self.problems:
+                self.problems.append(problem)
+            return
         value = _lookup(self.params, p.key)
         if value is _MISSING:
             if p.required:

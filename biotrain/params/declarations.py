@@ -5,19 +5,25 @@ From this list come the known keys and their "did you mean", the value checks, t
 typed settings are built from, and ``dvc.yaml``'s per-stage ``params`` lists (``tools/sync_dvc.py``
 writes them; a test keeps them in sync). Adding a parameter is one entry here and its value in
 ``params.yaml``.
+
+A key that ``dvc.yaml`` lists by name is ``REQUIRED``: DVC reads it from the file and stops when
+it is absent. Defaults are for keys DVC does not list by name (settings that change no output,
+keys inside a section listed whole); where the library's typed settings already have a default,
+the declaration takes it from there rather than writing the value twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from ..adaptation.finetune import FinetuneConfig
 from ..adaptation.fast_loop import HOST_LOOPS
 from ..data.spec import MODALITIES
 from ..strategy_table import STRATEGY_NAMES
-from .kinds import (Choice, IdList, Int, IntList, Kind, Mapping, Names, Number, Positive, Subset, Text)
+from ..study.config import RUNNERS, DeviceConfig, RunnerConfig, StudyConfig
+from ..study.jobs import GRID_KEYS
+from .kinds import Choice, IdList, Int, IntList, Kind, Mapping, Names, Number, Positive, Subset, Text
 
 
 class _Required:
@@ -55,9 +61,10 @@ class Param:
         return f"null or {self.kind.allowed}" if self.nullable else self.kind.allowed
 
 
-def _finetune_default(name: str) -> Any:
-    """The fine-tuning code's own default (BRIEF section 2), so it is written once."""
-    return next(f.default for f in fields(FinetuneConfig) if f.name == name)
+def _default(cls: type, name: str) -> Any:
+    """A typed setting's own default, so the value is written once."""
+    field_ = next(f for f in fields(cls) if f.name == name)
+    return field_.default_factory() if field_.default is MISSING else field_.default
 
 
 def _studied(modality: str) -> Callable[[dict], bool]:
@@ -81,6 +88,18 @@ def _allocators() -> tuple[str, ...]:
     from ..study.allocator import ALLOCATORS
 
     return ALLOCATORS
+
+
+def _backends() -> tuple[str, ...]:
+    from ..device.estimate import BACKENDS
+
+    return BACKENDS
+
+
+def _execute_targets() -> tuple[str, ...]:
+    from ..device.export.adapt import EXECUTE_TARGETS
+
+    return EXECUTE_TARGETS
 
 
 def _modality_params(m: str) -> list[Param]:
@@ -134,44 +153,45 @@ PARAMS: tuple[Param, ...] = (
     Param("adapt.strategies", Subset(STRATEGY_NAMES), REQUIRED, "strategies of biotrain/strategy_table.py",
           ("pretrain", "adapt")),  # pretrain: which normalizations need base models
     Param("adapt.seeds", IntList(0), REQUIRED, "one fine-tuning run per seed", ("adapt",)),
-    Param("adapt.epochs", Int(1), _finetune_default("epochs"), "fine-tuning epochs (cosine schedule)", ("adapt",)),
-    Param("adapt.lr", Positive(), _finetune_default("lr"), "SGD learning rate", ("adapt",)),
-    Param("adapt.momentum", Number(0, 0.999), _finetune_default("momentum"), "SGD momentum", ("adapt",)),
-    Param("adapt.weight_decay", Number(0), _finetune_default("weight_decay"), "SGD weight decay", ("adapt",)),
-    Param("adapt.batch_size", Int(2), _finetune_default("batch_size"), "samples per optimizer step", ("adapt",)),
-    Param("adapt.micro_batch", Int(1), _finetune_default("micro_batch"),
+    Param("adapt.epochs", Int(1), REQUIRED, "fine-tuning epochs (cosine schedule)", ("adapt",)),
+    Param("adapt.lr", Positive(), REQUIRED, "SGD learning rate", ("adapt",)),
+    Param("adapt.momentum", Number(0, 0.999), REQUIRED, "SGD momentum", ("adapt",)),
+    Param("adapt.weight_decay", Number(0), REQUIRED, "SGD weight decay", ("adapt",)),
+    Param("adapt.batch_size", Int(2), REQUIRED, "samples per optimizer step", ("adapt",)),
+    Param("adapt.micro_batch", Int(1), REQUIRED,
           "edge: samples per forward/backward (gradients accumulate over the batch)", ("adapt",)),
-    Param("adapt.host_loop", Choice(HOST_LOOPS), _finetune_default("host_loop"),
-          "fast: each strategy at its fastest equivalent form; reference: the chip's micro-batch loop, "
-          "step by step", ("adapt",)),
-    Param("adapt.retries", Int(0), 1, "Prefect task retries"),
-    Param("adapt.runner.name", Choice(("threads", "dask", "ray")), "dask",
+    Param("adapt.host_loop", Choice(HOST_LOOPS), REQUIRED,
+          "fast: each strategy at its fastest equivalent form on the host; reference: the plain loop, "
+          "edge as micro-batches of adapt.micro_batch", ("adapt",)),
+    Param("adapt.retries", Int(0), _default(RunnerConfig, "retries"), "Prefect task retries"),
+    Param("adapt.runner.name", Choice(RUNNERS), "dask",
           "dask (local worker processes) | threads (one process) | ray (pip install -e '.[ray]')"),
-    Param("adapt.runner.workers", Int(1), 2, "concurrent tasks (one torch thread each)"),
-    Param("adapt.runner.address", Text("an existing cluster's address (e.g. 'tcp://10.0.0.5:8786')"), None,
+    Param("adapt.runner.workers", Int(1), _default(RunnerConfig, "workers"), "concurrent tasks (one torch thread each)"),
+    Param("adapt.runner.address", Text("an existing cluster's address (e.g. 'tcp://10.0.0.5:8786')"),
+          _default(RunnerConfig, "address"),
           "dask/ray: an existing cluster's address instead of a local one", nullable=True),
-    Param("adapt.runner.allocator", Choice(_allocators), "auto",
+    Param("adapt.runner.allocator", Choice(_allocators), _default(RunnerConfig, "allocator"),
           "local Dask workers' malloc: auto (TCMalloc if installed) | tcmalloc | system"),
     # sweep: python -m stages.sweep, outside dvc repro
     Param("sweep.name", Text("a non-empty name without '/'", no_slash=True), REQUIRED,
           "MLflow experiment sweep-<name>; results/sweeps/<name>.csv", when=_has_sweep),
     Param("sweep.grid", Mapping("a mapping of sweepable keys to lists of values"), REQUIRED,
-          "any of strategy, seed, lr, epochs, momentum, weight_decay, batch_size, micro_batch, calib_size",
+          f"lists of values for any of {', '.join(GRID_KEYS)}",
           when=_has_sweep),
     # device: what a training step costs on the chip, and where fine-tuning runs
-    Param("device.backend", Choice(("gap9-sim", "gap9-board")), "gap9-sim",
+    Param("device.backend", Choice(_backends), _default(DeviceConfig, "backend"),
           "gap9-sim (simulator); gap9-board is not implemented yet", ("adapt",)),
-    Param("device.constants", Mapping("a mapping of biotrain/device/gap9.yaml keys to values"), {},
+    Param("device.constants", Mapping("a mapping of biotrain/device/gap9.yaml keys to values"), REQUIRED,
           "overrides of biotrain/device/gap9.yaml, e.g. {freq_mhz: 240}", ("adapt", "report"), nullable=True),
-    Param("device.execute", Choice(("host", "qemu", "gap9-board")), "host",
+    Param("device.execute", Choice(_execute_targets), _default(DeviceConfig, "execute"),
           "where fine-tuning runs: host (PyTorch) | qemu (the exported C program) | gap9-board", ("adapt",)),
-    Param("device.execute_subjects", IdList(), None,
+    Param("device.execute_subjects", IdList(), _default(DeviceConfig, "execute_subjects"),
           "with execute != host: only these subject ids (null: every subject)", ("adapt",), nullable=True),
     # tracking and report
     Param("tracking.uri", Text("a tracking URI string such as sqlite:////abs/path/mlflow.db"), None,
           "null: sqlite:///<project root>/mlflow.db", nullable=True),
     Param("tracking.experiment", Text(), REQUIRED, "MLflow experiment of the study's runs", ("adapt",)),
-    Param("report.dpi", Int(30), 120, "figure resolution", ("report",)),
+    Param("report.dpi", Int(30), _default(StudyConfig, "report_dpi"), "figure resolution", ("report",)),
 )
 
 BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
@@ -195,8 +215,8 @@ def section_keys() -> list[str]:
 def stage_params(stage: str) -> list[str]:
     """The keys ``stage`` depends on, a whole section named where every key under it counts.
 
-    A section is named whole only if all its declared keys change this stage's outputs, so a
-    study that leaves out optional keys (or a modality's block) still gives DVC every listed key.
+    A section is named whole only if all its declared keys change this stage's outputs. Keys
+    named one by one are required (a test keeps it so): DVC stops when one is absent from the file.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")

@@ -3,7 +3,7 @@
 
 from .allocator import worker_preload
 from .config import (AdaptSettings, DataConfig, DeviceConfig, FINETUNE_KEYS, ModalityConfig, ModelConfig,
-                     RunnerConfig, StudyConfig, SweepConfig, TrackingConfig)
+                     RUNNERS, RunnerConfig, StudyConfig, SweepConfig, TrackingConfig)
 from .groups import group_jobs, rows_in_job_order
 from .jobs import GRID_KEYS, Job, expand_grid, plan_study, resume_key
 from .paths import StudyPaths
@@ -12,6 +12,6 @@ from .run_group import run_group
 from .run_job import run_job
 
 __all__ = ["AdaptSettings", "ChildRuns", "DataConfig", "DeviceConfig", "FINETUNE_KEYS", "GRID_KEYS", "Job",
-           "ModalityConfig", "ModelConfig", "ParentRun", "RunnerConfig", "StudyConfig", "StudyPaths", "SweepConfig",
+           "ModalityConfig", "ModelConfig", "ParentRun", "RUNNERS", "RunnerConfig", "StudyConfig", "StudyPaths", "SweepConfig",
            "TrackingConfig", "expand_grid", "group_jobs", "open_parent_run", "plan_study", "resume_key",
            "rows_in_job_order", "run_group", "run_job", "worker_preload"]

@@ -66,11 +66,14 @@ class DeviceConfig:
         return self.execute
 
 
+RUNNERS = ("threads", "dask", "ray")  # where adaptation tasks can run (flows/runners.py builds each)
+
+
 @dataclass(frozen=True)
 class RunnerConfig:
     """Where the adaptation tasks run; none of this changes a result."""
 
-    name: str  # threads | dask | ray
+    name: str  # one of RUNNERS
     workers: int = 2
     address: str | None = None
     retries: int = 1

@@ -23,6 +23,7 @@ from biotrain.device.export.runner import missing_tools
 from biotrain.io import write_json
 from biotrain.models import build_model
 from biotrain.models.checkpoint import save_checkpoint
+from biotrain.params import validate_params
 from biotrain.study import AdaptSettings, RunnerConfig, StudyConfig, StudyPaths, TrackingConfig, plan_study
 from flows.adapt_cohort import run_adapt_cohort
 from tests.helpers import tiny_params
@@ -61,7 +62,7 @@ def test_one_subject_adapts_on_qemu(tmp_path, prefect_harness):
     paths, folds, w = _cohort(tmp_path, model_kw, n_times)
     p["data"]["modalities"] = ["eeg"]
     p["adapt"]["strategies"], p["adapt"]["seeds"] = ["edge"], [0]
-    config = StudyConfig.from_params(p, tmp_path)
+    config = StudyConfig.from_params(validate_params(p, datasets=False), tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     device = dataclasses.replace(config.device, execute="qemu", execute_subjects=(1,))
     jobs = plan_study(config, paths, folds)

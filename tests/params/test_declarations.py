@@ -77,6 +77,22 @@ def test_required_key_is_missing_by_name(param: Param):
     assert (param.key, "is missing") in err.value.problems
 
 
+def test_a_key_dvc_lists_by_name_is_required():
+    """DVC reads the keys it lists from the file and stops when one is absent: the checks must
+    refuse a file without them first, with a message that names the key."""
+    named = {key for stage in STAGES for key in stage_params(stage)}
+    for key in named & set(BY_KEY):
+        assert BY_KEY[key].required, key
+
+
+@pytest.mark.parametrize("section,value", [("device", None), ("device", "gap9"), ("report", None),
+                                           ("adapt.runner", 5)])
+def test_a_section_that_is_not_a_mapping_is_named(section, value):
+    with pytest.raises(ParamsError) as err:
+        validate_params(_set(DEFAULT, section, value), datasets=False)
+    assert (section, f"got {value!r}; allowed: a mapping of its keys") in err.value.problems
+
+
 def test_a_new_parameter_is_one_declaration(monkeypatch):
     """Declared once: the key becomes known, checked, defaulted and listed for its stage."""
     new = Param("report.width_in", Number(1, 20), 8, "figure width, inches", ("report",))
@@ -97,8 +113,8 @@ def test_a_modality_not_studied_needs_no_settings():
 
 
 def test_defaults_are_not_shared_between_calls():
-    params = _drop(DEFAULT, "device.constants")
+    params = _drop(DEFAULT, "data.dataset.kwargs")
     first = validate_params(params, datasets=False)
-    first["device"]["constants"]["freq_mhz"] = 1
-    assert BY_KEY["device.constants"].default == {}
-    assert validate_params(params, datasets=False)["device"]["constants"] == {}
+    first["data"]["dataset"]["kwargs"]["n_subjects"] = 1
+    assert BY_KEY["data.dataset.kwargs"].default == {}
+    assert validate_params(params, datasets=False)["data"]["dataset"]["kwargs"] == {}

@@ -7,6 +7,7 @@ import dataclasses
 import mlflow
 import pytest
 
+from biotrain.params import validate_params
 from biotrain.study import ChildRuns, expand_grid, open_parent_run, run_job
 from biotrain.study.run_job import limit_calibration
 from tests.helpers import flow_settings as _settings, plan_eeg as _plan, small_cohort as _cohort
@@ -28,7 +29,7 @@ def test_a_sweep_point_replaces_the_studys_strategy_and_fine_tuning(tmp_path):
     paths, folds = _cohort(tmp_path)
     params = tiny_params()
     params["data"]["modalities"] = ["eeg"]
-    config = StudyConfig.from_params(params, tmp_path)
+    config = StudyConfig.from_params(validate_params(params, datasets=False), tmp_path)
     grid = {"strategy": ["full"], "lr": [1e-3, 2e-3], "calib_size": [4]}
     jobs = plan_study(config, paths, folds, grid=grid)
     assert len(jobs) == len(expand_grid(grid)) * 3 * len(config.seeds) == 6

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from biotrain.params import validate_params
 from biotrain.study import GRID_KEYS, StudyConfig, StudyPaths, expand_grid, plan_study
 from tests.helpers import tiny_params
 
@@ -30,7 +31,7 @@ def _config(tmp_path, strategies, seeds) -> StudyConfig:
     params = tiny_params()
     params["data"]["modalities"] = ["eeg"]
     params["adapt"].update(strategies=strategies, seeds=seeds)
-    return StudyConfig.from_params(params, tmp_path)
+    return StudyConfig.from_params(validate_params(params, datasets=False), tmp_path)
 
 
 def plan_jobs(inputs, folds, strategies, seeds, tmp_path):
