@@ -111,6 +111,22 @@ def test_nothing_to_do_after_a_full_run(project_copy):
     assert proc.stdout.count("Running stage") == 1 and "Running stage 'recordings'" in proc.stdout, proc.stdout
 
 
+def test_an_edit_to_the_code_a_stage_runs_makes_dvc_rerun_it(project_copy):
+    """DVC itself, after a full run: a one-line edit to a file a stage runs marks that stage
+    changed (the static check of every stage's imports is tests/test_dvc_yaml.py)."""
+    project = project_copy
+    for stage, path in [("pretrain", "biotrain/adaptation/fast_conv.py"), ("pretrain", "biotrain/data/store.py"),
+                        ("adapt", "biotrain/strategy_table.py"), ("adapt", "flows/runners.py"),
+                        ("adapt", "stages/common.py"), ("split", "biotrain/data/order.py")]:
+        file = project / path
+        original = file.read_text()
+        file.write_text(original + "# an edit\n")
+        status = json.loads(_dvc(project, "status", stage, "--json").stdout)
+        file.write_text(original)
+        assert any("changed deps" in entry for entry in status.get(stage, [])), (stage, path, status)
+    assert _dvc(project, "status").stdout.split() == ["recordings:", "always", "changed"]
+
+
 def test_dvc_experiment_in_a_temporary_copy_tracks_into_the_project_store(project_copy):
     """``dvc exp run`` (here --temp, as queued experiments do) runs in a copy under .dvc/tmp/exps."""
     project = project_copy
