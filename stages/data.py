@@ -11,7 +11,7 @@ from tqdm import tqdm
 from biotrain.data.datasets import check_study_shape, make_dataset
 from biotrain.data.recordings import read_error
 from biotrain.data.sources import DigestCache, subject_sources
-from biotrain.data.store import StagedFolder, fingerprint, reusable_subjects
+from biotrain.data.store import StagedFolder, code_digest, fingerprint, reusable_subjects
 from biotrain.data.validate import check_windows
 from biotrain.data.windows import check_window_fits, extract_windows
 from biotrain.errors import UserError
@@ -31,7 +31,7 @@ def prepare(data: DataConfig, cache: DigestCache) -> list[tuple]:
         dataset = make_dataset(data.dataset, kwargs, modality, cfg.kwargs_key)
         check_study_shape(dataset, cfg.kwargs_key)
         check_window_fits(dataset, spec)
-        params_fp = {"dataset": data.dataset, "spec": asdict(spec), "format": 2,
+        params_fp = {"dataset": data.dataset, "spec": asdict(spec), "format": 2, "code": code_digest(),
                      "kwargs": {k: v for k, v in kwargs.items() if k not in SELECTION_KEYS}}
         subjects = list(dataset.subject_list)
         sources = subject_sources(dataset, subjects, cache)

@@ -82,6 +82,19 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# The code that reads recordings and cuts windows: a subject's windows made by other code are not reused.
+CODE_DIR = Path(__file__).parent
+
+
+def code_digest() -> str:
+    """SHA-256 of every module of this package (the whole package: which of them a dataset's
+    windows pass through depends on the dataset, and a recompute is cheaper than a stale file)."""
+    h = hashlib.sha256()
+    for path in sorted(CODE_DIR.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def fingerprint(obj) -> str:
     """A stable hash of what produced a subject's windows."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -55,6 +55,24 @@ def test_a_changed_synthetic_generator_recomputes_every_subject(tmp_path, monkey
     assert "eeg: 2 subjects (0 reused, 2 computed)" in capsys.readouterr().out
 
 
+def test_changed_window_code_recomputes_every_subject(tmp_path, monkeypatch, capsys):
+    """Same parameters and recordings, new code cutting the windows: nothing old is reused."""
+    import shutil
+
+    from biotrain.data import store
+
+    run_stage_in_process(tmp_path, _eeg_only(2), "data", monkeypatch)
+    code = tmp_path / "code"
+    shutil.copytree(store.CODE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(store, "CODE_DIR", code)
+    capsys.readouterr()
+    run_stage_in_process(tmp_path, _eeg_only(2), "data", monkeypatch)
+    assert "eeg: 2 subjects (2 reused, 0 computed)" in capsys.readouterr().out  # same code elsewhere: reused
+    (code / "windows.py").write_text((code / "windows.py").read_text() + "\n# a new way of cutting windows\n")
+    run_stage_in_process(tmp_path, _eeg_only(2), "data", monkeypatch)
+    assert "eeg: 2 subjects (0 reused, 2 computed)" in capsys.readouterr().out
+
+
 def test_missing_channel_is_named_before_any_output(tmp_path, monkeypatch):
     params = _eeg_only(2)
     params["data"]["eeg"]["channels"] = ["C3", "C4", "Oz"]
