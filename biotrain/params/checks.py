@@ -16,6 +16,7 @@ from ..errors import UserError
 from ..strategy_table import STRATEGY_NAMES
 from .arguments import check_constructor, check_datasets, nearest
 from .declarations import PARAMS, Param, section_keys
+from .kinds import Mapping
 
 _MISSING = object()
 
@@ -130,7 +131,7 @@ class _Checker:
             else:
                 _put(self.filled, p.key, copy.deepcopy(p.default))
             return
-        if value is None and isinstance(p.default, dict) and p.nullable:  # an empty mapping written as nothing
+        if value is None and isinstance(p.kind, Mapping) and p.nullable:  # an empty mapping written as nothing
             _put(self.filled, p.key, {})
             return
         if value is None and p.nullable:

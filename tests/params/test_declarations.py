@@ -118,3 +118,9 @@ def test_defaults_are_not_shared_between_calls():
     first["data"]["dataset"]["kwargs"]["n_subjects"] = 1
     assert BY_KEY["data.dataset.kwargs"].default == {}
     assert validate_params(params, datasets=False)["data"]["dataset"]["kwargs"] == {}
+
+
+@pytest.mark.parametrize("param", [p for p in PARAMS if isinstance(p.kind, Mapping) and p.nullable],
+                         ids=lambda p: p.key)
+def test_a_null_mapping_is_an_empty_one(param: Param):
+    assert _get(validate_params(_set(DEFAULT, param.key, None), datasets=False), param.key) == {}
