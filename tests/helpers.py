@@ -8,6 +8,7 @@ active, so pipelines report to the session's Prefect server instead of each star
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sqlite3
@@ -61,6 +62,17 @@ def make_project(dest: Path, params: dict | Path, scm: bool = False) -> Path:
     else:
         run_dvc(dest, "init", "--no-scm", "-q")
     return dest
+
+
+def with_value(params: dict, key: str, value) -> dict:
+    """A deep copy of ``params`` with the dotted ``key`` set to ``value``."""
+    params = copy.deepcopy(params)
+    *sections, leaf = key.split(".")
+    node = params
+    for part in sections:
+        node = node[part]
+    node[leaf] = value
+    return params
 
 
 def tiny_params() -> dict:

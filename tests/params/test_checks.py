@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
@@ -13,20 +12,14 @@ import yaml
 
 from biotrain.params import ParamsError, validate_params
 from biotrain.errors import UserError
-from tests.helpers import run_stage_in_process
+from tests.helpers import run_stage_in_process, with_value
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def _with(key: str, value):
-    params = copy.deepcopy(DEFAULT)
-    node = params
-    *parents, last = key.split(".")
-    for part in parents:
-        node = node[part]
-    node[last] = value
-    return params
+def _with(key: str, value) -> dict:
+    return with_value(DEFAULT, key, value)
 
 
 @pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml"])

@@ -12,6 +12,7 @@ from biotrain.params import BY_KEY, PARAMS, STAGES, Param, ParamsError, stage_pa
 from biotrain.params import checks, declarations
 from biotrain.params.kinds import Choice, IdList, IntList, Mapping, Names, Number, Subset, Text
 from tests.helpers import ROOT
+from tests.helpers import with_value as _set
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -22,16 +23,6 @@ BAD = {Number: "not a number", Choice: "no-such-option", Subset: ["no-such-optio
 def _get(params: dict, key: str):
     for part in key.split("."):
         params = params[part]
-    return params
-
-
-def _set(params: dict, key: str, value) -> dict:
-    params = copy.deepcopy(params)
-    *sections, leaf = key.split(".")
-    node = params
-    for part in sections:
-        node = node[part]
-    node[leaf] = value
     return params
 
 
