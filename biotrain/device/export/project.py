@@ -25,7 +25,7 @@ from ..execute import persistent_state
 from ..memory import MemoryPlan, StepGraph, build_graph, plan_memory
 from .codegen import KINDS, StepCodegen
 
-STATIC_FILES = ("kernels.c", "kernels.h", "prof.h", "main.c", "Makefile")
+STATIC_FILES = ("kernels.c", "kernels.h", "prof.h", "rtl.h", "main.c", "Makefile")
 GAP9_FILES = ("Makefile.gap9", "gap9_main.c", "README.md")
 
 

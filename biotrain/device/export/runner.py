@@ -1,8 +1,9 @@
 """Build and run an exported project, read its results back, compare them with PyTorch.
 
 Targets: ``host`` (system C compiler), ``qemu`` (rv32 build on ``qemu-system-riscv32``, ends through
-the virt machine's test device), ``gap9-board`` / ``gap9-gvsoc`` (the GAP SDK's own runner, where
-that SDK is installed). The reference is the same steps in eager PyTorch with ``torch.optim.SGD``
+the virt machine's test device; counts instructions, not cycles), ``rtl`` (rv32imfc build on the
+Verilator model of CV32E40P with its FPU: measured cycles and stall events, ``biotrain.device.rtl``),
+``gap9-board`` / ``gap9-gvsoc`` (the GAP SDK's own runner, where that SDK is installed). The reference is the same steps in eager PyTorch with ``torch.optim.SGD``
 from the same initial state, samples and schedule.
 """
 
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from ..execute import model_at_state
 from .project import read_samples, read_schedule, read_state, write_schedule
 
-TARGETS = ("host", "qemu", "gap9-board", "gap9-gvsoc")
+TARGETS = ("host", "qemu", "rtl", "gap9-board", "gap9-gvsoc")
 DEBIAN_PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"
 RV_GCC = "riscv64-unknown-elf-gcc"
 QEMU = "qemu-system-riscv32"
@@ -38,16 +39,20 @@ def missing_tools(target: str) -> str | None:
     """One line naming what ``target`` lacks and how to get it, or None when all is there."""
     if target == "host":
         return None if shutil.which(os.environ.get("CC", "cc")) else "no C compiler (cc) on PATH: apt-get install -y gcc"
-    if target == "qemu":
-        lack = [t for t in (RV_GCC, QEMU) if not shutil.which(t)]
+    if target in ("qemu", "rtl"):
+        lack = [t for t in ((RV_GCC, QEMU) if target == "qemu" else (RV_GCC,)) if not shutil.which(t)]
         if not lack:
             probe = subprocess.run([RV_GCC, "--specs=picolibc.specs", "-march=rv32imafc", "-mabi=ilp32f",
                                     "-print-file-name=picolibc.ld"], capture_output=True, text=True)
             if probe.returncode != 0:
                 lack.append("picolibc")
         if lack:
-            return (f"target qemu needs {', '.join(lack)}: apt-get install -y {DEBIAN_PACKAGES} "
+            return (f"target {target} needs {', '.join(lack)}: apt-get install -y {DEBIAN_PACKAGES} "
                     "(Debian/Ubuntu packages)")
+        if target == "rtl":
+            from ..rtl import missing
+
+            return missing()
         return None
     if target in ("gap9-board", "gap9-gvsoc"):
         if not os.environ.get("GAP_SDK_HOME") or not shutil.which("gapy"):
@@ -62,15 +67,16 @@ def build(project: Path, target: str) -> None:
     why = missing_tools(target)
     if why:
         raise ToolMissing(why)
-    make_target = {"host": "host", "qemu": "rv32"}.get(target, "gap9")
+    make_target = {"host": "host", "qemu": "rv32", "rtl": "rtl"}.get(target, "gap9")
     r = subprocess.run(["make", "-s", "-C", str(project), make_target], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"build of {project} for {target} failed:\n{r.stdout[-2000:]}{r.stderr[-4000:]}")
 
 
-def execute(project: Path, target: str, timeout_s: float = 7200.0) -> subprocess.CompletedProcess:
+def execute(project: Path, target: str, timeout_s: float = 7200.0, latency: tuple[int, int] = (1, 1)) -> subprocess.CompletedProcess:
     """Run the built program in ``project`` (its data files are read and written there). The
-    timeout is a guard only: programs end through exit / the test device."""
+    timeout is a guard only: programs end through exit / the test device. ``latency`` is the RTL
+    testbench's (instruction, data) memory latency in cycles."""
     for f in ("final_state.bin", "losses.bin", "profile.bin"):
         (project / f).unlink(missing_ok=True)
     if target == "host":
@@ -78,6 +84,10 @@ def execute(project: Path, target: str, timeout_s: float = 7200.0) -> subprocess
     elif target == "qemu":
         cmd = [QEMU, "-machine", "virt", "-nographic", "-bios", "none", "-icount", "shift=0",
                "-semihosting-config", "enable=on,target=native", "-kernel", "build/rv32/prog.elf"]
+    elif target == "rtl":
+        from ..rtl import simulator
+
+        cmd = [str(simulator()), "build/rtl/prog.elf", "--ilat", str(latency[0]), "--dlat", str(latency[1])]
     else:
         platform = "board" if target == "gap9-board" else "gvsoc"
         cmd = ["make", "-f", "gap9/Makefile.gap9", "run", f"platform={platform}"]
@@ -88,13 +98,20 @@ def execute(project: Path, target: str, timeout_s: float = 7200.0) -> subprocess
     return r
 
 
+COUNTERS = ("instructions", "cycles", "load_stalls", "jump_stalls", "fpu_stalls", "fetch_waits")
+
+
 def read_profile(path: Path, kinds: list[str]) -> dict:
+    """``profile.bin``: instructions and cycles of every step, and every kernel kind's counters
+    (``COUNTERS``, in the order of ``prof.h``)."""
     data = path.read_bytes()
-    n, k = struct.unpack_from("<II", data, 0)
-    per = np.frombuffer(data, np.uint64, 2 * n, 8).reshape(n, 2)
-    by_kind = np.frombuffer(data, np.uint64, k, 8 + 16 * n)
+    n, k, c, _ = struct.unpack_from("<IIII", data, 0)
+    if c != len(COUNTERS) or k != len(kinds):
+        raise ValueError(f"{path}: {k} kinds x {c} counters, expected {len(kinds)} x {len(COUNTERS)}")
+    per = np.frombuffer(data, np.uint64, 2 * n, 16).reshape(n, 2)
+    by_kind = np.frombuffer(data, np.uint64, k * c, 16 + 16 * n).reshape(k, c)
     return {"instret": per[:, 0].tolist(), "cycles": per[:, 1].tolist(),
-            "by_kind": {kinds[i]: int(by_kind[i]) for i in range(k)}}
+            "by_kind": {kinds[i]: dict(zip(COUNTERS, map(int, by_kind[i]))) for i in range(k)}}
 
 
 def _model_from_meta(meta: dict):
@@ -166,8 +183,16 @@ def compare_states(got: dict, ref: dict) -> dict:
     return {"by_kind": by_kind, "per_tensor": per}
 
 
-def run_project(project, target: str = "host", steps: int | None = None, tol: float = TOL, model=None) -> dict:
-    """Build, run, read back and compare; the JSON result of ``biotrain device run``."""
+def run_project(project, target: str = "host", steps: int | None = None, tol: float = TOL, model=None,
+                latency: tuple[int, int] = (1, 1)) -> dict:
+    """Build, run, read back and compare; the JSON result of ``biotrain device run``.
+
+    Counters, one meaning per key: ``instructions_per_step`` (retired instructions, every target
+    but the host); ``cycles_per_step`` (clock cycles, measured: ``rtl`` and the GAP9 targets);
+    ``icount_cycles_per_step`` (qemu only: its cycle counter under ``-icount shift=0``, which is
+    the instruction count again); per kernel kind, per step: ``instructions_per_step_by_kind``,
+    ``cycles_per_step_by_kind`` and, on ``rtl``, ``stalls_per_step_by_kind`` (load-use, jump,
+    FPU stalls and instruction-fetch waits, from the core's event counters)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; use one of {list(TARGETS)}")
     project = Path(project)
@@ -182,7 +207,7 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
         write_schedule(project / "schedule.bin", schedule)
     t0 = time.perf_counter()
     build(project, target)
-    execute(project, target)
+    execute(project, target, latency=latency)
     seconds = time.perf_counter() - t0
     table = meta["states"]
     init = read_state(project / "init_state.bin", table)
@@ -196,7 +221,10 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
         max_rel = float("inf")
     prof = read_profile(project / "profile.bin", meta["kinds"])
     counted = target != "host"  # qemu: guest instret/cycle CSRs; gap9: PMSIS counters of core 0
+    timed = target in ("rtl", "gap9-board", "gap9-gvsoc")  # cycles are clock cycles
     n = max(len(schedule), 1)
+    per_kind = {k: {c: v / n for c, v in cs.items()} for k, cs in prof["by_kind"].items()}
+    stall_keys = ("load_stalls", "jump_stalls", "fpu_stalls", "fetch_waits")
     return {
         "target": target,
         "steps": len(schedule),
@@ -208,8 +236,14 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
         "rel_err_by_kind": cmp["by_kind"],
         "worst_tensor": max(cmp["per_tensor"], key=cmp["per_tensor"].get) if cmp["per_tensor"] else "",
         "instructions_per_step": prof["instret"] if counted else None,
-        "cycles_per_step": prof["cycles"] if counted else None,
-        "instructions_per_step_by_kind": ({k: v / n for k, v in prof["by_kind"].items()} if counted else None),
+        "cycles_per_step": prof["cycles"] if timed else None,
+        "icount_cycles_per_step": prof["cycles"] if target == "qemu" else None,
+        "ipc": (sum(prof["instret"]) / max(sum(prof["cycles"]), 1)) if timed else None,
+        "instructions_per_step_by_kind": ({k: v["instructions"] for k, v in per_kind.items()} if counted else None),
+        "cycles_per_step_by_kind": ({k: v["cycles"] for k, v in per_kind.items()} if timed else None),
+        "stalls_per_step_by_kind": ({k: {s: v[s] for s in stall_keys} for k, v in per_kind.items()}
+                                    if target == "rtl" else None),
+        "memory_latency_cycles": {"instruction": latency[0], "data": latency[1]} if target == "rtl" else None,
         "seconds": round(seconds, 3),
         "strategy": meta["strategy"],
         "model": meta["model"].get("name"),

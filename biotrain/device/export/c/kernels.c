@@ -368,7 +368,10 @@ void k_batch_norm_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t smean, ten_t sinvstd
     }
 }
 
+/* average pools multiply by the reciprocal of the window: one division per call, not per
+ * element (a division is an iterative unit on the FPU, or a library call without one) */
 void k_avg_pool(ten_t y, ten_t x, int kh, int kw, int sh, int sw, float divisor, int relu) {
+    const float inv = 1.0f / divisor;
     FOR4P(y) {
         float s = 0.0f;
         for (int a = 0; a < kh; a++)
@@ -377,15 +380,16 @@ void k_avg_pool(ten_t y, ten_t x, int kh, int kw, int sh, int sw, float divisor,
                 if (relu && v < 0.0f) v = 0.0f;
                 s += v;
             }
-        AT(y, i0, i1, i2, i3) = s / divisor;
+        AT(y, i0, i1, i2, i3) = s * inv;
     }
 }
 
 void k_avg_pool_bwd(ten_t dx, ten_t dy, int kh, int kw, int sh, int sw, float divisor) {
     BT_SERIAL {} else return; /* overlapping windows would race: one core */
+    const float inv = 1.0f / divisor;
     FOR4(dx) AT(dx, i0, i1, i2, i3) = 0.0f;
     FOR4(dy) {
-        const float g = AT(dy, i0, i1, i2, i3) / divisor;
+        const float g = AT(dy, i0, i1, i2, i3) * inv;
         for (int a = 0; a < kh; a++)
             for (int b = 0; b < kw; b++) AT(dx, i0, i1, i2 * sh + a, i3 * sw + b) += g;
     }

@@ -3,8 +3,9 @@
  * Reads the initial persistent state (weights, norm buffers, momentum, accumulated gradients),
  * the calibration samples (kept outside the arena, as in external L3 memory) and the schedule
  * (per step: learning rate and sample indices), runs the steps, and writes the loss of every
- * step, the final state and the instruction counters. Files go through the C library: plain
- * stdio on the host, semihosting under qemu.
+ * step, the final state and the performance counters. Files go through the C library (plain
+ * stdio on the host, semihosting under qemu, the SDK's host file access on GAP9) or, on the RTL
+ * testbench, through its memory-mapped file device (rtl.h): the same reads and writes either way.
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,8 +13,11 @@
 #include <string.h>
 
 #include "step.h"
+#if defined(BT_RTL)
+#include "rtl.h"
+#endif
 
-uint64_t bt_prof_instret[BT_N_KINDS];
+uint64_t bt_prof[BT_N_KINDS][BT_N_COUNTERS];
 
 static float *g_x;     /* samples, BT_SAMPLE_FLOATS floats each */
 static int64_t *g_y;   /* labels */
@@ -23,6 +27,8 @@ void bt_exit(int code) {
     fflush(stdout);
 #if defined(BT_GAP9)
     pmsis_exit(code);
+#elif defined(BT_RTL)
+    bt_rtl_exit(code);
 #elif defined(BT_RV32)
     /* the qemu virt machine's test device: 0x5555 = pass, (code << 16) | 0x3333 = fail with code */
     volatile uint32_t *test_dev = (volatile uint32_t *)0x100000;
@@ -39,24 +45,40 @@ void fail(const char *what, int code) {
     bt_exit(code);
 }
 
-static FILE *open_or_fail(const char *path, const char *mode) {
+#if defined(BT_RTL)
+typedef int bt_file;
+static bt_file open_or_fail(const char *path, const char *mode) {
+    int h = bt_rtl_open(path, mode[0] == 'w');
+    if (h < 0) fail(path, 10);
+    return h;
+}
+static size_t bt_fread(void *dst, size_t n, bt_file f) { return bt_rtl_read(f, dst, n); }
+static size_t bt_fwrite(const void *src, size_t n, bt_file f) { return bt_rtl_write(f, src, n); }
+static void bt_fclose(bt_file f) { bt_rtl_close(f); }
+#else
+typedef FILE *bt_file;
+static bt_file open_or_fail(const char *path, const char *mode) {
     FILE *f = fopen(path, mode);
     if (!f) fail(path, 10);
     return f;
 }
+static size_t bt_fread(void *dst, size_t n, bt_file f) { return fread(dst, 1, n, f); }
+static size_t bt_fwrite(const void *src, size_t n, bt_file f) { return fwrite(src, 1, n, f); }
+static void bt_fclose(bt_file f) { fclose(f); }
+#endif
 
-static void read_exact(FILE *f, void *dst, size_t nbytes, const char *what) {
+static void read_exact(bt_file f, void *dst, size_t nbytes, const char *what) {
     uint8_t *p = (uint8_t *)dst;
     while (nbytes) {
         size_t chunk = nbytes > 65536 ? 65536 : nbytes;
-        if (fread(p, 1, chunk, f) != chunk) fail(what, 11);
+        if (bt_fread(p, chunk, f) != chunk) fail(what, 11);
         p += chunk;
         nbytes -= chunk;
     }
 }
 
-static void write_exact(FILE *f, const void *src, size_t nbytes, const char *what) {
-    if (nbytes && fwrite(src, 1, nbytes, f) != nbytes) fail(what, 12);
+static void write_exact(bt_file f, const void *src, size_t nbytes, const char *what) {
+    if (nbytes && bt_fwrite(src, nbytes, f) != nbytes) fail(what, 12);
 }
 
 void load_x(const run_t *r, ten_t dst) {
@@ -85,9 +107,9 @@ static float *g_losses;
 static uint64_t *g_per_step; /* instructions and cycles of every step */
 
 void bt_load_inputs(void) {
-    FILE *f = open_or_fail("init_state.bin", "rb");
+    bt_file f = open_or_fail("init_state.bin", "rb");
     for (int i = 0; i < BT_N_STATES; i++) read_exact(f, bt_arena + bt_states[i].off, bt_states[i].nbytes, "init_state.bin");
-    fclose(f);
+    bt_fclose(f);
 
     int32_t hdr[2];
     f = open_or_fail("samples.bin", "rb");
@@ -99,7 +121,7 @@ void bt_load_inputs(void) {
     if (!g_x || !g_y) fail("out of memory for the samples", 14);
     read_exact(f, g_x, (size_t)g_n * BT_SAMPLE_FLOATS * sizeof(float), "samples.bin data");
     read_exact(f, g_y, (size_t)g_n * sizeof(int64_t), "samples.bin labels");
-    fclose(f);
+    bt_fclose(f);
 
     f = open_or_fail("schedule.bin", "rb");
     read_exact(f, &g_steps, sizeof g_steps, "schedule.bin header");
@@ -127,7 +149,7 @@ void bt_load_inputs(void) {
             if (g_idx[used + i] < 0 || g_idx[used + i] >= g_n) fail("schedule.bin: sample index out of range", 16);
         used += (size_t)g_count[s];
     }
-    fclose(f);
+    bt_fclose(f);
 }
 
 /* Every step of the schedule. On a cluster every core calls this (SPMD); core 0 keeps the books. */
@@ -151,22 +173,27 @@ int bt_check_losses(void) {
 }
 
 void bt_write_outputs(void) {
-    FILE *f = open_or_fail("final_state.bin", "wb");
+    bt_file f = open_or_fail("final_state.bin", "wb");
     for (int i = 0; i < BT_N_STATES; i++) write_exact(f, bt_arena + bt_states[i].off, bt_states[i].nbytes, "final_state.bin");
-    fclose(f);
+    bt_fclose(f);
     f = open_or_fail("losses.bin", "wb");
     write_exact(f, g_losses, sizeof(float) * (size_t)g_steps, "losses.bin");
-    fclose(f);
+    bt_fclose(f);
     f = open_or_fail("profile.bin", "wb");
-    uint32_t ph[2] = {(uint32_t)g_steps, BT_N_KINDS};
+    /* header: steps, kernel kinds, counters per kind, 0; then instructions and cycles of every
+     * step (uint64 pairs); then every kind's counters (uint64) */
+    uint32_t ph[4] = {(uint32_t)g_steps, BT_N_KINDS, BT_N_COUNTERS, 0};
     write_exact(f, ph, sizeof ph, "profile.bin");
     write_exact(f, g_per_step, sizeof(uint64_t) * 2 * (size_t)g_steps, "profile.bin");
-    write_exact(f, bt_prof_instret, sizeof bt_prof_instret, "profile.bin");
-    fclose(f);
+    write_exact(f, bt_prof, sizeof bt_prof, "profile.bin");
+    bt_fclose(f);
 }
 
 #if !defined(BT_GAP9) /* the GAP9 build has its own entry point: gap9/gap9_main.c */
 int main(void) {
+#if defined(BT_RTL)
+    bt_counters_init();
+#endif
     bt_load_inputs();
     bt_run_steps();
     if (bt_check_losses()) fail("a step returned NaN: its batch size does not fit the program, or it diverged", 17);

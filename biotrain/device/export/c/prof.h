@@ -1,8 +1,11 @@
-/* biotrain device export: per-kernel-kind instruction counters.
+/* biotrain device export: per-kernel-kind performance counters.
  *
- * rv32 (qemu): the guest's own instret/cycle CSRs around every kernel call (run qemu with
- * -icount shift=0 so that instret counts retired instructions). GAP9: the PMSIS performance
- * counters of the core that runs the call. Host: no counting.
+ * Counters (BT_N_COUNTERS): retired instructions, cycles, and on the RTL target the core's event
+ * counters (mhpmcounter3..6, set up by bt_counters_init: load-use stalls, jump-register stalls,
+ * FPU stalls (dependency, contention, type conflict), cycles waiting for instruction fetches).
+ * rv32 on qemu: the guest's instret/cycle CSRs (qemu -icount shift=0 makes its cycle counter
+ * count instructions: the runner reports it as such); events read 0. GAP9: the PMSIS counters
+ * of the core that runs the call. Host: no counting.
  */
 #ifndef BT_PROF_H
 #define BT_PROF_H
@@ -11,44 +14,67 @@
 
 enum { K_CONV_FWD, K_CONV_BWD, K_DW_FWD, K_DW_BWD, K_LINEAR_FWD, K_LINEAR_BWD, K_NORM_FWD, K_NORM_BWD,
        K_ELEMENTWISE, K_DATA, BT_N_KINDS };
+enum { C_INSTRET, C_CYCLES, C_LD_STALL, C_JMP_STALL, C_FPU_STALL, C_IMISS, BT_N_COUNTERS };
 
-extern uint64_t bt_prof_instret[BT_N_KINDS];
+extern uint64_t bt_prof[BT_N_KINDS][BT_N_COUNTERS];
 
 #if defined(BT_RV32)
-static inline uint64_t bt_instret(void) {
-    uint32_t hi, lo, hi2;
+#define BT_CSR_READ(name) ({ uint32_t v_; __asm__ volatile("csrr %0, " #name : "=r"(v_)); v_; })
+static inline uint64_t bt_read64(uint32_t (*lo)(void), uint32_t (*hi)(void)) {
+    uint32_t h, l, h2;
     do {
-        __asm__ volatile("rdinstreth %0" : "=r"(hi));
-        __asm__ volatile("rdinstret %0" : "=r"(lo));
-        __asm__ volatile("rdinstreth %0" : "=r"(hi2));
-    } while (hi != hi2);
-    return ((uint64_t)hi << 32) | lo;
+        h = hi();
+        l = lo();
+        h2 = hi();
+    } while (h != h2);
+    return ((uint64_t)h << 32) | l;
 }
-static inline uint64_t bt_cycles(void) {
-    uint32_t hi, lo, hi2;
-    do {
-        __asm__ volatile("rdcycleh %0" : "=r"(hi));
-        __asm__ volatile("rdcycle %0" : "=r"(lo));
-        __asm__ volatile("rdcycleh %0" : "=r"(hi2));
-    } while (hi != hi2);
-    return ((uint64_t)hi << 32) | lo;
+static inline uint32_t bt_instret_lo(void) { return BT_CSR_READ(instret); }
+static inline uint32_t bt_instret_hi(void) { return BT_CSR_READ(instreth); }
+static inline uint32_t bt_cycle_lo(void) { return BT_CSR_READ(cycle); }
+static inline uint32_t bt_cycle_hi(void) { return BT_CSR_READ(cycleh); }
+static inline uint64_t bt_instret(void) { return bt_read64(bt_instret_lo, bt_instret_hi); }
+static inline uint64_t bt_cycles(void) { return bt_read64(bt_cycle_lo, bt_cycle_hi); }
+/* low 32 bits of every counter: a kernel call is far shorter than 2^32 cycles, so differences
+ * of the low words are exact */
+static inline void bt_counters(uint32_t c[BT_N_COUNTERS]) {
+    c[C_INSTRET] = BT_CSR_READ(instret);
+    c[C_CYCLES] = BT_CSR_READ(cycle);
+#if defined(BT_RTL)
+    c[C_LD_STALL] = BT_CSR_READ(hpmcounter3);
+    c[C_JMP_STALL] = BT_CSR_READ(hpmcounter4);
+    c[C_FPU_STALL] = BT_CSR_READ(hpmcounter5);
+    c[C_IMISS] = BT_CSR_READ(hpmcounter6);
+#else
+    c[C_LD_STALL] = c[C_JMP_STALL] = c[C_FPU_STALL] = c[C_IMISS] = 0;
+#endif
 }
 #elif defined(BT_GAP9)
 #include "pmsis.h"
 static inline uint64_t bt_instret(void) { return (uint64_t)pi_perf_read(PI_PERF_INSTR); }
 static inline uint64_t bt_cycles(void) { return (uint64_t)pi_perf_read(PI_PERF_CYCLES); }
+static inline void bt_counters(uint32_t c[BT_N_COUNTERS]) {
+    c[C_INSTRET] = (uint32_t)pi_perf_read(PI_PERF_INSTR);
+    c[C_CYCLES] = (uint32_t)pi_perf_read(PI_PERF_CYCLES);
+    c[C_LD_STALL] = c[C_JMP_STALL] = c[C_FPU_STALL] = c[C_IMISS] = 0;
+}
 #else
 static inline uint64_t bt_instret(void) { return 0; }
 static inline uint64_t bt_cycles(void) { return 0; }
+static inline void bt_counters(uint32_t c[BT_N_COUNTERS]) {
+    for (int i = 0; i < BT_N_COUNTERS; i++) c[i] = 0;
+}
 #endif
 
 /* around every kernel call of the step: count (core 0), and on a cluster wait for all cores */
 #define PROF(k, call) \
     do { \
-        uint64_t bt_t0_ = bt_instret(); \
+        uint32_t bt_c0_[BT_N_COUNTERS], bt_c1_[BT_N_COUNTERS]; \
+        bt_counters(bt_c0_); \
         call; \
         BT_BARRIER(); \
-        BT_SERIAL bt_prof_instret[k] += bt_instret() - bt_t0_; \
+        bt_counters(bt_c1_); \
+        BT_SERIAL for (int bt_i_ = 0; bt_i_ < BT_N_COUNTERS; bt_i_++) bt_prof[k][bt_i_] += (uint32_t)(bt_c1_[bt_i_] - bt_c0_[bt_i_]); \
     } while (0)
 
 #endif
