@@ -34,7 +34,7 @@ class Point:
     target: float
     unit: str
     source: str
-    group: str  # latency | power | memory (memory has no free constant)
+    group: str  # latency | power | memory | check (memory and check points have no free constant)
     predict: callable = field(repr=False, default=None)
 
 
@@ -100,7 +100,7 @@ def points() -> list[Point]:
               lambda c: kernel_mac_per_cycle("linear_bwd", c)),
         Point("EEG edge power", 43.8, "mW", "BRIEF §5 (BioTrain)", "power", lambda c: _power("eeg_edge", c)),
         Point("EEG last-layer power", 1.0 / 21.6e-3, "mW", "BRIEF §5 (GAP9 last-layer update, 1 mJ / 21.6 ms; "
-              "int8 backbone there, fp32 here)", "power", lambda c: _power("eeg_last_layer", c)),
+              "int8 backbone there, fp32 here: a check, not fitted)", "check", lambda c: _power("eeg_last_layer", c)),
         Point("EEG edge peak L2", 0.67, "MB", "BRIEF §5 (BioTrain)", "memory", lambda c: _peak_mb("eeg_edge", c)),
         Point("EEG full peak L2", 5.36, "MB", "BRIEF §5 (BioTrain)", "memory", lambda c: _peak_mb("eeg_full", c)),
     ]
@@ -151,17 +151,19 @@ def fit(pts: list[Point], base: dict | None = None) -> dict:
 
 
 def leave_one_out(pts: list[Point] | None = None) -> list[dict]:
-    """Each point predicted with the constants fitted on all the others (memory points: no fit)."""
+    """Each point predicted with the constants fitted on all the others (memory and check points: no
+    fit; a fitted point that is the only one of its group has no leave-one-out prediction: None)."""
     pts = pts or points()
     full = fit(pts)
     rows = []
     for i, p in enumerate(pts):
         others = pts[:i] + pts[i + 1:]
-        c = fit(others) if p.group != "memory" else full
+        c = fit(others) if p.group not in ("memory", "check") else full
+        alone = p.group in ("latency", "power") and not any(o.group == p.group for o in others)
         pred_in = p.predict(full)
-        pred_out = p.predict(c)
+        pred_out = None if alone else p.predict(c)
         rows.append({"point": p.name, "target": p.target, "unit": p.unit, "source": p.source, "group": p.group,
                      "fitted_all": pred_in, "residual_all": pred_in / p.target - 1,
-                     "loo_prediction": pred_out, "loo_residual": pred_out / p.target - 1,
+                     "loo_prediction": pred_out, "loo_residual": None if alone else pred_out / p.target - 1,
                      "constants_without": {k: round(c[k], 3) for k in (*LATENCY_FREE, *POWER_FREE)}})
     return rows
