@@ -15,7 +15,8 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def c():
-    return load_constants()
+    # the per-tile placement (the graphs below are built without L2 scratch): the exported program
+    return load_constants(program="exported")
 
 
 @pytest.fixture(scope="module")
