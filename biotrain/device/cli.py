@@ -146,10 +146,10 @@ def _band(d: dict, key: str, nd: int) -> str:
     return f" ({d[f'{key}_low']:.{nd}f}-{d[f'{key}_high']:.{nd}f})"
 
 
-def _session_fmt(d: dict, key: str, unit: str) -> str:
+def _session_fmt(d: dict, key: str, unit: str, band: str = "") -> str:
     if d["session"]["samples"] is None:
         return "n/a (give --session-samples)"
-    return _fmt(d[key], unit, 0) + f" ({d['session']['samples']} samples x {d['session']['epochs']} epochs)"
+    return _fmt(d[key], unit, 0) + band + f" ({d['session']['samples']} samples x {d['session']['epochs']} epochs)"
 
 
 def format_table(d: dict) -> str:
@@ -167,8 +167,7 @@ def format_table(d: dict) -> str:
         ("throughput", _fmt(d["samples_per_s"], " samples/s", 1)),
         ("power", f"{d['power_mw']:.1f} mW ({d['power_mw_low']:.1f}-{d['power_mw_high']:.1f}, the published spread)"),
         ("energy / step", _fmt(d["energy_mj_per_step"], " mJ", 2) + _band(d, "energy_mj_per_step", 2)),
-        ("energy / session", _session_fmt(d, "energy_mj_per_session", " mJ")
-         + ("" if d["session"]["samples"] is None else _band(d, "energy_mj_per_session", 0))),
+        ("energy / session", _session_fmt(d, "energy_mj_per_session", " mJ", _band(d, "energy_mj_per_session", 0))),
         ("sessions / charge", _session_fmt(d, "sessions_per_charge", "")),
         ("MAC / step", f"{d['macs_per_step'] / 1e6:.1f} M"),
         ("plan check", "not run" if not d.get("plan_check") else
