@@ -15,6 +15,7 @@ from .cost import step_cost
 from .energy import power_mw
 from .memory import breakdown_at, build_graph, dominant_at, plan_memory
 from .spill import spill_frozen
+from .stream import stream_frozen
 
 BACKENDS = ("gap9-sim", "gap9-board")
 
@@ -62,6 +63,7 @@ class DeviceEstimate:
     voltage_v: float
     estimate_s: float
     plan_check: dict | None = None
+    frozen_stream: dict | None = None  # the depth-first streaming of the frozen prefix, when used
     l1_tiles: list = field(default_factory=list)
     energy_breakdown_mj: dict = field(default_factory=dict)
     activity: dict = field(default_factory=dict)
@@ -150,6 +152,9 @@ def estimate_step(
     session = _session(c, batch_size, session_samples, epochs)
     program = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
     graph = build_graph(program, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
+    stream = None
+    if program.frozen and optimize and c["frozen_stream"]:
+        stream = stream_frozen(graph, int(c["frozen_stream_tiles"]))
     spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if program.frozen else 0
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
@@ -163,6 +168,7 @@ def estimate_step(
         micro_batch=program.micro_batch, accum=program.accum,
         n_parameters=sum(p.numel() for p in model.parameters()), n_trainable=int(n_train),
         planner=_planner_summary(program, graph, plan, spilled, optimize), plan_check=plan_check,
+        frozen_stream=stream.summary(graph) if stream is not None else None,
         constants=dict(c), **_memory_fields(graph, plan, cost, c, fits_l2, fits_l1),
         **_time_and_energy_fields(plan, cost, c, batch_size, session, fits_l2, fits_l1), **_work_fields(cost, c),
         estimate_s=round(time.perf_counter() - t0, 3),
