@@ -15,6 +15,7 @@ from .cost import step_cost
 from .energy import energy_breakdown_mj, power_model
 from .memory import breakdown_at, build_graph, dominant_at, plan_memory
 from .spill import spill_frozen
+from .stream import stream_frozen
 
 BACKENDS = ("gap9-sim", "gap9-board")
 
@@ -62,6 +63,7 @@ class DeviceEstimate:
     voltage_v: float
     estimate_s: float
     plan_check: dict | None = None
+    frozen_stream: dict | None = None  # the depth-first streaming of the frozen prefix, when used
     l1_tiles: list = field(default_factory=list)
     energy_breakdown_mj: dict = field(default_factory=dict)
     activity: dict = field(default_factory=dict)
@@ -171,6 +173,8 @@ def estimate_step(
     session = _session(c, batch_size, session_samples, epochs)
     step = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
     graph = build_graph(step, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
+    streams = bool(step.frozen and optimize and c["frozen_stream"])
+    stream = stream_frozen(graph, int(c["frozen_stream_tiles"])) if streams else None
     spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if step.frozen else 0
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
@@ -179,12 +183,13 @@ def estimate_step(
     fits_l1 = cost.l1_fits and cost.peak_l1_bytes <= int(c["l1_budget_bytes"])
     n_train = sum(p.numel() for n, p in model.named_parameters() if n in set(step.trainable))
     plan_check = _plan_check(model, graph, plan, check, cost.macs <= int(c["check_max_macs"]))
-    per_tile = _per_tile_peak(step, graph, plan, optimize, solver, c) if c["l2_im2col"] else None
+    per_tile = _per_tile_peak(step, graph, plan, optimize, solver, c, streams) if c["l2_im2col"] else None
     return DeviceEstimate(
         backend=backend, model=type(model).__name__, strategy=strategy, batch_size=batch_size,
         micro_batch=step.micro_batch, accum=step.accum,
         n_parameters=sum(p.numel() for p in model.parameters()), n_trainable=int(n_train),
         planner=_planner_summary(step, graph, plan, spilled, optimize), plan_check=plan_check,
+        frozen_stream=stream.summary(graph) if stream is not None else None,
         constants=dict(c), **_memory_fields(graph, plan, cost, c, fits_l2, fits_l1),
         **_time_and_energy_fields(plan, cost, c, batch_size, session, fits_l2, fits_l1), **_work_fields(cost, c),
         program=c["program"], peak_l2_bytes_per_tile_im2col=per_tile,
@@ -192,12 +197,16 @@ def estimate_step(
     )
 
 
-def _per_tile_peak(program, graph, plan, optimize: bool, solver: str, c: dict) -> int:
+def _per_tile_peak(program, graph, plan, optimize: bool, solver: str, c: dict, streamed: bool = False) -> int:
     """The L2 peak of the same step with im2col built per L1 tile (no whole-layer scratch in L2),
-    reported beside the toolchain's placement. A step with no scratch buffer has the same plan."""
+    reported beside the toolchain's placement. A step with no scratch buffer has the same plan.
+    ``streamed``: the frozen prefix is streamed depth-first here too (``stream.py``, when that
+    lowers this placement's peak), as in the step itself."""
     if not any(s.kind == "scratch" for s in graph.storages):
         return int(plan.peak)
     tiled = build_graph(program, rewrites=optimize, l2_scratch=False)
+    if streamed:
+        stream_frozen(tiled, int(c["frozen_stream_tiles"]))
     if program.frozen:
         spill_frozen(tiled, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"]))
     return int(plan_memory(tiled, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
