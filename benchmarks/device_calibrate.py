@@ -28,8 +28,10 @@ def main() -> None:
     print(f"\n| point | published | source | fitted on all | residual | leave-one-out prediction | LOO residual |")
     print("|---|---|---|---|---|---|---|")
     for r in cal.leave_one_out(pts):
+        loo = ("(only point of its group) | —" if r["loo_prediction"] is None else
+               f"{r['loo_prediction']:.4g} | {100 * r['loo_residual']:+.1f}%")
         print(f"| {r['point']} | {r['target']:.4g} {r['unit']} | {r['source']} | {r['fitted_all']:.4g} | "
-              f"{100 * r['residual_all']:+.1f}% | {r['loo_prediction']:.4g} | {100 * r['loo_residual']:+.1f}% |")
+              f"{100 * r['residual_all']:+.1f}% | {loo} |")
 
     print("\nout of the calibration set (settings not reproducible here; see docs/device.md):")
     for net, pub in ((ResNet8(), 3.11), (DSCNN(), 0.81)):

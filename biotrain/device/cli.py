@@ -12,7 +12,7 @@ import sys
 
 from ..adaptation.finetune import FinetuneConfig
 from ..strategy_table import COSTED_STRATEGIES
-from .constants import load_constants
+from .constants import default_program, load_constants, programs
 
 MODEL_DEFAULTS = {
     # BRIEF section 3's on-device variant (no padding); --set padding=same costs the study's variant
@@ -55,7 +55,7 @@ def split_sets(pairs: list[str], model_name: str) -> tuple[dict, dict]:
             overrides[key] = value
         else:
             model_kw[key] = _parse_value(value)
-    load_constants(overrides)  # a bad constant fails here, named, before the step is captured
+    load_constants(overrides)  # a bad constant fails here, named, before the step is captured (same keys in every program)
     return model_kw, overrides
 
 
@@ -66,6 +66,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--micro-batch", type=int, default=None)
     p.add_argument("--accum", type=int, default=None)
     p.add_argument("--backend", default="gap9-sim", choices=["gap9-sim", "gap9-board"])
+    p.add_argument("--program", default=None, metavar="|".join(programs()),
+                   help="which program is costed: paper-toolchain (reproduces the published figures, the "
+                        "toolchain's L2 im2col placement) or exported (this project's program); default: "
+                        f"{default_program()} (gap9.yaml)")
     p.add_argument("--session-samples", type=int, default=None, metavar="N",
                    help="calibration windows of one session: adds energy per session and sessions per charge")
     p.add_argument("--epochs", type=int, default=FinetuneConfig().epochs,
@@ -118,7 +122,7 @@ def _run_estimate(args: argparse.Namespace) -> int:
     except TypeError as exc:  # an unknown model argument given with --set
         raise ValueError(f"--set: {exc} (device constants are the keys of gap9.yaml)") from None
     est = estimate_step(model, args.strategy, batch_size=args.batch_size, micro_batch=args.micro_batch,
-                        accum=args.accum, backend=args.backend, constants=overrides,
+                        accum=args.accum, backend=args.backend, constants=overrides, program=args.program,
                         session_samples=args.session_samples, epochs=args.epochs, check=args.check)
     d = est.to_dict()
     d["model_name"] = name
@@ -136,25 +140,34 @@ def _fmt(v, unit="", nd=2):
     return f"{v:.{nd}f}{unit}"
 
 
-def _session_fmt(d: dict, key: str, unit: str) -> str:
+def _band(d: dict, key: str, nd: int) -> str:
+    if d.get(f"{key}_low") is None:
+        return ""
+    return f" ({d[f'{key}_low']:.{nd}f}-{d[f'{key}_high']:.{nd}f})"
+
+
+def _session_fmt(d: dict, key: str, unit: str, band: str = "") -> str:
     if d["session"]["samples"] is None:
         return "n/a (give --session-samples)"
-    return _fmt(d[key], unit, 0) + f" ({d['session']['samples']} samples x {d['session']['epochs']} epochs)"
+    return _fmt(d[key], unit, 0) + band + f" ({d['session']['samples']} samples x {d['session']['epochs']} epochs)"
 
 
 def format_table(d: dict) -> str:
     rows = [
         ("model / strategy", f"{d['model_name']} / {d['strategy']} (batch {d['batch_size']} = "
                              f"{d['accum']} x micro-batch {d['micro_batch']})"),
+        ("program", d["program"]),
         ("fits on chip", str(d["fits_on_chip"])),
-        ("peak L2", f"{d['peak_l2_bytes'] / 1e6:.3f} MB (budget {d['l2_budget_bytes'] / 1e6:.3f} MB)"),
+        ("peak L2", f"{d['peak_l2_bytes'] / 1e6:.3f} MB (budget {d['l2_budget_bytes'] / 1e6:.3f} MB)"
+                    + ("" if d.get("peak_l2_bytes_per_tile_im2col") is None else
+                       f"; per-tile im2col {d['peak_l2_bytes_per_tile_im2col'] / 1e6:.3f} MB")),
         ("L2 lower bound", f"{d['lower_bound_l2_bytes'] / 1e6:.3f} MB (planner overhead {d['planner_overhead']:.3f})"),
         ("peak L1 tile", f"{d['peak_l1_bytes'] / 1e3:.1f} kB (budget {d['l1_budget_bytes'] / 1e3:.1f} kB)"),
         ("latency / step", _fmt(d["latency_ms_per_step"], " ms", 1)),
         ("throughput", _fmt(d["samples_per_s"], " samples/s", 1)),
-        ("power", _fmt(d["power_mw"], " mW", 1)),
-        ("energy / step", _fmt(d["energy_mj_per_step"], " mJ", 2)),
-        ("energy / session", _session_fmt(d, "energy_mj_per_session", " mJ")),
+        ("power", f"{d['power_mw']:.1f} mW ({d['power_mw_low']:.1f}-{d['power_mw_high']:.1f}, the published spread)"),
+        ("energy / step", _fmt(d["energy_mj_per_step"], " mJ", 2) + _band(d, "energy_mj_per_step", 2)),
+        ("energy / session", _session_fmt(d, "energy_mj_per_session", " mJ", _band(d, "energy_mj_per_session", 0))),
         ("sessions / charge", _session_fmt(d, "sessions_per_charge", "")),
         ("MAC / step", f"{d['macs_per_step'] / 1e6:.1f} M"),
         ("plan check", "not run" if not d.get("plan_check") else

@@ -29,23 +29,56 @@ def _coerce(key: str, value, default):
     return value
 
 
-def load_constants(overrides: dict | None = None) -> dict:
-    """The GAP9 constants of ``gap9.yaml``, with ``overrides`` applied (unknown keys are an error)."""
+def _read() -> tuple[dict, str, dict]:
+    """(shared constants, default program, {program: its constants}) as written in ``gap9.yaml``."""
     with open(CONSTANTS_FILE) as fh:
-        defaults = yaml.safe_load(fh)  # the documented values: their sign sets each key's range
-    consts = dict(defaults)
+        raw = yaml.safe_load(fh)  # the documented values: their sign sets each key's range
+    programs = raw.pop("programs")
+    default = raw.pop("program")
+    return raw, default, programs
+
+
+def programs() -> tuple[str, ...]:
+    """The costed programs of ``gap9.yaml`` (``paper-toolchain``, ``exported``)."""
+    return tuple(_read()[2])
+
+
+def default_program() -> str:
+    """The program estimate_step, the CLI and the study cost when none is named."""
+    return _read()[1]
+
+
+def check_program(program: str) -> str:
+    """``program`` itself, or one error naming the value and the valid choices."""
+    names = programs()
+    if program not in names:
+        raise ValueError(f"unknown device program {program!r}; choose one of {list(names)}")
+    return program
+
+
+def load_constants(overrides: dict | None = None, program: str | None = None) -> dict:
+    """The GAP9 constants of ``gap9.yaml`` for ``program`` (default: the file's ``program``): the
+    shared keys plus that program's block, with ``overrides`` applied (unknown keys are an error).
+    The result names its program under ``"program"``."""
+    shared, default, blocks = _read()
+    name = check_program(default if program is None else program)
+    consts = {**shared, **blocks[name]}
     for key, value in (overrides or {}).items():
+        if key == "program":
+            raise ValueError("'program' is not a device constant: pick it with estimate_step(program=...), "
+                             f"--program or device.program (one of {list(blocks)})")
         if key not in consts:
             close = difflib.get_close_matches(str(key), list(consts), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(f"unknown device constant {key!r}; {hint}valid keys are {sorted(consts)}")
         consts[key] = _coerce(key, value, consts[key])
     validate(consts)
+    consts["program"] = name
     return consts
 
 
 MAX_CORES = 8  # BRIEF section 5: 8 compute cores (+1 orchestrating)
-POSITIVE = ("freq_mhz", "voltage_v", "n_cores", "dma_bytes_per_cycle", "l3_bytes_per_cycle", "l1_budget_bytes",
+POSITIVE = ("power_train_mw", "freq_mhz", "voltage_v", "n_cores", "dma_bytes_per_cycle", "l3_bytes_per_cycle", "l1_budget_bytes",
             "l2_budget_bytes")
 
 
@@ -59,6 +92,11 @@ def validate(consts: dict) -> None:
         strict = key in POSITIVE or key.startswith("mac_per_cycle_")
         if (strict and v <= 0) or v < 0:
             raise ValueError(f"device constant {key!r} must be {'> 0' if strict else '>= 0'}, got {v!r}")
+    if not consts["power_spread"] < 1:
+        raise ValueError(f"device constant 'power_spread' must be a fraction below 1, got {consts['power_spread']!r}")
+    if consts["power_leak_mw"] > consts["power_train_mw"]:
+        raise ValueError("device constant 'power_leak_mw' must not exceed 'power_train_mw' "
+                         f"({consts['power_leak_mw']!r} > {consts['power_train_mw']!r})")
     if int(consts["n_cores"]) != consts["n_cores"] or not 1 <= consts["n_cores"] <= MAX_CORES:
         raise ValueError(f"device constant 'n_cores' must be a whole number of cores from 1 to {MAX_CORES} "
                          f"(the GAP9 cluster's compute cores), got {consts['n_cores']!r}")

@@ -22,7 +22,7 @@ It also counts the activity the energy model needs (MACs, element operations, by
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .memory import StepGraph
 from .tiling import TilePlan, plan_tile
@@ -142,6 +142,32 @@ def op_cost(graph: StepGraph, rec, c: dict, chained: bool = False) -> OpCost:
                   elem_ops + k.im2col_elems + k.transpose_elems, tile.fits)
 
 
+def streamed_op_cost(graph: StepGraph, rec, oc: OpCost, c: dict) -> OpCost:
+    """An op of the depth-first streamed frozen prefix (``graph.stream``): it runs once per stream
+    tile on tile-sized buffers (``oc`` was costed on them), computes only its new columns (the
+    fraction ``col_fraction`` of the whole layer: halos are carried, nothing is recomputed), and
+    pays its launch, fork/barrier and DMA set-up per stream tile. The assembled output (and an input
+    kept whole) moves once in total, 1/n per tile. The first op also pays the halo moves."""
+    st = graph.stream
+    if oc.kernel == "free":
+        return oc
+    n = max(1, int(st.n_tiles))
+    f = float(st.col_fraction.get(rec.t, 1.0))
+    whole = sum(graph.storages[s].size for s in set(rec.inputs) | set(rec.outputs)
+                if s is not None and s in st.buffers and st.buffers[s].role != "tile")
+    moved = max(0, oc.l2_l1_bytes - whole) * n + whole
+    dma = moved / float(c["dma_bytes_per_cycle"]) + oc.l3_bytes / float(c["l3_bytes_per_cycle"])
+    compute, elem = oc.compute * f, oc.elem_ops * f
+    if rec.t == st.t0 and st.halo_copy_elems:
+        copies = float(st.halo_copy_elems)
+        compute += copies * float(c["cycles_per_elem_elementwise"]) / max(1, int(c["n_cores"]))
+        elem += copies
+    body = max(compute, dma) + dma / n if (n > 1 and c["dma_overlap"]) else compute + dma
+    setup, sync = oc.setup * n, oc.sync * n
+    return replace(oc, compute=compute, dma=dma, setup=setup, sync=sync, cycles=body + setup + sync,
+                   tiles=oc.tiles * n, macs=int(round(oc.macs * f)), l2_l1_bytes=int(moved), elem_ops=elem)
+
+
 def input_load_cycles(graph: StepGraph, c: dict) -> dict[str, float]:
     """The micro-batch comes from L3 (external RAM) into L2 once per repetition of each phase
     that reads it, and once more for each planned re-fetch; not overlapped."""
@@ -159,6 +185,10 @@ def input_load_cycles(graph: StepGraph, c: dict) -> dict[str, float]:
 def step_cost(graph: StepGraph, c: dict) -> StepCost:
     chained = chained_ops(graph)
     ops = [op_cost(graph, rec, c, rec.t in chained) for rec in graph.ops]
+    st = getattr(graph, "stream", None)
+    if st is not None:
+        ops = [streamed_op_cost(graph, rec, oc, c) if rec.phase == st.phase and st.t0 <= rec.t <= st.t1 else oc
+               for rec, oc in zip(graph.ops, ops)]
     phases = graph.program.phases
     total, macs = 0.0, 0
     by_kernel: dict[str, float] = {}

@@ -12,9 +12,10 @@ from ..strategy_table import COSTED_STRATEGIES
 from .capture import capture_step
 from .constants import load_constants
 from .cost import step_cost
-from .energy import power_mw
+from .energy import energy_breakdown_mj, power_model
 from .memory import breakdown_at, build_graph, dominant_at, plan_memory
 from .spill import spill_frozen
+from .stream import stream_frozen
 
 BACKENDS = ("gap9-sim", "gap9-board")
 
@@ -62,11 +63,22 @@ class DeviceEstimate:
     voltage_v: float
     estimate_s: float
     plan_check: dict | None = None
+    frozen_stream: dict | None = None  # the depth-first streaming of the frozen prefix, when used
     l1_tiles: list = field(default_factory=list)
     energy_breakdown_mj: dict = field(default_factory=dict)
     activity: dict = field(default_factory=dict)
     message: str = ""
     constants: dict = field(default_factory=dict)
+    # which program is costed (gap9.yaml ``programs``), and the band power lies in (docs/device.md)
+    program: str = ""
+    peak_l2_bytes_per_tile_im2col: int | None = None  # paper-toolchain: the same step with per-tile im2col
+    power_mw_low: float | None = None
+    power_mw_high: float | None = None
+    power_detail: dict = field(default_factory=dict)
+    energy_mj_per_step_low: float | None = None
+    energy_mj_per_step_high: float | None = None
+    energy_mj_per_session_low: float | None = None
+    energy_mj_per_session_high: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -76,7 +88,8 @@ class DeviceEstimate:
 
 
 TIMED = ("latency_ms_per_step", "samples_per_s", "energy_mj_per_step", "energy_mj_per_sample",
-         "energy_mj_per_session", "sessions_per_charge")
+         "energy_mj_per_session", "sessions_per_charge", "energy_mj_per_step_low", "energy_mj_per_step_high",
+         "energy_mj_per_session_low", "energy_mj_per_session_high")
 
 
 def battery_mj(c: dict) -> float:
@@ -95,12 +108,18 @@ def _session(c: dict, batch_size: int, samples: int | None, epochs: int | None) 
     return {"samples": samples, "epochs": epochs, "steps": steps, "battery_mj": battery_mj(c)}
 
 
-def _time_and_energy(latency_ms: float, energy_step: float, batch_size: int, session: dict) -> dict:
-    energy_session = None if session["steps"] is None else energy_step * session["steps"]
-    return dict(latency_ms_per_step=latency_ms, samples_per_s=batch_size / (latency_ms / 1e3),
-                energy_mj_per_step=energy_step, energy_mj_per_sample=energy_step / batch_size,
-                energy_mj_per_session=energy_session,
-                sessions_per_charge=session["battery_mj"] / energy_session if energy_session else None)
+def _time_and_energy(latency_ms: float, pm: dict, batch_size: int, session: dict) -> dict:
+    """Time and energy (= power x time) of the step and the session, the energies with the power band's bounds."""
+    t = latency_ms / 1e3
+    energy = {sfx: pm[f"power_mw{sfx}"] * t for sfx in ("", "_low", "_high")}
+    steps = session["steps"]
+    per_session = {sfx: None if steps is None else e * steps for sfx, e in energy.items()}
+    return dict(latency_ms_per_step=latency_ms, samples_per_s=batch_size / t,
+                energy_mj_per_step=energy[""], energy_mj_per_sample=energy[""] / batch_size,
+                energy_mj_per_step_low=energy["_low"], energy_mj_per_step_high=energy["_high"],
+                energy_mj_per_session=per_session[""], energy_mj_per_session_low=per_session["_low"],
+                energy_mj_per_session_high=per_session["_high"],
+                sessions_per_charge=session["battery_mj"] / per_session[""] if per_session[""] else None)
 
 
 def _why_not(plan, cost, c: dict, fits_l2: bool, fits_l1: bool) -> str:
@@ -124,6 +143,7 @@ def estimate_step(
     backend: str = "gap9-sim",
     constants: dict | None = None,
     *,
+    program: str | None = None,
     session_samples: int | None = None,
     epochs: int | None = None,
     check: bool | None = None,
@@ -143,30 +163,54 @@ def estimate_step(
     energy per session and sessions per charge; without them those two are None.
     ``optimize=False`` plans the step as traced (element-wise in-place reuse only), without the
     exact memory-saving rewrites of ``passes.py`` and ``memory.build_graph`` (an ablation).
+    ``program``: ``paper-toolchain`` (reproduces the published figures, the toolchain's placement)
+    or ``exported`` (this project's program); default: ``gap9.yaml``'s ``program``. Its keys are
+    taken from that program's block of ``gap9.yaml``; ``constants`` overrides any key.
     """
     t0 = time.perf_counter()
     _check_request(backend, strategy)
-    c = load_constants(constants)
+    c = load_constants(constants, program)  # an unknown program is one error naming the choices
     session = _session(c, batch_size, session_samples, epochs)
-    program = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
-    graph = build_graph(program, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
-    spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if program.frozen else 0
+    step = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
+    graph = build_graph(step, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
+    streams = bool(step.frozen and optimize and c["frozen_stream"])
+    stream = stream_frozen(graph, int(c["frozen_stream_tiles"])) if streams else None
+    spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if step.frozen else 0
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
     cost = step_cost(graph, c)
     fits_l2 = plan.peak <= int(c["l2_budget_bytes"])
     fits_l1 = cost.l1_fits and cost.peak_l1_bytes <= int(c["l1_budget_bytes"])
-    n_train = sum(p.numel() for n, p in model.named_parameters() if n in set(program.trainable))
+    n_train = sum(p.numel() for n, p in model.named_parameters() if n in set(step.trainable))
     plan_check = _plan_check(model, graph, plan, check, cost.macs <= int(c["check_max_macs"]))
+    per_tile = _per_tile_peak(step, graph, plan, optimize, solver, c, streams) if c["l2_im2col"] else None
     return DeviceEstimate(
         backend=backend, model=type(model).__name__, strategy=strategy, batch_size=batch_size,
-        micro_batch=program.micro_batch, accum=program.accum,
+        micro_batch=step.micro_batch, accum=step.accum,
         n_parameters=sum(p.numel() for p in model.parameters()), n_trainable=int(n_train),
-        planner=_planner_summary(program, graph, plan, spilled, optimize), plan_check=plan_check,
+        planner=_planner_summary(step, graph, plan, spilled, optimize), plan_check=plan_check,
+        frozen_stream=stream.summary(graph) if stream is not None else None,
         constants=dict(c), **_memory_fields(graph, plan, cost, c, fits_l2, fits_l1),
         **_time_and_energy_fields(plan, cost, c, batch_size, session, fits_l2, fits_l1), **_work_fields(cost, c),
+        program=c["program"], peak_l2_bytes_per_tile_im2col=per_tile,
         estimate_s=round(time.perf_counter() - t0, 3),
     )
+
+
+def _per_tile_peak(program, graph, plan, optimize: bool, solver: str, c: dict, streamed: bool = False) -> int:
+    """The L2 peak of the same step with im2col built per L1 tile (no whole-layer scratch in L2),
+    reported beside the toolchain's placement. A step with no scratch buffer has the same plan.
+    ``streamed``: the frozen prefix is streamed depth-first here too (``stream.py``, when that
+    lowers this placement's peak), as in the step itself."""
+    if not any(s.kind == "scratch" for s in graph.storages):
+        return int(plan.peak)
+    tiled = build_graph(program, rewrites=optimize, l2_scratch=False)
+    if streamed:
+        stream_frozen(tiled, int(c["frozen_stream_tiles"]))
+    if program.frozen:
+        spill_frozen(tiled, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"]))
+    return int(plan_memory(tiled, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
+                           max_cpsat_items=int(c["cpsat_max_tensors"])).peak)
 
 
 def _plan_check(model, graph, plan, check: bool | None, small: bool) -> dict | None:
@@ -226,9 +270,13 @@ def _time_and_energy_fields(plan, cost, c: dict, batch_size: int, session: dict,
     """Latency, power and energy of the step and the session; the timed figures only when it fits."""
     fits = fits_l2 and fits_l1
     latency_ms = cost.cycles / (float(c["freq_mhz"]) * 1e3)
-    power, energy_step, energy_parts = power_mw(cost.activity, latency_ms / 1e3, c)
-    values = _time_and_energy(latency_ms, energy_step, batch_size, session) if fits else dict.fromkeys(TIMED)
-    return dict(power_mw=power, session=session, energy_breakdown_mj=energy_parts if fits else {},
+    pm = power_model(cost.activity, latency_ms / 1e3, c)
+    parts = energy_breakdown_mj(cost.activity, latency_ms / 1e3, c)
+    values = _time_and_energy(latency_ms, pm, batch_size, session) if fits else dict.fromkeys(TIMED)
+    detail = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in pm.items()
+              if k not in ("power_mw", "power_mw_low", "power_mw_high")}
+    return dict(power_mw=pm["power_mw"], power_mw_low=pm["power_mw_low"], power_mw_high=pm["power_mw_high"],
+                power_detail=detail, session=session, energy_breakdown_mj=parts if fits else {},
                 message="fits on chip" if fits else _why_not(plan, cost, c, fits_l2, fits_l1), **values)
 
 

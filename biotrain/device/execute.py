@@ -145,6 +145,8 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
             for n, st in zip(placeholders, phase.inputs):
                 env[n] = state_view(st)
             fused = FusedValues(graph)
+            stream = graph.stream if graph.stream is not None and graph.stream.phase == pi else None
+            streamed = set(stream.nodes) if stream is not None else set()
             for node in phase.gm.graph.nodes:
                 if node.op == "get_attr":
                     env[node] = getattr(phase.gm, node.target)
@@ -152,6 +154,10 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                 if node.op != "call_function":
                     continue
                 rec = recs[node.name]
+                if node.name in streamed:  # the frozen prefix, depth-first tile by tile
+                    if node.name == stream.nodes[0]:
+                        env[_node(phase, stream.out_node)] = run_stream(graph, plan, stream, phase, recs, env, view, arena)
+                    continue
                 fused.before(rec)
                 if rec.t in graph.refetch:  # the micro-batch comes again from L3 into its second slot
                     x_ph = placeholders[phase.inputs.index("x")]
@@ -198,6 +204,120 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                     out = items[0] if single else tuple(items)
                 env[node] = out
     return {name: state_view(name).clone() for name in state}
+
+
+def _node(phase, name: str):
+    return next(n for n in phase.gm.graph.nodes if n.name == name)
+
+
+def run_stream(graph: StepGraph, plan: MemoryPlan, st, phase, recs: dict, env: dict, view, arena) -> torch.Tensor:
+    """Run the streamed frozen prefix (``stream.FrozenStream``) tile by tile on the arena.
+
+    Each tile: every halo-carrying buffer moves the columns it keeps (``carry_cols``) from where
+    the previous tile left them to its front and is garbage-filled beyond them; every other tile
+    buffer is garbage-filled when its producer runs; the micro-batch's new columns come from its
+    (L3) slot into the x tile; each op reads the receptive field of the columns it computes from
+    its input's buffer and writes only those columns. The assembled output is returned whole."""
+    from .stream import _canon
+
+    pi = st.phase
+    x_sid = graph.state_storage.get("x")
+    nodes = [_node(phase, n) for n in st.nodes]
+    sid_of = {}
+    for k in st.ranges:
+        sid_of[k] = (st.x_tile if st.x_tile is not None else x_sid) if k == st.x_key else graph.value_storage[(pi, *k)]
+
+    def buf(sid):
+        s = graph.storages[sid]
+        return view(sid, s.shape, s.dtype)
+
+    def window(sid, i, lo, hi):
+        b = st.buffers[sid]
+        a, z = lo - b.base[i], hi - b.base[i]
+        if a < 0 or z > b.cap or z < a:
+            raise ValueError(f"invalid stream: columns [{lo}, {hi}) of {graph.storages[sid].name!r} are not in its "
+                             f"tile buffer in tile {i} (it holds [{b.base[i]}, {b.base[i] + b.cap}))")
+        return buf(sid)[..., a:z]
+
+    def garbage(sid):
+        s = graph.storages[sid]
+        o = plan_offset[sid]
+        arena[o:o + s.nbytes].fill_(0xFF)
+
+    plan_offset = plan.offsets
+    tiles = [b for b in st.buffers.values() if b.role == "tile" and graph.storages[b.sid].nbytes]
+    starts: dict = {}
+    for b in tiles:
+        if not b.carry:
+            starts.setdefault(b.start_in_tile, []).append(b.sid)
+    x_src = view(x_sid, graph.storages[x_sid].shape, graph.storages[x_sid].dtype) if st.x_tile is not None else None
+    for i in range(st.n_tiles):
+        for b in tiles:
+            if not b.carry:
+                continue
+            keep = b.carry_cols[i] if i else 0
+            if keep:
+                shift = b.base[i] - b.base[i - 1]
+                data = buf(b.sid)
+                kept = data[..., shift:shift + keep].clone()
+                garbage(b.sid)
+                data[..., :keep].copy_(kept)
+            else:
+                garbage(b.sid)
+        if st.x_tile is not None:
+            if st.x_tile in starts.get(st.buffers[st.x_tile].start_in_tile, []):
+                garbage(st.x_tile)
+            lo, c, hi = st.ranges[st.x_key][i]
+            window(st.x_tile, i, c, hi).copy_(x_src[..., c:hi])
+        fused = FusedValues(graph)
+        local: dict = {}
+        for node in nodes:
+            rec = recs[node.name]
+            if rec.name == "getitem":
+                continue
+            if not node.all_input_nodes:  # bookkeeping (empty statistics)
+                node.target(*node.args, **node.kwargs)
+                continue
+            for sid in starts.get(rec.t, []):
+                if sid != st.x_tile:
+                    garbage(sid)
+            fused.before(rec)
+            lo, c, hi = st.ranges[(node.name, 0)][i]
+            a0 = node.args[0]
+            key = _canon(a0) if a0.name != (st.x_key or ("",))[0] else st.x_key
+            rlo, rhi = _input_range(node, rec.name, c, hi)
+            in_sid = sid_of[key]
+            if graph.storages[in_sid].nbytes == 0:  # a fused value: exactly the columns its producer computed
+                v, (plo, pc, phi) = local[key], st.ranges[key][i]
+                if (rlo, rhi) != (pc, phi):
+                    raise ValueError(f"invalid stream: fused value {graph.storages[in_sid].name!r} read over "
+                                     f"[{rlo}, {rhi}) but computed over [{pc}, {phi})")
+                xin = v
+            else:
+                xin = window(in_sid, i, rlo, rhi)
+            args = (_dense(xin), *torch.fx.node.map_arg(node.args[1:], lambda a: env[a]))
+            kwargs = torch.fx.node.map_arg(node.kwargs, lambda a: env[a])
+            out = node.target(*args, **kwargs)
+            fused.after(rec)
+            v = out[0] if isinstance(out, (tuple, list)) else out
+            sid = graph.value_storage.get((pi, node.name, 0))
+            if sid is None:
+                continue
+            if v.shape[-1] != hi - c:
+                raise ValueError(f"invalid stream: {node.name} computed {v.shape[-1]} columns, not [{c}, {hi})")
+            if graph.storages[sid].nbytes == 0:
+                fused.produced(sid, v, rec)
+                local[(node.name, 0)] = v
+                continue
+            window(sid, i, c, hi).copy_(v)
+    out_sid = graph.value_storage[(pi, *_canon(_node(phase, st.out_node)))]
+    return buf(out_sid)
+
+
+def _input_range(node, name: str, c: int, hi: int) -> tuple[int, int]:
+    from .stream import _rf
+
+    return _rf(node, name)(c, hi)
 
 
 class FusedValues:

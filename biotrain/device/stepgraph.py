@@ -81,6 +81,8 @@ class StepGraph:
     value_interior: dict = field(default_factory=dict)
     # op index -> storage id: the input micro-batch is DMA'd again from L3 into this slot before the op
     refetch: dict = field(default_factory=dict)
+    # depth-first streaming of the frozen prefix (``stream.FrozenStream``), None when not streamed
+    stream: object = None
 
     def live_bytes(self) -> list[int]:
         live = [0] * self.n_times

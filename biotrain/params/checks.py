@@ -265,7 +265,8 @@ def _device_rules(c: _Checker, _datasets: bool) -> None:
         from ..device import load_constants
 
         try:
-            load_constants(constants)
+            program = c.value("device.program")
+            load_constants(constants, program if isinstance(program, str) else None)
         except ValueError as err:
             c.problems.append(("device.constants", str(err)))
 

@@ -96,6 +96,12 @@ def _backends() -> tuple[str, ...]:
     return BACKENDS
 
 
+def _programs() -> tuple[str, ...]:
+    from ..device.constants import programs
+
+    return programs()
+
+
 def _execute_targets() -> tuple[str, ...]:
     from ..device.export.adapt import EXECUTE_TARGETS
 
@@ -181,6 +187,9 @@ PARAMS: tuple[Param, ...] = (
     # device: what a training step costs on the chip, and where fine-tuning runs
     Param("device.backend", Choice(_backends), _default(DeviceConfig, "backend"),
           "gap9-sim (simulator); gap9-board is not implemented yet", ("adapt",)),
+    Param("device.program", Choice(_programs), _default(DeviceConfig, "program"),
+          "which program's chip cost the results carry: paper-toolchain (reproduces BioTrain's published "
+          "figures) | exported (this project's program; kernel constants to be measured)", ("adapt",)),
     Param("device.constants", Mapping("a mapping of biotrain/device/gap9.yaml keys to values"), REQUIRED,
           "overrides of biotrain/device/gap9.yaml, e.g. {freq_mhz: 240}", ("adapt", "report"), nullable=True),
     Param("device.execute", Choice(_execute_targets), _default(DeviceConfig, "execute"),

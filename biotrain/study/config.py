@@ -53,6 +53,7 @@ class DeviceConfig:
     """How chip costs are estimated, and where fine-tuning executes (host or the exported program)."""
 
     backend: str = "gap9-sim"
+    program: str = "paper-toolchain"  # gap9.yaml's programs; docs/device.md says why this default
     constants: dict = field(default_factory=dict)
     execute: str = "host"
     execute_subjects: tuple[int, ...] | None = None
@@ -141,7 +142,7 @@ class StudyConfig:
             pretrain_workers=int(p["workers"]),
             strategies=tuple(a["strategies"]), seeds=tuple(int(s) for s in a["seeds"]),
             finetune=FinetuneConfig(**{k: a[k] for k in FINETUNE_KEYS}),
-            device=DeviceConfig(backend=device["backend"], constants=dict(device["constants"]),
+            device=DeviceConfig(backend=device["backend"], program=device["program"], constants=dict(device["constants"]),
                                 execute=device["execute"],
                                 execute_subjects=None if subjects is None else tuple(subjects)),
             runner=RunnerConfig(name=runner["name"], workers=int(runner["workers"]), address=runner["address"],

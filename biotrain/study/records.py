@@ -58,6 +58,8 @@ def _device_tracking(costs: dict) -> tuple[dict, dict]:
     if not costs:
         return {}, {}
     tags = {"fits_on_chip": costs["fits_on_chip"], "device_message": costs.get("message", "")}
+    if costs.get("program"):
+        tags["device_program"] = costs["program"]  # which costed program (gap9.yaml), docs/device.md
     metrics = {f"device_{k}": float(v) for k, v in costs.items()
                if k != "message" and v is not None and not isinstance(v, str)}
     return tags, metrics

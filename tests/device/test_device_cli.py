@@ -58,17 +58,64 @@ def test_add_subparser_registers_device_estimate():
 
 
 def test_every_constant_names_its_source():
-    consts = load_constants()
-    lines = {}
+    """Shared keys and every program's keys carry a source; both programs set the same keys."""
+    from biotrain.device.constants import programs
+
+    shared, blocks, current = {}, {}, None
     for line in CONSTANTS_FILE.read_text().splitlines():
-        m = re.match(r"^([a-z0-9_]+):", line)
-        if m:
-            lines[m.group(1)] = line
-    assert set(lines) == set(consts)
-    for key, line in lines.items():
+        m = re.match(r"^( *)([a-z0-9_-]+):", line)
+        if not m:
+            continue
+        indent, key = len(m.group(1)), m.group(2)
+        if indent == 2:
+            current = blocks.setdefault(key, {})
+        elif indent == 4:
+            current[key] = line
+        elif key != "programs":
+            shared[key] = line
+    assert set(blocks) == set(programs()) == {"paper-toolchain", "exported"}
+    assert len({frozenset(b) for b in blocks.values()}) == 1  # the same keys in every program
+    for name, block in blocks.items():
+        consts = load_constants(program=name)
+        assert set(shared) - {"program"} | set(block) | {"program"} == set(consts)
+        assert consts["program"] == name
+    for key, line in [*shared.items(), *(kv for b in blocks.values() for kv in b.items())]:
         assert "#" in line, key
         comment = line.split("#", 1)[1]
         assert re.search(r"BRIEF|calibrated|assumed", comment), key
+    # the exported program's kernel constants wait for the RTL measurements, and say so
+    for key, line in blocks["exported"].items():
+        if key.startswith(("mac_per_cycle_", "cycles_per_elem_")) or key == "loop_overhead_cycles":
+            assert "to be measured on the RTL: benchmarks/device_rtl.py" in line, key
+
+
+def test_programs_differ_where_the_issue_says(capsys):
+    paper, exported = load_constants(program="paper-toolchain"), load_constants(program="exported")
+    assert paper["l2_im2col"] is True and exported["l2_im2col"] is False
+    assert paper["micro_batch_overhead_cycles"] > 0 and exported["micro_batch_overhead_cycles"] == 0
+    assert load_constants()["program"] == "paper-toolchain"
+    assert load_constants({"l2_im2col": "false"}, program="paper-toolchain")["l2_im2col"] is False  # --set still wins
+    with pytest.raises(ValueError, match="unknown device program 'rtl'.*paper-toolchain.*exported"):
+        load_constants(program="rtl")
+    with pytest.raises(ValueError, match="'program' is not a device constant"):
+        load_constants({"program": "exported"})
+    rc = main_device(["estimate", "--model", "epidenet", "--strategy", "edge", "--program", "nope"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown device program 'nope'" in err and "exported" in err and "\n" not in err.strip()
+
+
+def test_estimate_reports_program_and_power_band(capsys):
+    assert main_device(["estimate", "--model", "epidenet", "--strategy", "edge", "--set", "T=500",
+                        "--program", "exported", "--session-samples", "40", "--no-check", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["program"] == "exported" and d["peak_l2_bytes_per_tile_im2col"] is None
+    assert d["power_mw_low"] <= d["power_mw"] <= d["power_mw_high"]
+    for key in ("energy_mj_per_step", "energy_mj_per_session"):
+        assert d[f"{key}_low"] <= d[key] <= d[f"{key}_high"]
+    assert main_device(["estimate", "--model", "epidenet", "--strategy", "edge", "--set", "T=500", "--no-check"]) == 0
+    out = capsys.readouterr().out
+    assert "paper-toolchain" in out and "per-tile im2col" in out and "the published spread" in out
 
 
 def test_override_validation():

@@ -174,3 +174,100 @@ def test_mi_bminet_padding_variants():
         build_model("mi_bminet", 8, 1900, 2, padding="bogus")
     with pytest.raises(ValueError, match="n_times=200"):
         build_model("mi_bminet", 8, 200, 2, padding="valid")
+
+
+def _streamed(name, shapes=FULL, n_tiles=0):
+    from biotrain.device.stream import stream_frozen
+
+    m = _model(name, "last_layer", shapes)
+    g = build_graph(capture_step(m, "last_layer"))
+    classic = plan_memory(g, time_limit_s=20).peak
+    st = stream_frozen(g, n_tiles)
+    return m, g, st, classic, plan_memory(g, time_limit_s=20)
+
+
+@pytest.mark.parametrize("name", sorted(FULL))
+def test_streamed_frozen_prefix_executes_like_eager_and_lowers_the_peak(name):
+    """The frozen prefix of last_layer runs depth-first in time tiles: tile buffers reused per tile
+    (garbage-filled before each use), halos carried, the micro-batch streamed from L3; the executed
+    step still matches eager PyTorch and needs far less L2."""
+    m, g, st, classic, plan = _streamed(name)
+    assert st is not None and st.n_tiles > 1 and g.stream is st
+    assert validate_plan(g, plan) == []
+    assert plan.peak == st.lower_bound_streamed < classic == st.lower_bound_classic
+    assert plan.peak < 0.6 * classic
+    assert any(b.carry for b in st.buffers.values())  # a convolution's halo crosses tiles
+    assert g.storages[g.state_storage["x"]].level == "L3" and st.x_tile is not None
+    assert st.recompute_macs == 0
+    res = check_plan(m, g, plan)
+    assert res.ok, (res.worst_tensor, res.max_rel_error)
+
+
+def test_streamed_tile_buffer_over_the_assembled_output_fails_the_check():
+    m, g, st, _, plan = _streamed("epidenet")
+    out = next(b.sid for b in st.buffers.values() if b.role == "output")
+    tile = next(b.sid for b in st.buffers.values() if b.carry and b.sid != st.x_tile)
+    broken = type(plan)(**{**plan.__dict__, "offsets": list(plan.offsets)})
+    broken.offsets[tile] = broken.offsets[out]
+    assert validate_plan(g, broken)  # the static checker sees it
+    res = check_plan(m, g, broken, validate=False)  # and executing it corrupts the step
+    assert not res.ok and res.max_rel_error > 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(FULL))
+def test_streamed_prefix_with_a_wrong_halo_fails_the_check(name):
+    """A tile buffer that keeps one column too few of the previous tile (a halo off by one) makes
+    the convolution read garbage: the step no longer matches eager PyTorch."""
+    m, g, st, _, plan = _streamed(name, SMALL)
+    buf = next(b for b in st.buffers.values() if b.carry and any(b.carry_cols))
+    assert check_plan(m, g, plan).ok
+    i = next(i for i, k in enumerate(buf.carry_cols) if k)
+    buf.carry_cols[i] -= 1
+    assert not check_plan(m, g, plan).ok
+
+
+@pytest.mark.parametrize("program, classic", [("exported", 58_720), ("paper-toolchain", 92_544)])
+def test_streaming_off_and_fixed_tiles(program, classic):
+    """Both programs stream: exported (per-tile im2col) and paper-toolchain (the toolchain's L2
+    im2col, whose classic plan is 92,544 B; 58,720 B with per-tile im2col)."""
+    from biotrain.device.estimate import estimate_step
+
+    m = _model("epidenet", "last_layer", FULL)
+    off = estimate_step(m, "last_layer", constants={"frozen_stream": False}, check=False, program=program).to_dict()
+    on = estimate_step(m, "last_layer", check=False, program=program).to_dict()
+    two = estimate_step(m, "last_layer", constants={"frozen_stream_tiles": 2}, check=True, program=program).to_dict()
+    assert off["frozen_stream"] is None and off["peak_l2_bytes"] == classic
+    assert on["frozen_stream"]["n_tiles"] > 1 and on["peak_l2_bytes"] < off["peak_l2_bytes"]
+    assert two["frozen_stream"]["n_tiles"] == 2 and two["plan_check"]["ok"]
+    assert on["peak_l2_bytes"] <= two["peak_l2_bytes"] < off["peak_l2_bytes"]
+    if program == "paper-toolchain":
+        # the per-tile im2col figure beside it is the same step streamed too: the exported plan
+        exported = estimate_step(m, "last_layer", check=False, program="exported").to_dict()
+        assert off["peak_l2_bytes_per_tile_im2col"] == 58_720
+        assert on["peak_l2_bytes_per_tile_im2col"] == exported["peak_l2_bytes"] < on["peak_l2_bytes"]
+    # edge and full train the first layer: nothing is frozen, nothing streams
+    assert estimate_step(_model("epidenet", "edge"), "edge", check=False, program=program).frozen_stream is None
+
+
+def test_streamed_prefix_with_the_toolchain_im2col_sizes_it_per_stream_tile():
+    """With the toolchain's L2 im2col (paper-toolchain) a streamed convolution runs once per tile on
+    the columns it computes: its im2col buffer holds those columns, not the whole layer's, and the
+    step still executes like eager PyTorch."""
+    from biotrain.device.stream import stream_frozen
+
+    m = _model("epidenet", "last_layer", FULL)
+    whole = build_graph(capture_step(m, "last_layer"), l2_scratch=True)
+    g = build_graph(capture_step(m, "last_layer"), l2_scratch=True)
+    st = stream_frozen(g, 0)
+    assert st is not None and st.n_tiles > 1
+    im2col = {s.name: s.nbytes for s in whole.storages if s.kind == "scratch" and s.name.endswith(":im2col")}
+    streamed = [r for r in g.ops if st.t0 <= r.t <= st.t1 and r.scratch]
+    assert streamed
+    for rec in streamed:
+        for sid in rec.scratch:
+            s = g.storages[sid]
+            assert 0 < s.nbytes < im2col[s.name]
+    plan = plan_memory(g, time_limit_s=20)
+    assert validate_plan(g, plan) == [] and plan.peak < plan_memory(whole, time_limit_s=20).peak
+    res = check_plan(m, g, plan)
+    assert res.ok, (res.worst_tensor, res.max_rel_error)

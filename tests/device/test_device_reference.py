@@ -55,6 +55,9 @@ def test_latency_and_power_within_10_percent_of_brief(ref):
     edge, _ = ref
     assert abs(edge.latency_ms_per_step / 469.6 - 1) <= 0.10
     assert abs(edge.power_mw / 43.8 - 1) <= 0.10
+    assert edge.power_mw_low <= 43.8 <= edge.power_mw_high  # the published figure lies in the reported band
+    assert edge.program == "paper-toolchain" and edge.constants["l2_im2col"] is True
+    assert edge.peak_l2_bytes_per_tile_im2col == edge.peak_l2_bytes  # its convolutions materialise no im2col
     assert edge.samples_per_s == pytest.approx(8 / (edge.latency_ms_per_step / 1e3))
     assert edge.energy_mj_per_step == pytest.approx(edge.power_mw * edge.latency_ms_per_step / 1e3)
     assert edge.energy_mj_per_sample == pytest.approx(edge.energy_mj_per_step / 8)

@@ -31,9 +31,12 @@ GAP9_FILES = ("Makefile.gap9", "gap9_main.c", "README.md")
 
 def plan_step(model: nn.Module, strategy: str, batch_size: int = 8, micro_batch: int | None = None,
               accum: int | None = None, hparams: dict | None = None, solver: str = "auto", optimize: bool = True):
-    """The same capture, graph and plan that ``estimate_step`` reports (``optimize``: the memory
-    rewrites, on by default as in ``estimate_step``)."""
-    c = load_constants()
+    """The same capture, graph and plan that ``estimate_step(program="exported")`` reports: this
+    project's program, no L2 im2col scratch (``optimize``: the memory rewrites, on by default as in
+    ``estimate_step``). One difference: the frozen prefix of a ``last_layer`` step is not streamed
+    depth-first (the C export has no tile loops yet), so this is the plan ``estimate_step`` reports
+    with ``constants={"frozen_stream": False}``."""
+    c = load_constants(program="exported")
     program = capture_step(model, strategy, batch_size, micro_batch, accum, hparams=hparams, remat=optimize)
     graph = build_graph(program, rewrites=optimize)
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
