@@ -319,6 +319,9 @@ def _scratch_sizes(graph: StepGraph, run: _Run, ranges: dict) -> dict:
     return out
 
 
+NEAR_PEAK = 0.10  # a peak this much above the lowest is worth fewer tiles
+
+
 def _tile_counts(out_len: int) -> list[int]:
     """Numbers of tiles worth trying: every tile length up to 16 columns, then lengths growing by a
     quarter (a finer search changes the peak by a few bytes at most), and the whole output."""
@@ -353,12 +356,14 @@ def _lower_bound(graph: StepGraph, sizes: dict, x_to_l3: bool) -> int:
 def stream_frozen(graph: StepGraph, n_tiles: int = 0) -> FrozenStream | None:
     """Stream the frozen prefix of ``graph`` depth-first when that lowers the peak; sets
     ``graph.stream`` and resizes the storages. ``n_tiles``: 0 picks the number of tiles with the
-    lowest peak (the fewest such tiles), otherwise that many. Returns None (graph unchanged) when
-    there is no tile-local frozen prefix or streaming does not lower the peak."""
+    lowest peak, otherwise that many; among tile counts whose peak is within ``NEAR_PEAK`` of the
+    lowest, the fewest tiles win (every tile pays its launches and DMA set-ups again). Returns
+    None (graph unchanged) when there is no tile-local frozen prefix or streaming does not lower
+    the peak."""
     classic = max(graph.live_bytes())
     x_sid = graph.state_storage.get("x")
     x_uses = [r.t for r in graph.ops if x_sid in r.inputs]
-    best = None  # lowest peak, then fewest tiles, then the longest run
+    found = []
     for run in _find_runs(graph):
         t0, t1 = run.recs[0].t, run.recs[-1].t
         x_to_l3 = run.x_ph is not None and bool(x_uses) and all(t0 <= t <= t1 for t in x_uses)
@@ -368,12 +373,12 @@ def stream_frozen(graph: StepGraph, n_tiles: int = 0) -> FrozenStream | None:
             lay = _layout(graph, run, n, x_to_l3)
             if lay is None:
                 continue
-            lb = _lower_bound(graph, lay[2], x_to_l3)
-            rank = (lb, n, -len(run.recs))
-            if best is None or rank < best[0]:
-                best = (rank, run, n, lay, x_to_l3)
-    if best is None or best[0][0] >= classic:
+            found.append(((_lower_bound(graph, lay[2], x_to_l3), n, -len(run.recs)), run, n, lay, x_to_l3))
+    if not found or min(f[0] for f in found)[0] >= classic:
         return None
+    lowest = min(f[0] for f in found)[0]
+    near = [f for f in found if f[0][0] <= lowest * (1 + NEAR_PEAK)]
+    best = min(near, key=lambda f: (f[0][1], f[0][0], f[0][2]))  # fewest tiles, then lowest peak
     (lb, _, _), run, n, (ranges, buffers, sizes, out_sid, out_len, x_key), x_to_l3 = best
     return _apply(graph, run, n, ranges, buffers, sizes, out_len, x_key, x_to_l3, classic, lb)
 

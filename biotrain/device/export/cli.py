@@ -28,6 +28,10 @@ def add_commands(dsub, parse_sets) -> None:
     run.add_argument("dir")
     run.add_argument("--target", default="host", choices=list(TARGETS))
     run.add_argument("--steps", type=int, default=None, help="steps to run (default: the exported schedule)")
+    run.add_argument("--instr-latency", type=int, default=1, metavar="CYCLES",
+                     help="rtl: cycles from an instruction fetch to its data (1 = single-cycle L1-like memory)")
+    run.add_argument("--data-latency", type=int, default=1, metavar="CYCLES",
+                     help="rtl: cycles from a load to its data (1 = L1-like; more for an L2-like memory)")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=lambda a: _guard(_run, a))
 
@@ -65,14 +69,19 @@ def _export(args, parse_sets) -> int:
                           accum=args.accum, model_spec=spec, steps=args.steps, seed=args.seed)
     print(f"wrote {args.out}: arena {meta['arena_bytes']} B (plan peak {meta['plan']['peak']} B), "
           f"{sum(meta['ops'].values())} kernel calls per step program; build with `make -C {args.out} host|rv32`, "
-          f"run with `biotrain device run {args.out} --target host|qemu`")
+          f"run with `biotrain device run {args.out} --target host|qemu|rtl`")
     return 0
 
 
 def _run(args) -> int:
     from .runner import run_project
 
-    res = run_project(args.dir, args.target, steps=args.steps)
+    for flag, v in (("--instr-latency", args.instr_latency), ("--data-latency", args.data_latency)):
+        if v < 1:
+            raise ValueError(f"{flag} must be a whole number of cycles >= 1, got {v}")
+    if args.target != "rtl" and (args.instr_latency, args.data_latency) != (1, 1):
+        raise ValueError(f"--instr-latency/--data-latency set the RTL testbench's memory; target {args.target} has none")
+    res = run_project(args.dir, args.target, steps=args.steps, latency=(args.instr_latency, args.data_latency))
     res.pop("final_state", None)
     if args.json:
         print(json.dumps(res))
@@ -82,4 +91,7 @@ def _run(args) -> int:
         if res["instructions_per_step"]:
             print(f"instructions per step: {res['instructions_per_step']}")
             print("by kernel kind: " + ", ".join(f"{k} {v:.0f}" for k, v in res["instructions_per_step_by_kind"].items() if v))
+        if res["cycles_per_step"]:
+            print(f"cycles per step: {res['cycles_per_step']} (IPC {res['ipc']:.2f})")
+            print("cycles by kernel kind: " + ", ".join(f"{k} {v:.0f}" for k, v in res["cycles_per_step_by_kind"].items() if v))
     return 0 if res["ok"] else 1

@@ -14,6 +14,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -87,7 +88,8 @@ def execute(project: Path, target: str, timeout_s: float = 7200.0, latency: tupl
     elif target == "rtl":
         from ..rtl import simulator
 
-        cmd = [str(simulator()), "build/rtl/prog.elf", "--ilat", str(latency[0]), "--dlat", str(latency[1])]
+        sim = simulator(log=lambda msg: print(f"biotrain device: {msg}", file=sys.stderr, flush=True))
+        cmd = [str(sim), "build/rtl/prog.elf", "--ilat", str(latency[0]), "--dlat", str(latency[1])]
     else:
         platform = "board" if target == "gap9-board" else "gvsoc"
         cmd = ["make", "-f", "gap9/Makefile.gap9", "run", f"platform={platform}"]
