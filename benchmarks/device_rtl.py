@@ -174,14 +174,19 @@ def rewrite_yaml(values: dict) -> None:
             key = m.group(2)
             seen.add(key)
             head = f"{m.group(1)}{key}: {fmt(values[key])}"
-            text[i] = f"{head:<42}{src}"
-    new = [f"{'    ' + k + ': ' + fmt(v):<42}{src}" for k, v in values.items() if k not in seen]
+            text[i] = f"{head:<41} {src}"
+    new = [f"{'    ' + k + ': ' + fmt(v):<41} {src}" for k, v in values.items() if k not in seen]
     text[end:end] = new
     CONSTANTS_FILE.write_text("\n".join(text) + "\n")
 
 
 def fmt(v: float) -> str:
-    return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.0f}"
+    """A YAML-safe number (PyYAML reads 1e-05 as a string): 4 significant digits, no exponent."""
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
+    return f"{v:.{max(0, 3 - int(np.floor(np.log10(abs(v)))))}f}"
 
 
 def pct(a, b):
@@ -204,15 +209,27 @@ def main(argv=None) -> int:
     coefs = fit_all(cache, feats, fit_names)
     values = constants_from(coefs)
     c = {**load_constants(program="exported"), **values}
-    lines = report(cache, feats, fit_names, coefs, c, have)
-    TABLE.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
     if not args.no_write:
         rewrite_yaml(values)
+    estimates = {n: estimate(SHAPES[n], c) for n in have} if not args.no_write else None
+    lines = report(cache, feats, fit_names, coefs, c, have, estimates)
+    TABLE.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
 
 
-def report(cache, feats, fit_names, coefs, c, have) -> list[str]:
+def estimate(spec, c) -> dict:
+    from biotrain.device.estimate import estimate_step
+
+    over = {k: v for k, v in c.items() if k in load_constants(program="exported") and k != "program"}
+    est = estimate_step(build(spec), "full", spec["batch"], program="exported", constants={**over, "n_cores": 1},
+                        check=False)
+    cyc = est.latency_ms_per_step * float(c["freq_mhz"]) * 1000.0
+    comp = est.cycles_by_part["compute"]
+    return {"cycles": cyc, "compute": comp, "other": cyc - comp}
+
+
+def report(cache, feats, fit_names, coefs, c, have, estimates=None) -> list[str]:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     la = os.getloadavg()
     L = ["# Kernel costs of the exported program, fitted on the CV32E40P RTL", "",
@@ -220,13 +237,18 @@ def report(cache, feats, fit_names, coefs, c, have) -> list[str]:
          f"machine load {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1/5/15 min). One core, single-cycle memory, "
          "strategy `full`, one step. Fitted on: " + ", ".join(f"`{n}`" for n in fit_names) + ".", "",
          "## Fitted constants (`programs: exported` in gap9.yaml)", "",
-         "| C kind | cycles per MAC or element | loop overhead (cycles per inner loop) | cycles per call | gap9.yaml rate key |",
-         "|---|---|---|---|---|"]
+         "Per C kind, one core: cycles = MACs x (cycles per MAC) [+ input-gradient MACs x their own] or elements x "
+         "(cycles per element) + inner loops x (loop overhead) + innermost tap loops x (row overhead, direct "
+         "convolutions) + calls x (call cycles). MAC rates are written as 8-core cluster figures (8 / cycles per MAC).", "",
+         "| C kind | cycles per MAC or element | input-gradient cycles per MAC | loop overhead | row overhead | cycles per call |",
+         "|---|---|---|---|---|---|"]
     for k in KINDS:
-        cf, keys = coefs[k], fit.kind_keys(k)
-        rk = keys["macs" if k in fit.MAC_KINDS else "elems"]
+        cf = coefs[k]
         rate = cf.get("macs", cf.get("elems", 0.0))
-        L.append(f"| {k} | {rate:.3f} | {cf['loops']:.2f} | {cf['calls']:.1f} | `{rk}` = {fmt(c[rk])} |")
+        ig = f"{cf['ig_macs']:.3f}" if "ig_macs" in cf else ""
+        row = f"{cf['rows']:.2f}" if "rows" in cf else ""
+        L.append(f"| {k} | {rate:.3f} | {ig} | {cf['loops']:.2f} | {row} | {cf['calls']:.1f} |")
+    L += ["", "gap9.yaml (`programs: exported`): " + ", ".join(f"`{key}: {fmt(v)}`" for key, v in constants_from(coefs).items()), ""]
     # leave-one-shape-out
     loo = {k: [] for k in KINDS}
     for n in fit_names:
@@ -267,6 +289,11 @@ def report(cache, feats, fit_names, coefs, c, have) -> list[str]:
                 L.append(f"| {k} | {m:,.0f} | {pred[k]:,.0f} | {pct(pred[k], m):+.1f} | {100 * m / tot_r:.1f} % |")
         L += [f"| **step** | **{tot_r:,.0f}** | **{tot_m:,.0f}** | **{pct(tot_m, tot_r):+.1f}** | (kernels: "
               f"{100 * sum(r['cycles_by_kind'].values()) / tot_r:.1f} %) |", ""]
+        if estimates is not None:
+            e = estimates[n]
+            L += [f"`estimate_step(program=\"exported\", n_cores=1)`: {e['cycles']:,.0f} cycles ({pct(e['cycles'], tot_r):+.1f} % "
+                  f"against the RTL), of which compute {e['compute']:,.0f} ({pct(e['compute'], tot_r):+.1f} %); the rest is the "
+                  f"cluster's DMA set-up, fork/barrier and L3 input load ({e['other']:,.0f}), which the one-core RTL run has not.", ""]
     L += ["## Time scaling on the RTL", ""]
     for a, b in (("mi_c4_t64", "mi_c4_t128"), ("epi_c2_f222", "epi_c2_f222_t960")):
         if a in cache and b in cache:

@@ -10,6 +10,7 @@ Per C kind the RTL's cycles are then
     cycles = MACs * 8 / mac_per_cycle_<k>   (MAC kinds; the cluster figure is 8 x per core)
            + elems * cycles_per_elem_<k>    (element kinds)
            + loops * loop_overhead_cycles_<k>
+           + rows * row_overhead_cycles_<k>         (direct convolutions: innermost tap loops)
            + calls * call_cycles_<k>
 
 on one core, the model's compute term (``cost.work_cycles`` with ``n_cores=1``) plus a per-call
@@ -26,7 +27,11 @@ from ..export.codegen import KINDS, StepCodegen, report_kind
 
 MAC_KINDS = ("conv_fwd", "conv_bwd", "dw_fwd", "dw_bwd", "linear_fwd", "linear_bwd")
 ELEM_KINDS = ("norm_fwd", "norm_bwd", "elementwise", "data")
-FEATURES = ("macs", "elems", "loops", "calls")
+FEATURES = ("macs", "ig_macs", "elems", "loops", "rows", "calls")
+# the input gradient's own rate where it differs from the weight gradient's: the convolution's
+# (a gather with per-tap index arithmetic); a depthwise backward always has as many input- as
+# weight-gradient MACs, so one rate covers both
+IG_RATE_KEY = {"conv_bwd": "mac_per_cycle_conv_ig"}
 
 # the exported block's key per C kind and feature; loop and call costs are per kind (measured: they
 # differ by an order of magnitude between kinds), the MAC and element rates are the model's own keys
@@ -42,10 +47,22 @@ RATE_KEY = {
 def kind_keys(kind: str) -> dict:
     """{feature: gap9.yaml key} of one C kind."""
     rate = "macs" if kind in MAC_KINDS else "elems"
-    return {rate: RATE_KEY[kind], "loops": f"loop_overhead_cycles_{kind}", "calls": f"call_cycles_{kind}"}
+    out = {rate: RATE_KEY[kind], "loops": f"loop_overhead_cycles_{kind}", "calls": f"call_cycles_{kind}"}
+    if kind in ROW_KINDS:
+        out["rows"] = f"row_overhead_cycles_{kind}"
+    if kind in IG_RATE_KEY:
+        out["ig_macs"] = IG_RATE_KEY[kind]
+    return out
+
+
+ROW_KINDS = ("conv_fwd", "conv_bwd")  # direct convolutions with short tap loops (kw = 1, 1x1): nested loops
 
 
 def fit_features(kind: str) -> tuple[str, ...]:
+    if kind in IG_RATE_KEY:
+        return ("macs", "ig_macs", "loops", "rows", "calls")
+    if kind in ROW_KINDS:
+        return ("macs", "loops", "rows", "calls")
     return ("macs" if kind in MAC_KINDS else "elems", "loops", "calls")
 
 
@@ -54,7 +71,7 @@ class _Recorder(StepCodegen):
 
     def __init__(self, graph, plan):
         super().__init__(graph, plan)
-        self.calls: list[tuple[str, float, list]] = []  # (C kind, repeat, [(work kind, macs, elems, loops)])
+        self.calls: list[tuple[str, float, list]] = []  # (C kind, repeat, [(work kind, macs, elems, loops, rows)])
         self._rec, self._outs, self._pi = None, None, 0
 
     def _phase(self, pi, phase):
@@ -80,14 +97,14 @@ class _Recorder(StepCodegen):
             full = [o.full for o in outs if o is not None and hasattr(o, "full")]
             n = sum(int(f.numel()) for f in full)
             rows = sum(int(f.numel()) // max(1, int(f.shape[-1])) for f in full)
-            self.calls.append((kind, rep, [("copy", 0, n, rows)]))
+            self.calls.append((kind, rep, [("copy", 0, n, rows, 0)]))
         elif kind == "data":
             spec = self.program.states["x"]
             n = int(np.prod(spec.shape)) if call.startswith("load_x") else int(self.program.micro_batch)
             rows = n // int(spec.shape[-1]) if call.startswith("load_x") else 1
-            self.calls.append((kind, rep, [("data", 0, n, max(1, rows))]))
+            self.calls.append((kind, rep, [("data", 0, n, max(1, rows), 0)]))
         else:
-            works = [(w.kind, int(w.macs), int(w.elems), (w.macs or w.elems) / max(1, int(w.inner)))
+            works = [(w.kind, int(w.macs), int(w.elems), (w.macs or w.elems) / max(1, int(w.inner)), int(w.rows))
                      for w in self._rec.kernel.works]
             self.calls.append((kind, rep, works))
 
@@ -105,10 +122,11 @@ def features_of(calls) -> dict:
     for kind, rep, works in calls:
         f = out[kind]
         f["calls"] += rep
-        for _wk, macs, elems, loops in works:
-            f["macs"] += rep * macs
+        for wk, macs, elems, loops, rows in works:
+            f["ig_macs" if wk.endswith("_ig") and kind in IG_RATE_KEY else "macs"] += rep * macs
             f["elems"] += rep * elems
             f["loops"] += rep * loops
+            f["rows"] += rep * rows
     return out
 
 
@@ -121,9 +139,12 @@ def kind_cycles(kind: str, f: dict, c: dict) -> float:
     keys = kind_keys(kind)
     if kind in MAC_KINDS:
         rate = f["macs"] * 8.0 / float(c[keys["macs"]]) if f["macs"] else 0.0
+        if f["ig_macs"]:
+            rate += f["ig_macs"] * 8.0 / float(c[keys.get("ig_macs", keys["macs"])])
     else:
         rate = f["elems"] * float(c[keys["elems"]])
-    return rate + f["loops"] * float(c[keys["loops"]]) + f["calls"] * float(c[keys["calls"]])
+    rows = f["rows"] * float(c[keys["rows"]]) if "rows" in keys else 0.0
+    return rate + f["loops"] * float(c[keys["loops"]]) + rows + f["calls"] * float(c[keys["calls"]])
 
 
 def predict_by_kind(features: dict, c: dict) -> dict:
@@ -176,7 +197,7 @@ def coefficients_to_constants(kind: str, coef: dict) -> dict:
     keys = kind_keys(kind)
     out = {}
     for feat, v in coef.items():
-        if feat == "macs":
+        if feat in ("macs", "ig_macs"):
             out[keys[feat]] = 8.0 / v if v > 0 else 1e9
         else:
             out[keys[feat]] = v
