@@ -218,6 +218,25 @@ def main(argv=None) -> int:
     return 0
 
 
+def compact_table(cache, feats, c, names) -> list[str]:
+    """Held-out and reference shapes: per kind (at least 1 % of the step) RTL / model / error."""
+    L = ["## Held-out and reference shapes (not in the fit)", "",
+         "| shape | " + " | ".join(KINDS) + " | step |", "|---" * (len(KINDS) + 2) + "|"]
+    for n in names:
+        r, pred = cache[n], fit.predict_by_kind(feats[n], c)
+        tot = r["cycles_per_step"]
+        cells = []
+        for k in KINDS:
+            m = r["cycles_by_kind"][k]
+            cells.append(f"{m / 1e3:,.0f}k / {pred[k] / 1e3:,.0f}k / {pct(pred[k], m):+.1f} %" if m >= 0.01 * tot else "")
+        sp = r["spec"]
+        label = (f"`{n}` {sp['name']} C={sp['n_chans']} T={sp['n_times']} "
+                 + ",".join(f"{k}={v}" for k, v in sp["kwargs"].items() if k != "padding") + f" batch {sp['batch']}")
+        L.append(f"| {label} | " + " | ".join(cells) + f" | {tot / 1e6:.2f} M / {sum(pred.values()) / 1e6:.2f} M / "
+                 f"{pct(sum(pred.values()), tot):+.1f} % |")
+    return L + [""]
+
+
 def estimate(spec, c) -> dict:
     from biotrain.device.estimate import estimate_step
 
@@ -273,7 +292,8 @@ def report(cache, feats, fit_names, coefs, c, have, estimates=None) -> list[str]
         a, b = np.abs(ins[k]), np.abs(loo[k])
         if len(a):
             L.append(f"| {k} | {a.max():.1f} | {np.sqrt(np.mean(a**2)):.1f} | {b.max():.1f} | {np.sqrt(np.mean(b**2)):.1f} |")
-    L += ["", "## Per shape and kind: RTL cycles, model cycles (one core), error", ""]
+    L += [""] + compact_table(cache, feats, c, [n for n in have if n not in fit_names])
+    L += ["## Per shape and kind: RTL cycles, model cycles (one core), error", ""]
     for n in have:
         r = cache[n]
         role = "fit" if n in fit_names else "held out" if n in HELD else "reference (held out)"
