@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..export.codegen import KINDS, StepCodegen, report_kind
+from ..export.codegen import KINDS, StepCodegen
 
 MAC_KINDS = ("conv_fwd", "conv_bwd", "dw_fwd", "dw_bwd", "linear_fwd", "linear_bwd")
 ELEM_KINDS = ("norm_fwd", "norm_bwd", "elementwise", "data")
