@@ -34,6 +34,9 @@ MAC_KEYS = {
     "dw_fwd": "mac_per_cycle_dw_fwd", "dw_ig": "mac_per_cycle_dw_bwd", "dw_wg": "mac_per_cycle_dw_bwd",
     "linear_fwd": "mac_per_cycle_linear_fwd", "linear_bwd": "mac_per_cycle_linear_bwd",
 }
+# the exported program's direct input-gradient kernels (a gather with per-tap index arithmetic) run
+# at their own RTL-measured rate; absent (paper-toolchain), the input gradient takes the backward rate
+IG_KEYS = {"conv_ig": "mac_per_cycle_conv_ig", "pw_ig": "mac_per_cycle_conv_ig"}
 ELEM_KEYS = {
     "norm_fwd": "cycles_per_elem_norm_fwd", "norm_bwd": "cycles_per_elem_norm_bwd",
 }
@@ -75,8 +78,26 @@ class StepCost:
     tiles: list = field(default_factory=list)  # the tile plan of the largest kernels
 
 
+def counter_kind(kind: str) -> str:
+    """A kernel or loop-nest kind folded into the exported program's counter kinds
+    (``export.codegen.report_kind``): the per-kind keys of the ``exported`` block
+    (``loop_overhead_cycles_<kind>``, ``call_cycles_<kind>``, measured on the RTL) are by these."""
+    from .export.codegen import report_kind
+
+    return report_kind(kind)
+
+
+def call_cycles(kernel_kind: str, c: dict) -> float:
+    """Fixed cycles per kernel call on each core (``call_cycles_<kind>``; 0 where not given: the
+    paper-toolchain block has none)."""
+    return float(c.get(f"call_cycles_{counter_kind(kernel_kind)}", 0.0))
+
+
 def per_core_mac_rate(kind: str, c: dict) -> float:
     """BRIEF's 8-core MAC/cycle figures are per-cluster; a core runs 1/8 of them."""
+    key = IG_KEYS.get(kind)
+    if key is not None and key in c:  # exported program: the input gradient's own measured rate
+        return float(c[key]) / 8.0
     return float(c[MAC_KEYS[kind]]) / 8.0
 
 
@@ -86,9 +107,10 @@ def work_cycles(w, c: dict) -> tuple[float, float]:
     par = max(1, int(w.par))
     share = math.ceil(par / n) / par  # the busiest core's share of the work
     loops = (w.macs or w.elems) / max(1, int(w.inner))
-    ovh = float(c["loop_overhead_cycles"])
+    ovh = float(c.get(f"loop_overhead_cycles_{counter_kind(w.kind)}", c["loop_overhead_cycles"]))
     if w.macs:
-        return share * (w.macs / per_core_mac_rate(w.kind, c) + loops * ovh), 0.0
+        rows = w.rows * float(c.get(f"row_overhead_cycles_{counter_kind(w.kind)}", 0.0))
+        return share * (w.macs / per_core_mac_rate(w.kind, c) + loops * ovh + rows), 0.0
     cpe = float(c[ELEM_KEYS.get(w.kind, "cycles_per_elem_elementwise")])
     return share * (w.elems * cpe + loops * ovh), float(w.elems)
 
@@ -123,6 +145,7 @@ def op_cost(graph: StepGraph, rec, c: dict, chained: bool = False) -> OpCost:
         cyc, el = work_cycles(w, c)
         compute += cyc
         elem_ops += el
+    compute += call_cycles(k.kind, c)
     copies = k.im2col_elems * float(c["cycles_per_elem_im2col"]) + k.transpose_elems * float(c["cycles_per_elem_transpose"])
     compute += copies / n
     dma = tile.l2_l1_bytes / float(c["dma_bytes_per_cycle"])

@@ -110,6 +110,10 @@ class Work:
     elems: int = 0
     par: int = 1
     inner: int = 1
+    # invocations of the innermost loop where a direct kernel runs ``inner`` as nested shorter loops
+    # (taps over kh, then kw): MACs / kw for convolution forward and input gradient, MACs / Wo for
+    # the weight gradient. Costed by ``row_overhead_cycles_<kind>`` (exported program, RTL-measured)
+    rows: int = 0
 
 
 @dataclass
@@ -180,7 +184,7 @@ def classify(node: torch.fx.Node, backward: bool, phase: str = "") -> Kernel:
         macs = n * cout * ho * wo * cin_g * kh * kw
         fam = _conv_family(groups, cin_g, kh, kw)
         k = Kernel(f"{fam}_fwd", kh=kh, kw=kw)
-        k.add(Work(f"{fam}_fwd", macs=macs, par=cout, inner=cin_g * kh * kw))
+        k.add(Work(f"{fam}_fwd", macs=macs, par=cout, inner=cin_g * kh * kw, rows=macs // kw))
         if fam != "dw" and not _im2col_is_identity(kh, kw, ho, node.args[3]):
             k.im2col_elems = n * kh * kw * cin * ho * wo
             k.scratch.append(("im2col", k.im2col_elems * 4))
@@ -198,9 +202,9 @@ def classify(node: torch.fx.Node, backward: bool, phase: str = "") -> Kernel:
         fam = _conv_family(groups, cin_g, kh, kw)
         k = Kernel(f"{fam}_" + ("bwd" if mask[0] and mask[1] else "ig" if mask[0] else "wg"), kh=kh, kw=kw)
         if mask[0]:  # input gradient: N = Cin, K = Kh*Kw*Cout, M = Hin*Win (BRIEF section 5)
-            k.add(Work(f"{fam}_ig", macs=macs_one, par=cin, inner=(cout // groups) * kh * kw))
+            k.add(Work(f"{fam}_ig", macs=macs_one, par=cin, inner=(cout // groups) * kh * kw, rows=macs_one // kw))
         if mask[1]:  # weight gradient: K = Ho*Wo (the long loop), M = Kh*Kw*Cin
-            k.add(Work(f"{fam}_wg", macs=macs_one, par=cout, inner=n * ho * wo))
+            k.add(Work(f"{fam}_wg", macs=macs_one, par=cout, inner=n * ho * wo, rows=macs_one // max(1, wo)))
         if len(mask) > 2 and mask[2]:  # bias gradient: a reduction
             k.add(Work("bias", elems=_numel(go), par=cout, inner=n * ho * wo))
         ident = _im2col_is_identity(kh, kw, ho, node.args[4])
