@@ -189,7 +189,7 @@ PARAMS: tuple[Param, ...] = (
           "gap9-sim (simulator); gap9-board is not implemented yet", ("adapt",)),
     Param("device.program", Choice(_programs), _default(DeviceConfig, "program"),
           "which program's chip cost the results carry: paper-toolchain (reproduces BioTrain's published "
-          "figures) | exported (this project's program; kernel constants to be measured)", ("adapt",)),
+          "figures) | exported (this project's program; kernel costs measured on the CV32E40P RTL)", ("adapt",)),
     Param("device.constants", Mapping("a mapping of biotrain/device/gap9.yaml keys to values"), REQUIRED,
           "overrides of biotrain/device/gap9.yaml, e.g. {freq_mhz: 240}", ("adapt", "report"), nullable=True),
     Param("device.execute", Choice(_execute_targets), _default(DeviceConfig, "execute"),
