@@ -53,7 +53,7 @@ class DeviceConfig:
     """How chip costs are estimated, and where fine-tuning executes (host or the exported program)."""
 
     backend: str = "gap9-sim"
-    program: str = "paper-toolchain"  # gap9.yaml's programs; docs/device.md says why this default
+    program: str = "exported"  # gap9.yaml's programs; the study costs the program it can run (docs/device.md)
     constants: dict = field(default_factory=dict)
     execute: str = "host"
     execute_subjects: tuple[int, ...] | None = None
