@@ -1,12 +1,15 @@
 """The adaptation strategies: one table, read by the host fine-tuning loop
 (``adaptation.finetune.adapt``), the parameter checks and the device step capture (``device.capture``).
 
-| name       | what trains     | normalization            | host batching           | device step (default)   |
-|------------|-----------------|--------------------------|-------------------------|-------------------------|
-| none       | nothing         | BatchNorm                | -                       | - (nothing to cost)     |
-| last_layer | classifier only | BatchNorm (frozen, eval) | batch 8 in one pass     | micro-batch 1, sum x 8  |
-| full       | every layer     | BatchNorm (batch stats)  | batch 8 in one pass     | batch 8 in one pass     |
-| edge       | every layer     | GroupNorm, 1 group       | micro-batch 1, sum x 8  | micro-batch 1, sum x 8  |
+| name       | what trains                                  | normalization            | host batching          | device step (default)  |
+|------------|----------------------------------------------|--------------------------|------------------------|------------------------|
+| none       | nothing                                      | BatchNorm                | -                      | - (nothing to cost)    |
+| last_layer | classifier only                              | BatchNorm (frozen, eval) | batch 8 in one pass    | micro-batch 1, sum x 8 |
+| full       | every layer                                  | BatchNorm (batch stats)  | batch 8 in one pass    | batch 8 in one pass    |
+| edge       | every layer                                  | GroupNorm, 1 group       | micro-batch 1, sum x 8 | micro-batch 1, sum x 8 |
+| bias       | every bias, norm scale and shift; classifier | BatchNorm (frozen, eval) | batch 8 in one pass    | micro-batch 1, sum x 8 |
+| sparse     | chosen layers (under a peak-L2 budget); classifier | BatchNorm (frozen, eval) | batch 8 in one pass | micro-batch 1, sum x 8 |
+| lora       | low-rank adapters of channel-mixing weights  | BatchNorm (frozen, eval) | batch 8 in one pass    | micro-batch 1, sum x 8 |
 
 ("micro-batch 1, sum x 8": eight forward/backward passes of one sample, their gradients summed
 before one optimizer step.)
@@ -20,6 +23,17 @@ per-sample losses, hence its gradient is exactly the sum of the per-sample gradi
 per-sample form because it holds one sample's activations instead of eight. ``full`` cannot be
 split: BatchNorm in training mode normalises over the whole batch, which couples the samples.
 ``edge``'s GroupNorm normalises each sample on its own, so its micro-batches are exact too.
+
+``bias``, ``sparse`` and ``lora`` follow ``last_layer``'s rule: they fine-tune the BatchNorm base
+model with its statistics frozen (eval mode), so a norm layer is a per-channel affine map, each
+sample is independent, and the chip runs them as exact micro-batches of one sample, holding one
+sample's activations (the point of a lightweight strategy is a small step). Batch statistics of 8
+samples would also be a noisy replacement for statistics learnt on the whole pretraining pool.
+``bias`` trains the scale and shift of every norm layer, every bias and the classifier (TinyTL's
+scheme); ``sparse`` trains whole layers (``models.layers``: a weight layer with its norm) chosen
+by a contribution analysis on the pretraining pool under a peak-L2 budget, plus the classifier;
+``lora`` trains rank-r adapters beside every channel-mixing weight (``models.lora``), merged into
+the weights afterwards.
 """
 
 from __future__ import annotations
@@ -28,13 +42,16 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .models.layers import NORM_LAYERS, layer_parameters, weight_layers
+from .models.lora import LoRA
+
 
 @dataclass(frozen=True)
 class Strategy:
     """One row of the table: what trains, under which normalization, in which batches."""
 
     name: str
-    trains: str  # "nothing" | "classifier" | "all"
+    trains: str  # "nothing" | "classifier" | "all" | "affine" | "layers" | "adapters"
     norm: str  # "batch" | "group": the normalization of the base model it fine-tunes
     train_mode: bool  # norm layers in training mode (BatchNorm: batch statistics) while fine-tuning
     host_micro_batch: bool  # the host splits each batch into adapt.micro_batch passes
@@ -63,6 +80,9 @@ STRATEGY_TABLE: dict[str, Strategy] = {
         Strategy("last_layer", "classifier", "batch", train_mode=False, host_micro_batch=False, device_micro_batch=1),
         Strategy("full", "all", "batch", train_mode=True, host_micro_batch=False, device_micro_batch=None),
         Strategy("edge", "all", "group", train_mode=True, host_micro_batch=True, device_micro_batch=1),
+        Strategy("bias", "affine", "batch", train_mode=False, host_micro_batch=False, device_micro_batch=1),
+        Strategy("sparse", "layers", "batch", train_mode=False, host_micro_batch=False, device_micro_batch=1),
+        Strategy("lora", "adapters", "batch", train_mode=False, host_micro_batch=False, device_micro_batch=1),
     )
 }
 
@@ -72,17 +92,40 @@ NORM_OF = {name: s.norm for name, s in STRATEGY_TABLE.items()}
 COSTED_STRATEGIES = tuple(name for name, s in STRATEGY_TABLE.items() if s.costed)
 
 
-def trainable_parameters(model: nn.Module, strategy: str) -> dict[str, nn.Parameter]:
-    """The parameters ``strategy`` trains, by name, in the model's parameter order."""
+def trainable_parameters(model: nn.Module, strategy: str, layers: tuple[str, ...] | None = None
+                         ) -> dict[str, nn.Parameter]:
+    """The parameters ``strategy`` trains, by name, in the model's parameter order.
+
+    ``sparse`` trains the classifier and ``layers`` (names of ``models.layers.weight_layers``);
+    ``lora`` trains the adapters ``models.lora.add_adapters`` put into the model."""
     trains = STRATEGY_TABLE[strategy].trains
     if trains == "nothing":
         return {}
+    named = dict(model.named_parameters())
     if trains == "all":
-        return dict(model.named_parameters())
+        return named
+    if trains == "adapters":
+        adapters = [m for m in model.modules() if isinstance(m, LoRA)]
+        if not adapters:
+            raise ValueError(f"strategy {strategy!r} needs a model with adapters (models.lora.add_adapters)")
+        ids = {id(p) for m in adapters for p in (m.lora_A, m.lora_B)}
+        return {n: p for n, p in named.items() if id(p) in ids}
     if not hasattr(model, "classifier"):
         raise ValueError(f"strategy {strategy!r} needs a model with a `.classifier` last layer")
     ids = {id(p) for p in model.classifier.parameters()}
-    return {n: p for n, p in model.named_parameters() if id(p) in ids}
+    if trains == "affine":
+        norms = [m for m in model.modules() if isinstance(m, NORM_LAYERS)]
+        ids |= {id(p) for m in norms for p in m.parameters(recurse=False)}
+        ids |= {id(p) for n, p in named.items() if n.rsplit(".", 1)[-1] == "bias"}
+    elif trains == "layers":
+        if layers is None:
+            raise ValueError(f"strategy {strategy!r} needs the layers to train (adapt.sparse picks them)")
+        known = weight_layers(model)
+        bad = [name for name in layers if name not in known]
+        if bad:
+            raise ValueError(f"layers {bad} are not layers of {type(model).__name__}; its layers are {list(known)}")
+        ids |= {id(named[n]) for name in layers for n in layer_parameters(model, name)}
+    return {n: p for n, p in named.items() if id(p) in ids}
 
 
 def has_batchnorm(model: nn.Module) -> bool:

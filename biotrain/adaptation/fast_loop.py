@@ -49,14 +49,16 @@ def per_sample_model(model: nn.Module) -> bool:
 
 
 class CachedFeatures:
-    """The classifier's input for every calibration window, computed once per batch size.
+    """The input of ``module`` (the classifier by default) for every calibration window, computed
+    once per batch size.
 
-    A forward pre-hook on ``model.classifier`` captures exactly the tensor the model feeds it, so
-    any model of the ``BiosignalModel`` contract works without a ``features`` method.
+    A forward pre-hook on the module captures exactly the tensor the model feeds it, so any model
+    of the ``BiosignalModel`` contract works without a ``features`` method.
     """
 
-    def __init__(self, model: nn.Module, xs: torch.Tensor):
+    def __init__(self, model: nn.Module, xs: torch.Tensor, module: nn.Module | None = None):
         self.model, self.xs, self._by_size = model, xs, {}
+        self.module = model.classifier if module is None else module
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         size = len(idx)
@@ -67,7 +69,7 @@ class CachedFeatures:
     @torch.no_grad()
     def _compute(self, size: int) -> torch.Tensor:
         n, captured = len(self.xs), []
-        hook = self.model.classifier.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+        hook = self.module.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
         was_training = self.model.training
         self.model.eval()
         try:
@@ -86,19 +88,45 @@ class CachedFeatures:
         return out
 
 
-def fast_gradients(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, strategy: str, loss_fn: nn.Module
-                   ) -> Callable[[torch.Tensor], None] | None:
+def frozen_prefix(model: nn.Module, trainable: set[str]) -> int:
+    """How many of ``model.chain()``'s first layers hold no trainable parameter (0 without a chain)."""
+    chain = getattr(model, "chain", None)
+    if chain is None:
+        return 0
+    layers = chain()
+    for k, (name, module) in enumerate(layers):
+        if any(f"{name}.{n}" in trainable for n, _ in module.named_parameters()):
+            return k
+    return len(layers)
+
+
+def fast_gradients(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, strategy: str, loss_fn: nn.Module,
+                   trainable: set[str] | None = None) -> Callable[[torch.Tensor], None] | None:
     """A function accumulating one optimizer step's gradients for a batch of indices, or None
     when the fast loop has nothing better than the reference step (``full``, or ``edge`` on a
-    model that is not per-sample)."""
-    s = STRATEGY_TABLE[strategy]
-    if s.trains == "classifier" and not s.train_mode:  # last_layer: a frozen backbone in eval mode
-        features = CachedFeatures(model, xs)
+    model that is not per-sample).
 
-        def last_layer_step(batch: torch.Tensor) -> None:
-            loss = loss_fn(model.classifier(features(batch)), ys[batch]) / len(batch)
+    A strategy with a frozen backbone in eval mode (``last_layer``, ``bias``, ``sparse``, ``lora``)
+    computes the frozen prefix of the model's chain once (:class:`CachedFeatures`, bit-exact) and
+    runs only the layers after it; ``trainable`` names the parameters that train."""
+    s = STRATEGY_TABLE[strategy]
+    if not s.train_mode and s.trains != "nothing":  # a frozen, eval-mode backbone before the trained layers
+        names = set(trainable or ())
+        if s.trains == "classifier":
+            names = {f"classifier.{n}" for n, _ in model.classifier.named_parameters()}
+        k = frozen_prefix(model, names)
+        if k == 0:
+            return None
+        rest = [m for _, m in model.chain()[k:]]
+        features = CachedFeatures(model, xs, rest[0])
+
+        def cached_prefix_step(batch: torch.Tensor) -> None:
+            out = features(batch)
+            for m in rest:
+                out = m(out)
+            loss = loss_fn(out, ys[batch]) / len(batch)
             loss.backward()
-        return last_layer_step
+        return cached_prefix_step
     if s.host_micro_batch and per_sample_model(model):  # edge
         def edge_step(batch: torch.Tensor) -> None:
             loss = loss_fn(model(xs[batch]), ys[batch]) / len(batch)  # = the micro-batch losses summed

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.lora import add_adapters, merge_adapters
 from ..strategy_table import NORM_OF, STRATEGY_NAMES, STRATEGY_TABLE, has_batchnorm, trainable_parameters
 from .fast_conv import fast_temporal_convs
 from .fast_loop import HOST_LOOPS, fast_gradients
@@ -32,6 +33,9 @@ class FinetuneConfig:
     batch_size: int = 8
     micro_batch: int = 1  # edge only: samples per forward/backward; batch_size must be a multiple
     host_loop: str = "fast"  # "reference": the plain loop, edge as micro-batches (fast_loop.py says what differs)
+    sparse_budget_kb: float = 512.0  # sparse: peak L2 of the step the chosen layers must fit (kB = 1000 B)
+    lora_rank: int = 4  # lora: the adapters' rank (per layer at most min(rows, columns) of its weight)
+    sparse_layers: tuple[str, ...] | None = None  # sparse: the layers picked for this job under the budget
 
 
 @dataclass
@@ -41,12 +45,12 @@ class AdaptInfo:
     train_seconds: float
 
 
-def _trainable(model: nn.Module, strategy: str) -> list[nn.Parameter]:
+def _trainable(model: nn.Module, strategy: str, cfg: FinetuneConfig) -> dict[str, nn.Parameter]:
     """The table's trainable parameters of ``strategy``; only they keep ``requires_grad``."""
-    trainable = trainable_parameters(model, strategy)
+    trainable = trainable_parameters(model, strategy, cfg.sparse_layers)
     for n, p in model.named_parameters():
         p.requires_grad_(n in trainable)
-    return list(trainable.values())
+    return trainable
 
 
 def schedule_of(n: int, strategy: str, cfg: FinetuneConfig, seed: int) -> BatchSchedule:
@@ -68,16 +72,20 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
         raise ValueError(f"host_loop={cfg.host_loop!r} is not supported; use one of {list(HOST_LOOPS)}")
     if s.trains == "nothing":
         return AdaptInfo(n_calib=len(y), optimizer_steps=0, train_seconds=0.0)
+    if s.trains == "layers" and cfg.sparse_layers is None:
+        raise ValueError(f"strategy {strategy!r} needs FinetuneConfig.sparse_layers (picked under adapt.sparse.budget_kb)")
 
     start = time.perf_counter()
-    params = _trainable(model, strategy)
+    if s.trains == "adapters":
+        add_adapters(model, cfg.lora_rank, seed)  # merged back into the weights below
+    trainable = _trainable(model, strategy, cfg)
     fast = cfg.host_loop == "fast"
     sgd = LeanSGD if fast else torch.optim.SGD  # the same update, bit for bit (lean_sgd.py)
-    opt = sgd(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = sgd(list(trainable.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
     micro = cfg.micro_batch if s.host_micro_batch else cfg.batch_size
-    fast_step = fast_gradients(model, xs, ys, strategy, loss_fn) if fast else None
+    fast_step = fast_gradients(model, xs, ys, strategy, loss_fn, set(trainable)) if fast else None
     steps = 0
     # fast: long depthwise convolutions take their gradients as forward convolutions (fast_conv.py)
     with fast_temporal_convs(model) if fast else nullcontext():
@@ -97,6 +105,8 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
                         loss.backward()
                 opt.step()
                 steps += 1
+    if s.trains == "adapters":
+        merge_adapters(model)  # inference runs the plain model: nothing extra
     for p in model.parameters():
         p.requires_grad_(True)
     return AdaptInfo(n_calib=len(y), optimizer_steps=steps, train_seconds=time.perf_counter() - start)

@@ -35,6 +35,7 @@ from torch.func import functional_call
 
 from ..adaptation.finetune import FinetuneConfig
 from ..strategy_table import COSTED_STRATEGIES, STRATEGY_TABLE
+from ..models.lora import add_adapters, has_adapters
 from ..strategy_table import has_batchnorm, trainable_parameters
 
 __all__ = ["SGD_DEFAULTS", "Phase", "StateSpec", "StepProgram", "capture_inference", "capture_step",
@@ -82,11 +83,21 @@ class StepProgram:
     rematerialized: list = field(default_factory=list)
 
 
-def strategy_setup(model: nn.Module, strategy: str) -> tuple[list[str], bool]:
+def strategy_setup(model: nn.Module, strategy: str, layers: tuple[str, ...] | None = None) -> tuple[list[str], bool]:
     """Trainable parameter names and training-mode flag for ``strategy``, from the strategy table."""
     if strategy not in COSTED_STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; the device backend costs one of {list(COSTED_STRATEGIES)}")
-    return list(trainable_parameters(model, strategy)), STRATEGY_TABLE[strategy].train_mode
+    return list(trainable_parameters(model, strategy, layers)), STRATEGY_TABLE[strategy].train_mode
+
+
+def with_strategy_layers(model: nn.Module, strategy: str, rank: int | None = None) -> nn.Module:
+    """``model`` as ``strategy`` trains it: for ``lora``, a copy with adapters of ``rank`` (default:
+    ``FinetuneConfig``'s) unless it has them already; otherwise ``model`` itself."""
+    if STRATEGY_TABLE[strategy].trains != "adapters" or has_adapters(model):
+        return model
+    model = copy.deepcopy(model)
+    add_adapters(model, FinetuneConfig.lora_rank if rank is None else rank, seed=0)
+    return model
 
 
 def resolve_batching(model: nn.Module, strategy: str, batch_size: int, micro_batch: int | None, accum: int | None):
@@ -96,7 +107,9 @@ def resolve_batching(model: nn.Module, strategy: str, batch_size: int, micro_bat
     exact because their norm layers do not normalise over the batch; ``full``: the whole batch)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    _, training = strategy_setup(model, strategy)
+    if strategy not in COSTED_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; the device backend costs one of {list(COSTED_STRATEGIES)}")
+    training = STRATEGY_TABLE[strategy].train_mode
     if micro_batch is None:
         micro_batch = STRATEGY_TABLE[strategy].device_micro_batch or batch_size
     accum = (batch_size // micro_batch if micro_batch else None) if accum is None else accum
@@ -132,14 +145,18 @@ def capture_step(
     hparams: dict | None = None,
     tracing_mode: str = "fake",
     remat: bool = True,
+    layers: tuple[str, ...] | None = None,
+    rank: int | None = None,
 ) -> StepProgram:
     """Trace the training step of ``model`` under ``strategy`` into a :class:`StepProgram`.
 
     Three steps: resolve the batching and the step's state, trace its phases, then (``remat``)
-    apply the exact memory-saving rewrites of ``passes.py`` to every phase."""
+    apply the exact memory-saving rewrites of ``passes.py`` to every phase. ``layers``: what
+    ``sparse`` trains; ``rank``: ``lora``'s adapter rank (a model without adapters gets them)."""
     hp = {**SGD_DEFAULTS, **(hparams or {})}
+    model = with_strategy_layers(model, strategy, rank)
     micro_batch, accum = resolve_batching(model, strategy, batch_size, micro_batch, accum)
-    trainable, training = strategy_setup(model, strategy)
+    trainable, training = strategy_setup(model, strategy, layers)
     model = copy.deepcopy(model)
     model.train(training)
     params, buffers = _param_dicts(model)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from torch import nn
 
 from ..strategy_table import COSTED_STRATEGIES
-from .capture import capture_step
+from .capture import capture_step, with_strategy_layers
 from .constants import load_constants
 from .cost import step_cost
 from .energy import energy_breakdown_mj, power_model
@@ -149,6 +149,8 @@ def estimate_step(
     check: bool | None = None,
     solver: str = "auto",
     optimize: bool = True,
+    layers: tuple[str, ...] | None = None,
+    rank: int | None = None,
 ) -> DeviceEstimate:
     """Capture, plan and cost one training step of ``batch_size`` samples of ``model``.
 
@@ -171,7 +173,8 @@ def estimate_step(
     _check_request(backend, strategy)
     c = load_constants(constants, program)  # an unknown program is one error naming the choices
     session = _session(c, batch_size, session_samples, epochs)
-    step = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize)
+    model = with_strategy_layers(model, strategy, rank)
+    step = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize, layers=layers)
     graph = build_graph(step, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
     streams = bool(step.frozen and optimize and c["frozen_stream"])
     stream = stream_frozen(graph, int(c["frozen_stream_tiles"])) if streams else None

@@ -59,3 +59,10 @@ class BiosignalModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def chain(self) -> list[tuple[str, nn.Module]]:
+        """The top-level layers in forward order: ``forward(x)`` applies them one after another.
+
+        A fine-tuning loop that freezes a prefix of the model computes the prefix once and runs
+        only the rest; every registered model is such a chain (``tests/models`` checks it)."""
+        return list(self.named_children())
