@@ -42,8 +42,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .models.layers import NORM_LAYERS, layer_parameters, weight_layers
-from .models.lora import LoRA
+from .models.layers import NORM_LAYERS, adapter_targets, layer_parameters, matrix_shape, weight_layers
+from .models.lora import ADAPTER_PARAMS
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,10 @@ def trainable_parameters(model: nn.Module, strategy: str, layers: tuple[str, ...
     if trains == "all":
         return named
     if trains == "adapters":
-        adapters = [m for m in model.modules() if isinstance(m, LoRA)]
+        adapters = {n: p for n, p in named.items() if n.rsplit(".", 1)[-1] in ADAPTER_PARAMS}
         if not adapters:
             raise ValueError(f"strategy {strategy!r} needs a model with adapters (models.lora.add_adapters)")
-        ids = {id(p) for m in adapters for p in (m.lora_A, m.lora_B)}
-        return {n: p for n, p in named.items() if id(p) in ids}
+        return adapters
     if not hasattr(model, "classifier"):
         raise ValueError(f"strategy {strategy!r} needs a model with a `.classifier` last layer")
     ids = {id(p) for p in model.classifier.parameters()}
@@ -126,6 +125,16 @@ def trainable_parameters(model: nn.Module, strategy: str, layers: tuple[str, ...
             raise ValueError(f"layers {bad} are not layers of {type(model).__name__}; its layers are {list(known)}")
         ids |= {id(named[n]) for name in layers for n in layer_parameters(model, name)}
     return {n: p for n, p in named.items() if id(p) in ids}
+
+
+def n_trained(model: nn.Module, strategy: str, layers: tuple[str, ...] | None = None, rank: int | None = None) -> int:
+    """How many parameters ``strategy`` trains on ``model`` (``lora``: its adapters' at ``rank``)."""
+    if STRATEGY_TABLE[strategy].trains != "adapters":
+        return sum(p.numel() for p in trainable_parameters(model, strategy, layers).values())
+    if rank is None:
+        raise ValueError(f"strategy {strategy!r}: the adapters' rank is needed to count them")
+    shapes = [matrix_shape(model.get_submodule(n)) for n in adapter_targets(model)]
+    return sum(min(rank, rows, cols) * (rows + cols) for rows, cols in shapes)
 
 
 def has_batchnorm(model: nn.Module) -> bool:

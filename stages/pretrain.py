@@ -20,7 +20,8 @@ def main() -> None:
         # samples with it, and its checkpoint records it
         summary += pretrain_folds(w.X, w.y, len(w.class_names), folds, model.name, model.kwargs, config.norms,
                                   config.pretrain, config.seed, paths.models, modality, config.pretrain_workers,
-                                  sfreq=w.sfreq)
+                                  sfreq=w.sfreq,
+                                  score_epochs=config.pretrain_score_epochs if "sparse" in config.strategies else None)
     write_json(paths.models / "summary.json", summary)
 
 

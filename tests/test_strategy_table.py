@@ -12,7 +12,8 @@ from biotrain.adaptation import FinetuneConfig, adapt
 from biotrain.adaptation.finetune import _trainable
 from biotrain.device import capture
 from biotrain.models import build_model
-from biotrain.strategy_table import (COSTED_STRATEGIES, NORM_OF, STRATEGY_NAMES, STRATEGY_TABLE,
+from biotrain.models.lora import add_adapters
+from biotrain.strategy_table import (COSTED_STRATEGIES, NORM_OF, STRATEGY_NAMES, STRATEGY_TABLE, n_trained,
                                      trainable_parameters)
 
 C, T, K = 4, 128, 2
@@ -23,11 +24,24 @@ def _model(norm, seed=0):
     return build_model("mi_bminet", C, T, K, norm, F1=8, F2=8, Nf=16, Nf2=4)
 
 
+LAYERS = ("pointwise",)  # what sparse trains here (beside the classifier)
+CFG = FinetuneConfig(epochs=1, sparse_layers=LAYERS, lora_rank=2)
+
+
+def _prepared(name, seed=0):
+    """The model as ``name`` trains it (lora: with adapters)."""
+    model = _model(STRATEGY_TABLE[name].norm, seed)
+    if STRATEGY_TABLE[name].trains == "adapters":
+        add_adapters(model, CFG.lora_rank, seed)
+    return model
+
+
 def test_table_is_complete_and_in_brief_order():
-    assert list(STRATEGY_TABLE) == ["none", "last_layer", "full", "edge"]
+    """The paper's four, then the lighter schemes it argues against (bias, sparse, low-rank)."""
+    assert list(STRATEGY_TABLE) == ["none", "last_layer", "full", "edge", "bias", "sparse", "lora"]
     for name, s in STRATEGY_TABLE.items():
         assert s.name == name
-        assert s.trains in ("nothing", "classifier", "all")
+        assert s.trains in ("nothing", "classifier", "all", "affine", "layers", "adapters")
         assert s.norm in ("batch", "group")
         assert s.device_micro_batch is None or s.device_micro_batch >= 1
         assert s.costed == (s.trains != "nothing")
@@ -48,13 +62,13 @@ def test_derived_names_come_from_the_table():
 @pytest.mark.parametrize("name", list(STRATEGY_TABLE))
 def test_host_and_device_train_the_same_parameters_in_the_same_mode(name):
     s = STRATEGY_TABLE[name]
-    model = _model(s.norm)
-    host = {id(p) for p in _trainable(model, name)}
+    model = _prepared(name)
+    host = {id(p) for p in _trainable(model, name, CFG).values()}
     names = {n for n, p in model.named_parameters() if id(p) in host}
-    assert names == set(trainable_parameters(model, name))
+    assert names == set(trainable_parameters(model, name, LAYERS))
     assert {n for n, p in model.named_parameters() if p.requires_grad} == names
     if s.costed:
-        device_names, training = capture.strategy_setup(model, name)
+        device_names, training = capture.strategy_setup(model, name, LAYERS)
         assert set(device_names) == names and training == s.train_mode
         assert capture.resolve_batching(model, name, 8, None, None)[0] == (s.device_micro_batch or 8)
     else:
@@ -68,7 +82,7 @@ def test_host_training_mode_is_the_tables(name):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((8, C, T)).astype(np.float32), rng.integers(0, K, 8)
     model = _model(s.norm)
-    adapt(model, X, y, name, FinetuneConfig(epochs=1), seed=0)
+    adapt(model, X, y, name, CFG, seed=0)
     assert model.training == s.train_mode
 
 
@@ -90,3 +104,24 @@ def test_last_layer_needs_a_classifier():
     with pytest.raises(ValueError, match="classifier"):
         trainable_parameters(torch.nn.Linear(2, 2), "last_layer")
     assert strategy_table.has_batchnorm(_model("batch")) and not strategy_table.has_batchnorm(_model("group"))
+
+
+def test_what_the_lighter_strategies_train():
+    """bias: norms' scale and shift, biases and the classifier; sparse: the chosen layers (a weight
+    layer with its norm) and the classifier; lora: only the adapters, counted exactly by n_trained."""
+    model = _model("batch")
+    classifier = {"classifier.weight", "classifier.bias"}
+    assert set(trainable_parameters(model, "bias")) == classifier | {
+        f"norm{i}.{k}" for i in (1, 2, 3) for k in ("weight", "bias")}
+    assert set(trainable_parameters(model, "sparse", LAYERS)) == classifier | {
+        "pointwise.weight", "norm3.weight", "norm3.bias"}
+    with pytest.raises(ValueError, match="'depth'.*pointwise"):
+        trainable_parameters(model, "sparse", ("depth",))
+    adapted = _prepared("lora")
+    lora = trainable_parameters(adapted, "lora")
+    assert lora and all(".lora_" in n for n in lora)
+    assert {n.rsplit(".", 1)[0] for n in lora} == {"spatial", "pointwise", "classifier"}  # depthwise ones: none
+    assert sum(p.numel() for p in lora.values()) == n_trained(model, "lora", rank=CFG.lora_rank)
+    for name in ("bias", "sparse"):
+        assert n_trained(model, name, LAYERS) == sum(p.numel() for p in trainable_parameters(model, name, LAYERS).values())
+    assert n_trained(model, "bias") < n_trained(model, "sparse", LAYERS) < n_trained(model, "full")

@@ -6,8 +6,9 @@ At batch 8 the host's fine-tuning step is small enough to be bound by per-op dis
 - ``last_layer`` (:func:`_adapt_classifiers`): the classifiers' parameters are stacked along a leading
   task axis, ``vmap(grad(loss))`` over ``functional_call`` computes every task's gradient in one
   call on its cached backbone features. Bit-exact with K sequential fast-loop calls.
-- ``full`` and ``edge`` (:func:`_adapt_stacked`): the K models become one wide model
-  (:mod:`.stacked`: grouped convolutions, per-channel norms, a batched classifier), which keeps
+- ``full``, ``edge``, ``bias`` and ``lora`` (:func:`_adapt_stacked`): the K models become one wide
+  model (:mod:`.stacked`: grouped convolutions, per-channel norms, a batched classifier, adapters
+  with a task axis), which keeps
   PyTorch's kernels, the fast temporal convolution and BatchNorm's batch statistics per task.
   Within 1e-5 relative per tensor of K sequential fast-loop calls after 3 epochs, BatchNorm's
   running statistics included (tests/adaptation/test_adapt_batched.py). Over longer runs
@@ -29,7 +30,10 @@ subjects share a session length.
 Where it runs: only where :func:`batching_pays` (:data:`BATCHED`), the (model, strategy) pairs
 where one computation was measured faster than K sequential fast-loop calls. MI-BMINet's ``full``
 and ``edge`` run one model at a time: their step is mostly arithmetic (the 64-tap temporal
-convolution), so stacking gains little there. Everything else falls back to one :func:`adapt`
+convolution), so stacking gains little there; its ``bias`` and ``lora`` skip that convolution's
+weight gradient, and stacking them pays (1.6-1.9x at K=9). ``sparse`` runs one model at a time:
+alone it computes its frozen prefix once (:mod:`.fast_loop`), which a wide model does not, and
+its tasks rarely share a pick of layers. Everything else falls back to one :func:`adapt`
 call per task, so callers can always use :func:`adapt_many`. The measured speed-ups per model and
 strategy, and why each pair is in or out: ``benchmarks/README.md``, "Batched and stacked groups".
 """
@@ -44,7 +48,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ..strategy_table import STRATEGY_TABLE
+from ..models.lora import add_adapters, merge_adapters
+from ..strategy_table import STRATEGY_TABLE, trainable_parameters
 from .fast_conv import fast_temporal_convs
 from .fast_loop import CachedFeatures, per_sample_model
 from .finetune import AdaptInfo, FinetuneConfig, adapt, schedule_of
@@ -55,7 +60,10 @@ from .training import as_tensor
 
 # (model class name, strategy) pairs where batching K tasks measured faster than K sequential
 # fast-loop calls (benchmarks/results/adapt_batched.md); everything else runs sequentially.
-BATCHED = {("EpiDeNet", "last_layer"), ("EpiDeNet", "edge"), ("EpiDeNet", "full"), ("MIBMINet", "last_layer")}
+BATCHED = {("EpiDeNet", "last_layer"), ("EpiDeNet", "edge"), ("EpiDeNet", "full"), ("MIBMINet", "last_layer"),
+           ("EpiDeNet", "bias"), ("EpiDeNet", "lora"), ("MIBMINet", "bias"), ("MIBMINet", "lora")}
+# what a strategy may train for its tasks to run as one wide model (adapters are not stacked)
+STACKED_TRAINS = ("all", "affine", "layers", "adapters")
 # Smallest group batched: measured to pay at K=8 and 16, not at K=2 (benchmarks/README.md).
 MIN_BATCHED_TASKS = 8
 
@@ -90,8 +98,8 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
         return []
     _check_same_architecture(models)
     s = STRATEGY_TABLE.get(strategy)  # unknown names fall through to adapt, which names the choices
-    # full and edge: one wide model; edge's micro-batches are one pass only where every layer is per sample
-    stacked = (s is not None and s.trains == "all" and stackable(models[0])
+    # full, edge, bias: one wide model; edge's micro-batches are one pass only where every layer is per sample
+    stacked = (s is not None and s.trains in STACKED_TRAINS and stackable(models[0])
                and (not s.host_micro_batch or per_sample_model(models[0])))
     supported = s is not None and ((s.trains == "classifier" and not s.train_mode) or stacked)  # last_layer or stacked
     if not supported or cfg.host_loop != "fast" or not (force or batching_pays(models[0], strategy)):
@@ -121,8 +129,14 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     start = time.perf_counter()
     K, n = len(models), len(ys[0])
     row = STRATEGY_TABLE[strategy]
+    if row.trains == "adapters":  # each task's adapters seeded as adapt() seeds them, merged below
+        for m, seed in zip(models, seeds):
+            add_adapters(m, cfg.lora_rank, seed)
     wide = stack_models(models)
-    opt = LeanSGD(wide.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    trainable = trainable_parameters(wide, strategy, cfg.sparse_layers)  # the wide model keeps the layer names
+    for name, p in wide.named_parameters():
+        p.requires_grad_(name in trainable)
+    opt = LeanSGD(list(trainable.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     schedules = [schedule_of(n, strategy, cfg, s) for s in seeds]
     stacked = torch.stack([as_tensor(X)[:, 0] for X in Xs], dim=1)  # (n, K, C, T): window i of every task
     labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys], dim=1)  # (n, K)
@@ -142,6 +156,10 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
                 opt.step()
                 steps += 1
     unstack_into(wide, models)
+    for m in models:
+        m.train(row.train_mode)
+        if row.trains == "adapters":
+            merge_adapters(m)
     seconds = (time.perf_counter() - start) / K
     return [AdaptInfo(n_calib=n, optimizer_steps=steps, train_seconds=seconds) for _ in models]
 

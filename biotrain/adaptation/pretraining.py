@@ -10,8 +10,12 @@ import torch
 from tqdm import tqdm
 
 from ..models import build_model
+from ..io import write_json
 from ..models.checkpoint import save_checkpoint
 from .fast_conv import fast_temporal_convs
+from .finetune import FinetuneConfig
+from .scoring import probe_layers, scoring_pool, validation_subject
+from .sparse import scores_path
 from .training import PretrainConfig, accuracy, pretrain
 
 
@@ -22,8 +26,12 @@ def pretrained_path(models_dir: str | Path, modality: str, norm: str, subject: i
 
 def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dict], model_name: str, model_kwargs: dict,
                    norms: list[str], cfg: PretrainConfig, seed: int, models_dir: str | Path, modality: str,
-                   workers: int = 2, *, sfreq: float) -> list[dict]:
+                   workers: int = 2, *, sfreq: float, score_epochs: int | None = None) -> list[dict]:
     """Train and save every base model; returns one summary dict per model.
+
+    ``score_epochs``: also score the layers of every BatchNorm base model for the ``sparse``
+    strategy (:mod:`.scoring`: a scoring model pretrained without a validation subject, probes of
+    that many fine-tuning epochs), written beside the base model; None: no scores.
 
     ``sfreq`` is the windows' rate: a model sets its lengths in seconds in samples at that rate.
 
@@ -34,18 +42,35 @@ def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dic
     """
     torch.set_num_threads(1)
     jobs = []
+
+    def build(norm):  # built here, in order: weight init draws from torch's global RNG
+        torch.manual_seed(seed)
+        return build_model(model_name, X.shape[1], X.shape[2], n_classes, norm, sfreq=sfreq, **model_kwargs)
+
     for norm in norms:
-        for fold in folds:  # built here, in order: weight init draws from torch's global RNG
-            torch.manual_seed(seed)
-            jobs.append((norm, fold, build_model(model_name, X.shape[1], X.shape[2], n_classes, norm, sfreq=sfreq,
-                                                    **model_kwargs)))
+        for fold in folds:
+            jobs.append(("base", norm, fold, build(norm)))
+    if score_epochs is not None and "batch" in norms:
+        for fold in folds:
+            jobs.append(("scores", "batch", fold, build("batch")))
+
+    def train(model, idx, bar):
+        with fast_temporal_convs(model):  # MI-BMINet's long depthwise kernel, with cheaper gradients (fast_conv.py)
+            return pretrain(model, X[idx], y[idx], cfg, seed=seed, progress=bar)
 
     def train_one(job, bar):
-        norm, fold, model = job
+        kind, norm, fold, model = job
+        path = pretrained_path(models_dir, modality, norm, fold["subject"])
+        if kind == "scores":
+            validation = validation_subject(folds, fold["subject"])
+            history = train(model, np.asarray(scoring_pool(fold, validation)), bar)
+            scores = probe_layers(model, X, y, validation, FinetuneConfig(epochs=score_epochs), seed)
+            write_json(scores_path(path), {"held_out": int(fold["subject"]), **scores})
+            return {"modality": modality, "norm": norm, "held_out": fold["subject"], "kind": "layer_scores",
+                    "validation_subject": scores["validation_subject"], "final_loss": round(history[-1], 6)}
         idx = np.asarray(fold["pretrain"])
-        with fast_temporal_convs(model):  # MI-BMINet's long depthwise kernel, with cheaper gradients (fast_conv.py)
-            history = pretrain(model, X[idx], y[idx], cfg, seed=seed, progress=bar)
-        save_checkpoint(pretrained_path(models_dir, modality, norm, fold["subject"]), model, model_name, model_kwargs)
+        history = train(model, idx, bar)
+        save_checkpoint(path, model, model_name, model_kwargs)
         return {
             "modality": modality, "norm": norm, "held_out": fold["subject"],
             "final_loss": round(history[-1], 6), "train_acc": round(accuracy(model, X[idx], y[idx]), 6),

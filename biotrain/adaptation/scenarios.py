@@ -12,16 +12,18 @@ import copy
 
 import numpy as np
 
+from ..strategy_table import n_trained
 from .batched import adapt_many
 from .finetune import FinetuneConfig, adapt
 from .training import accuracy
 
 
-def _row(context: dict, session: str, scenario: str, n_calib: int, n_test: int, before: float, after: float, seconds: float) -> dict:
+def _row(context: dict, session: str, scenario: str, n_calib: int, n_test: int, before: float, after: float, seconds: float,
+         trained: int) -> dict:
     return {
         **context, "session": session, "scenario": scenario, "n_calib": n_calib, "n_test": n_test,
         "acc_before": round(float(before), 6), "acc_after": round(float(after), 6),
-        "train_seconds": round(float(seconds), 3),
+        "train_seconds": round(float(seconds), 3), "trained_params": int(trained),
     }
 
 
@@ -37,11 +39,12 @@ def _session(models, Xs, ys, splits, strategy, cfg, seeds, contexts, scenario, a
     calibs = [np.asarray(s["calib"]) for s in splits]
     tests = [np.asarray(s["test"]) for s in splits]
     before = [accuracy(m, X[t], y[t]) for m, X, y, t in zip(models, Xs, ys, tests)]
+    trained = [n_trained(m, strategy, cfg.sparse_layers, cfg.lora_rank) for m in models]
     infos = adapt_all(models, [X[c] for X, c in zip(Xs, calibs)], [y[c] for y, c in zip(ys, calibs)],
                       strategy, cfg, seeds)
     after = [accuracy(m, X[t], y[t]) for m, X, y, t in zip(models, Xs, ys, tests)]
-    return [_row(ctx, s["session"], scenario, info.n_calib, len(t), b, a, info.train_seconds)
-            for ctx, s, info, t, b, a in zip(contexts, splits, infos, tests, before, after)]
+    return [_row(ctx, s["session"], scenario, info.n_calib, len(t), b, a, info.train_seconds, n)
+            for ctx, s, info, t, b, a, n in zip(contexts, splits, infos, tests, before, after, trained)]
 
 
 def run_day1_many(models, Xs, ys, folds, strategy: str, cfg: FinetuneConfig, seeds: list[int], contexts: list[dict],

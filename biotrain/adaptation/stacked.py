@@ -26,7 +26,10 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from ..models.lora import LoRA
 
 # parameter-free layers that act per channel or per sample: copied as they are
 PASS_THROUGH = (nn.ReLU, nn.ELU, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.ZeroPad2d, nn.Identity, nn.Flatten)
@@ -48,6 +51,27 @@ class StackedLinear(nn.Module):
         k = self.weight.shape[0]
         x = x.reshape(x.shape[0], k, -1).transpose(0, 1)  # (K, batch, features)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2)).transpose(0, 1)
+
+
+class StackedLoRA(nn.Module):
+    """K adapted layers: the K frozen bases stacked as usual, each task's rank-r update ``B_k @ A_k``
+    added to its own slice of the wide weight (one batched product for all K)."""
+
+    def __init__(self, adapters: list[LoRA]):
+        super().__init__()
+        self.base = _stack_layer([a.base for a in adapters])
+        self.lora_A = nn.Parameter(torch.stack([a.lora_A.detach() for a in adapters]))  # (K, r, columns)
+        self.lora_B = nn.Parameter(torch.stack([a.lora_B.detach() for a in adapters]))  # (K, rows, r)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.base
+        delta = torch.bmm(self.lora_B, self.lora_A)  # (K, rows, columns)
+        if isinstance(b, StackedLinear):
+            k = delta.shape[0]
+            x = x.reshape(x.shape[0], k, -1).transpose(0, 1)
+            return torch.baddbmm(b.bias.unsqueeze(1), x, (b.weight + delta).transpose(1, 2)).transpose(0, 1)
+        w = b.weight + delta.reshape(b.weight.shape)
+        return F.conv2d(x, w, b.bias, b.stride, b.padding, b.dilation, b.groups)
 
 
 def _cat(mods, name):
@@ -81,11 +105,26 @@ def _stack_layer(mods: list[nn.Module]) -> nn.Module:
         return StackedLinear(mods)
     if isinstance(first, PASS_THROUGH):
         return copy.deepcopy(first)
+    if type(first) is LoRA:
+        return StackedLoRA(mods)
     raise ValueError(f"cannot stack a {type(first).__name__} layer")
 
 
 def _leaves(model: nn.Module) -> dict[str, nn.Module]:
-    return {name: m for name, m in model.named_modules() if not list(m.children())}
+    """The units stacked one by one: leaf modules, and adapted layers whole (base and adapter)."""
+    units, inside = {}, ()
+    for name, m in model.named_modules():
+        if inside and name.startswith(inside):
+            continue
+        if isinstance(m, (LoRA, StackedLoRA)):
+            units[name], inside = m, name + "."
+        elif not list(m.children()):
+            units[name] = m
+    return units
+
+
+def _is_linear(m: nn.Module) -> bool:
+    return isinstance(m, nn.Linear) or (isinstance(m, LoRA) and isinstance(m.base, nn.Linear))
 
 
 def stackable(model: nn.Module) -> bool:
@@ -96,7 +135,7 @@ def stackable(model: nn.Module) -> bool:
             _stack_layer([m])
     except ValueError:
         return False
-    linear = [i for i, m in enumerate(leaves) if isinstance(m, nn.Linear)]
+    linear = [i for i, m in enumerate(leaves) if _is_linear(m)]
     return linear == [len(leaves) - 1] and getattr(model, "classifier", None) is leaves[-1]
 
 
@@ -127,7 +166,7 @@ def unstack_into(wide: nn.Module, models: list[nn.Module]) -> None:
                 own = getattr(target, key)
                 if key == "num_batches_tracked":
                     own.copy_(value)
-                elif isinstance(layer, StackedLinear):
+                elif isinstance(layer, (StackedLinear, StackedLoRA)):  # a leading task axis
                     own.copy_(value[i])
                 else:
                     own.copy_(value.view(k, -1, *value.shape[1:])[i].view_as(own))

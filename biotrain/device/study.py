@@ -11,6 +11,7 @@ import threading
 from functools import lru_cache
 
 from ..models.spec import model_from_spec
+from ..strategy_table import STRATEGY_TABLE
 from .estimate import estimate_step
 
 # the figures carried into results/adaptation.csv and MLflow, in this order
@@ -26,28 +27,35 @@ _LOCK = threading.Lock()  # graph capture uses process-wide tracing state: one e
 
 @lru_cache(maxsize=64)
 def _cached(spec_json: str, strategy: str, batch_size: int, micro_batch: int | None, backend: str, constants_json: str,
-            program: str | None) -> tuple:
+            program: str | None, layers: tuple[str, ...] | None, rank: int | None) -> tuple:
     spec = json.loads(spec_json)
     model = model_from_spec(spec)
     est = estimate_step(model, strategy, batch_size=batch_size, micro_batch=micro_batch, backend=backend,
-                        constants=json.loads(constants_json) or None, program=program, check=False).to_dict()
+                        constants=json.loads(constants_json) or None, program=program, check=False,
+                        layers=layers, rank=rank).to_dict()
     return tuple((k, est.get(k)) for k in FIELDS) + (("message", est.get("message")),)
 
 
 def step_costs(spec: dict, strategy: str, batch_size: int = 8, micro_batch: int | None = None,
-               backend: str = "gap9-sim", constants: dict | None = None, program: str | None = None) -> dict:
+               backend: str = "gap9-sim", constants: dict | None = None, program: str | None = None,
+               layers: tuple[str, ...] | None = None, rank: int | None = None) -> dict:
     """Chip cost of one training step of ``strategy`` (``{}`` for ``none``, which never trains).
 
     ``spec`` is a checkpoint's model spec (name, n_chans, n_times, n_outputs, norm, sfreq, kwargs).
     When the plan does not fit the L2 budget, ``fits_on_chip`` is False and latency,
     throughput and energy are None: the chip could never deliver them. ``program``: which costed
-    program (``gap9.yaml``; None: its default).
+    program (``gap9.yaml``; None: its default). ``layers``: what ``sparse`` trains; ``rank``:
+    ``lora``'s adapter rank (each ignored by the other strategies).
     """
     if strategy == "none":
         return {}
     key = json.dumps(spec, sort_keys=True)
     with _LOCK:
-        return dict(_cached(key, strategy, int(batch_size), micro_batch, backend, json.dumps(constants or {}, sort_keys=True), program))
+        trains = STRATEGY_TABLE[strategy].trains
+        layers = tuple(layers) if trains == "layers" and layers is not None else None
+        rank = int(rank) if trains == "adapters" and rank is not None else None
+        return dict(_cached(key, strategy, int(batch_size), micro_batch, backend,
+                            json.dumps(constants or {}, sort_keys=True), program, layers, rank))
 
 
 def calibration_costs(costs: dict, n_calib: int, epochs: int) -> dict:

@@ -17,6 +17,8 @@ from torch import nn
 
 from .layers import adapter_targets, matrix_shape
 
+ADAPTER_PARAMS = ("lora_A", "lora_B")  # the names an adapter's parameters end with, wherever it sits
+
 
 class LoRA(nn.Module):
     """A frozen convolution or linear layer (``base``) beside a rank-r update of its weight."""

@@ -160,7 +160,8 @@ def validate_params(params: dict, datasets: bool = True) -> dict:
     for p in PARAMS:
         if p.applies(params):
             c.check(p)
-    for rule in (_dataset_rules, _modality_rules, _batching_rules, _runner_rules, _sweep_rules, _device_rules):
+    for rule in (_dataset_rules, _modality_rules, _batching_rules, _strategy_rules, _runner_rules, _sweep_rules,
+                 _device_rules):
         rule(c, datasets)
     if c.problems:
         raise ParamsError(list(dict.fromkeys(c.problems)))
@@ -225,6 +226,51 @@ def _batching_rules(c: _Checker, _datasets: bool) -> None:
         c.fail("adapt.micro_batch", micro, f"a divisor of adapt.batch_size={batch}")
 
 
+def _nominal_models(c: _Checker) -> dict:
+    """Each studied modality's model built at its nominal shape (modalities whose model is invalid left out)."""
+    from ..models import MODELS
+
+    models = {}
+    for modality in c.value("data.modalities") or []:
+        name, kwargs = c.value(f"models.{modality}.name"), c.value(f"models.{modality}.kwargs")
+        if name in MODELS and isinstance(kwargs, dict) and not c.problems_under(f"data.{modality}") \
+                and not c.problems_under(f"models.{modality}"):
+            try:
+                models[modality] = MODELS[name](**model_shape(c.filled, modality), **kwargs)
+            except (TypeError, ValueError, RuntimeError, ZeroDivisionError):
+                continue
+    return models
+
+
+def _strategy_rules(c: _Checker, _datasets: bool) -> None:
+    """lora's rank: at most min(rows, columns) of the largest adapted weight of some studied model;
+    sparse's budget: at least the classifier's own update (weights, gradient, momentum, accumulator)."""
+    strategies = c.value("adapt.strategies") or []
+    grid = (c.value("sweep.grid") if "sweep" in c.params else None) or {}
+    grid = grid if isinstance(grid, dict) else {}
+    grid_strategies = grid.get("strategy") if isinstance(grid.get("strategy"), list) else []
+    studied = set(strategies) | set(grid_strategies)
+    if not studied & {"lora", "sparse"}:
+        return
+    from ..models.layers import max_rank
+
+    models = _nominal_models(c)
+    if not models:
+        return
+    rank = c.value("adapt.lora.rank")
+    if "lora" in studied and isinstance(rank, int):
+        ceiling = max(max_rank(m) for m in models.values())
+        if rank > ceiling:
+            c.fail("adapt.lora.rank", rank, f"an integer from 1 to {ceiling}: min(rows, columns) of the largest "
+                                            "adapted weight (a larger rank adds parameters and nothing else)")
+    budget = c.value("adapt.sparse.budget_kb")
+    if "sparse" in studied and isinstance(budget, (int, float)):
+        floor = max(16 * sum(p.numel() for p in m.classifier.parameters()) for m in models.values())
+        if budget * 1000 < floor:
+            c.fail("adapt.sparse.budget_kb", budget, f"at least {floor / 1000:g}: the classifier's own update "
+                                                    "(weights, gradient, momentum and accumulator, float32)")
+
+
 def _runner_rules(c: _Checker, _datasets: bool) -> None:
     """An address only for a cluster runner; TCMalloc, when required, installed."""
     from ..study.allocator import find_tcmalloc, missing_tcmalloc
@@ -251,9 +297,11 @@ def _sweep_rules(c: _Checker, _datasets: bool) -> None:
     bad = [p["strategy"] for p in points if "strategy" in p and p["strategy"] not in STRATEGY_NAMES]
     if bad:
         c.fail("sweep.grid.strategy", sorted(set(bad)), f"values from {list(STRATEGY_NAMES)}")
-    for key in ("lr", "epochs", "batch_size", "micro_batch"):
+    for key in ("lr", "epochs", "batch_size", "micro_batch", "sparse_budget_kb"):
         if any(key in p and not (isinstance(p[key], (int, float)) and p[key] > 0) for p in points):
             c.fail(f"sweep.grid.{key}", grid[key], "positive numbers")
+    if any("lora_rank" in p and not (isinstance(p["lora_rank"], int) and p["lora_rank"] >= 1) for p in points):
+        c.fail("sweep.grid.lora_rank", grid["lora_rank"], "integers >= 1")
 
 
 def _device_rules(c: _Checker, _datasets: bool) -> None:

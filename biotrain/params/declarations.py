@@ -155,6 +155,9 @@ PARAMS: tuple[Param, ...] = (
     Param("pretrain.lr", Positive(), REQUIRED, "AdamW learning rate", ("pretrain",)),
     Param("pretrain.weight_decay", Number(0), REQUIRED, "AdamW weight decay", ("pretrain",)),
     Param("pretrain.workers", Int(1), 2, "models trained side by side (one torch thread each: bit-exact)"),
+    Param("pretrain.score_epochs", Int(1), REQUIRED,
+          "sparse: fine-tuning epochs of each layer-scoring probe (a contribution analysis on the pretraining "
+          "pool, run when adapt.strategies includes sparse)", ("pretrain",)),
     # adapt: strategies and fine-tuning
     Param("adapt.strategies", Subset(STRATEGY_NAMES), REQUIRED, "strategies of biotrain/strategy_table.py",
           ("pretrain", "adapt")),  # pretrain: which normalizations need base models
@@ -169,6 +172,11 @@ PARAMS: tuple[Param, ...] = (
     Param("adapt.host_loop", Choice(HOST_LOOPS), REQUIRED,
           "fast: each strategy at its fastest equivalent form on the host; reference: the plain loop, "
           "edge as micro-batches of adapt.micro_batch", ("adapt",)),
+    Param("adapt.sparse.budget_kb", Positive(), REQUIRED,
+          "sparse: the training step's peak L2 in kB (1000 B) the chosen layers must fit; at least the "
+          "classifier-only step's", ("adapt",)),
+    Param("adapt.lora.rank", Int(1), REQUIRED,
+          "lora: adapter rank (per layer at most min(rows, columns) of its weight)", ("adapt",)),
     Param("adapt.retries", Int(0), _default(RunnerConfig, "retries"), "Prefect task retries"),
     Param("adapt.runner.name", Choice(RUNNERS), "dask",
           "dask (local worker processes) | threads (one process) | ray (pip install -e '.[ray]')"),

@@ -18,7 +18,10 @@ from ..adaptation.training import PretrainConfig
 from ..data.spec import WindowSpec
 from ..strategy_table import STRATEGY_TABLE
 
-FINETUNE_KEYS = tuple(f.name for f in fields(FinetuneConfig))
+# the fine-tuning settings params.yaml sets (and a sweep may vary); sparse_layers is picked per job
+FINETUNE_KEYS = tuple(f.name for f in fields(FinetuneConfig) if f.name != "sparse_layers")
+# where the nested ones live under adapt in params.yaml
+FINETUNE_PARAMS = {"sparse_budget_kb": ("sparse", "budget_kb"), "lora_rank": ("lora", "rank")}
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class StudyConfig:
     data: DataConfig
     pretrain: PretrainConfig
     pretrain_workers: int
+    pretrain_score_epochs: int
     strategies: tuple[str, ...]
     seeds: tuple[int, ...]
     finetune: FinetuneConfig
@@ -139,9 +143,9 @@ class StudyConfig:
                 calib_fraction=float(params["split"]["calib_fraction"])),
             pretrain=PretrainConfig(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
                                     weight_decay=p["weight_decay"]),
-            pretrain_workers=int(p["workers"]),
+            pretrain_workers=int(p["workers"]), pretrain_score_epochs=int(p["score_epochs"]),
             strategies=tuple(a["strategies"]), seeds=tuple(int(s) for s in a["seeds"]),
-            finetune=FinetuneConfig(**{k: a[k] for k in FINETUNE_KEYS}),
+            finetune=FinetuneConfig(**{k: _finetune_value(a, k) for k in FINETUNE_KEYS}),
             device=DeviceConfig(backend=device["backend"], program=device["program"], constants=dict(device["constants"]),
                                 execute=device["execute"],
                                 execute_subjects=None if subjects is None else tuple(subjects)),
@@ -166,6 +170,11 @@ class AdaptSettings:
     @classmethod
     def of(cls, config: StudyConfig) -> AdaptSettings:
         return cls(finetune=config.finetune, device=config.device, torch_threads=config.runner.torch_threads)
+
+
+def _finetune_value(adapt: dict, key: str) -> Any:
+    section, name = FINETUNE_PARAMS.get(key, (None, key))
+    return adapt[section][name] if section else adapt[name]
 
 
 def _modality(data: dict, models: dict, modality: str) -> ModalityConfig:

@@ -17,7 +17,7 @@ from .paths import StudyPaths
 
 # what a sweep may vary: the job's strategy and seed, a fine-tuning setting, or the calibration size
 GRID_KEYS = ("strategy", "seed", "lr", "epochs", "momentum", "weight_decay", "batch_size", "micro_batch", "calib_size",
-             "host_loop")
+             "host_loop", "sparse_budget_kb", "lora_rank")
 TAG_KEYS = ("dataset", "modality", "model", "subject", "strategy", "seed")
 
 
@@ -43,10 +43,12 @@ class Job:
     grid: dict = field(default_factory=dict)
     data_digest: str = ""
     inputs_digest: str = ""
+    layers: tuple[str, ...] | None = None  # sparse: the layers picked for this job (study.layer_pick)
 
     def finetune(self, study: FinetuneConfig) -> FinetuneConfig:
-        """The study's fine-tuning settings, overridden by this job's grid point."""
-        return replace(study, **{k: v for k, v in self.grid.items() if k in FINETUNE_KEYS})
+        """The study's fine-tuning settings, overridden by this job's grid point (and its layers)."""
+        cfg = replace(study, **{k: v for k, v in self.grid.items() if k in FINETUNE_KEYS})
+        return replace(cfg, sparse_layers=self.layers) if self.layers is not None else cfg
 
     @property
     def calib_size(self) -> int | None:
@@ -57,6 +59,8 @@ class Job:
     def context(self) -> dict:
         """What names this job in result rows and MLflow tags (grid keys included)."""
         context = {k: getattr(self, k) for k in TAG_KEYS}
+        if self.layers is not None:
+            context["layers"] = "+".join(self.layers + ("classifier",))
         return {**context, **{k: v for k, v in self.grid.items() if k not in context}}
 
     def run_name(self, scenario: str) -> str:
@@ -96,7 +100,9 @@ def plan_study(config: StudyConfig, paths: StudyPaths, folds: dict[str, list[dic
                             strategy=strategy, seed=int(seed), windows=windows, splits=splits, pretrained=pretrained,
                             longitudinal=bool(fold["longitudinal"]), grid=dict(point), data_digest=data_digest,
                             inputs_digest=f"{data_digest}-{_digest(pretrained)}"))
-    return jobs
+    from .layer_pick import pick_layers  # reads base models and costs steps: only when sparse is studied
+
+    return pick_layers(jobs, config.finetune, config.device)
 
 
 @lru_cache(maxsize=4096)

@@ -50,7 +50,8 @@ def open_parent_run(tracking: TrackingConfig, jobs: list[Job], settings: AdaptSe
 
 def _metrics(row: dict) -> dict:
     return {"acc_before": row["acc_before"], "acc_after": row["acc_after"], "gain": row["acc_after"] - row["acc_before"],
-            "n_calib": row["n_calib"], "n_test": row["n_test"], "host_train_seconds": row["train_seconds"]}
+            "n_calib": row["n_calib"], "n_test": row["n_test"], "host_train_seconds": row["train_seconds"],
+            "trained_params": row["trained_params"]}
 
 
 def _device_tracking(costs: dict) -> tuple[dict, dict]:

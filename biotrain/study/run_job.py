@@ -58,7 +58,8 @@ def chip_costs(spec: dict, strategy: str, finetune, device: DeviceConfig | None)
     if device is None:
         return {}
     micro = finetune.micro_batch if STRATEGY_TABLE[strategy].host_micro_batch else None
-    return step_costs(spec, strategy, finetune.batch_size, micro, device.backend, device.constants, device.program)
+    return step_costs(spec, strategy, finetune.batch_size, micro, device.backend, device.constants, device.program,
+                      layers=finetune.sparse_layers, rank=finetune.lora_rank)
 
 
 def executor(job: Job, device: DeviceConfig | None):

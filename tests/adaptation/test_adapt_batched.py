@@ -12,9 +12,11 @@ from biotrain.adaptation.training import as_tensor
 from biotrain.models import build_model
 from tests.adaptation.cases import SHAPES
 
-# last_layer: vmap over the classifier; full and edge: the models stacked into one wide model (stacked.py)
+# last_layer: vmap over the classifier; full, edge, bias and lora: the models stacked into one wide model (stacked.py)
 CASES = [("epidenet", "edge", "group"), ("epidenet", "full", "batch"), ("epidenet", "last_layer", "batch"),
-         ("mi_bminet", "edge", "group"), ("mi_bminet", "full", "batch"), ("mi_bminet", "last_layer", "batch")]
+         ("mi_bminet", "edge", "group"), ("mi_bminet", "full", "batch"), ("mi_bminet", "last_layer", "batch"),
+         ("epidenet", "bias", "batch"), ("epidenet", "lora", "batch"), ("mi_bminet", "bias", "batch"),
+         ("mi_bminet", "lora", "batch")]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # as every adaptation task runs

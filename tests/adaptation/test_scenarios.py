@@ -51,7 +51,8 @@ def test_day1_adapts_a_copy_on_the_calibration_part_only():
     assert torch.equal(base.classifier.bias, bias)  # the pretrained model is left as it was
     assert torch.equal(adapted.classifier.bias, bias + 1)
     assert row == {**CONTEXT, "session": "0", "scenario": "day1", "n_calib": 8, "n_test": 2,
-                   "acc_before": row["acc_before"], "acc_after": row["acc_after"], "train_seconds": 0.25}
+                   "acc_before": row["acc_before"], "acc_after": row["acc_after"], "train_seconds": 0.25,
+                   "trained_params": 110}
     assert {row["acc_before"], row["acc_after"]} <= {0.0, 0.5, 1.0}  # two test windows
 
 

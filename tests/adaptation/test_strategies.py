@@ -64,8 +64,8 @@ def test_edge_refuses_batchnorm():
 
 
 def test_unknown_strategy_named():
-    with pytest.raises(ValueError, match="'sparse'.*'last_layer'"):
-        adapt(_model("batch"), *_data(), "sparse", FinetuneConfig(), seed=0)
+    with pytest.raises(ValueError, match="'sparsest'.*'last_layer'"):
+        adapt(_model("batch"), *_data(), "sparsest", FinetuneConfig(), seed=0)
 
 
 @pytest.mark.parametrize("strategy,norm", [("full", "batch"), ("edge", "group"), ("last_layer", "batch")])

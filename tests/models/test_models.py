@@ -108,3 +108,13 @@ def test_checkpoint_rebuilds_the_model_at_its_rate(tmp_path):
     torch.save({"spec": spec, "state": old.state_dict()}, tmp_path / "old.pt")
     rebuilt, _ = load_checkpoint(tmp_path / "old.pt")
     assert rebuilt.kernel_lengths == (64, 8) and rebuilt.sfreq == BRIEF_SFREQ
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_chain_applied_in_order_is_the_forward_pass(name):
+    """The fine-tuning loop runs a model from any point of its chain (a frozen prefix cached)."""
+    model = build_model(name, 3, 1000, 4, "batch").eval()
+    x = out = torch.randn(2, 1, 3, 1000)
+    for _, layer in model.chain():
+        out = layer(out)
+    assert torch.equal(out, model(x))

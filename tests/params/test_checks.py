@@ -29,7 +29,7 @@ def test_shipped_profiles_are_valid(profile):
 
 @pytest.mark.parametrize("key,value,expected", [
     ("data.dataset.name", "NotADataset", "'synthetic' or a moabb.datasets class name"),
-    ("adapt.strategies", ["none", "sparse"], "['sparse'] unknown"),
+    ("adapt.strategies", ["none", "sparsest"], "['sparsest'] unknown"),
     ("adapt.lr", -0.001, "a number > 0"),
     ("pretrain.lr", 0, "a number > 0"),
     ("adapt.micro_batch", 3, "a divisor of adapt.batch_size=8"),
@@ -80,8 +80,8 @@ def test_window_longer_than_recording_stops_the_data_stage(tmp_path, monkeypatch
 
 def test_unknown_strategy_stops_before_pretraining(tmp_path, monkeypatch):
     with pytest.raises(ParamsError) as err:
-        run_stage_in_process(tmp_path, _with("adapt.strategies", ["full", "lora"]), "pretrain", monkeypatch)
-    assert "adapt.strategies" in str(err.value) and "'lora'" in str(err.value)
+        run_stage_in_process(tmp_path, _with("adapt.strategies", ["full", "lowrank"]), "pretrain", monkeypatch)
+    assert "adapt.strategies" in str(err.value) and "'lowrank'" in str(err.value)
     assert not (tmp_path / "models").exists()
 
 
