@@ -90,3 +90,36 @@ def test_a_worker_runs_jobs_without_importing_moabb_or_mne():
             "print(sorted(m for m in ('moabb', 'mne') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _write_scores(paths, folds, gains):
+    from biotrain.adaptation.sparse import scores_path
+    from biotrain.io import write_json
+
+    for fold in folds["eeg"]:
+        layers = {name: {"gain": g, "params": 1, "update_bytes": 12} for name, g in gains.items()}
+        write_json(scores_path(paths.pretrained("eeg", "batch", fold["subject"])), {"layers": layers})
+
+
+def test_a_budget_sweep_picks_layers_per_budget_and_names_a_budget_too_small(tmp_path):
+    from biotrain.device.study import step_costs
+    from biotrain.models.checkpoint import load_checkpoint
+    from biotrain.study import StudyConfig, plan_study
+    from tests.helpers import tiny_params
+
+    paths, folds = _cohort(tmp_path)
+    gains = {"spatial": 0.0, "temporal": 0.05, "depthwise": -0.1, "pointwise": 0.1, "classifier": 0.0}
+    _write_scores(paths, folds, gains)
+    _, spec = load_checkpoint(str(paths.pretrained("eeg", "batch", 1)))
+    floor = step_costs(spec, "sparse", layers=())["peak_l2_bytes"]
+    params = tiny_params()
+    params["data"]["modalities"] = ["eeg"]
+    config = StudyConfig.from_params(validate_params(params, datasets=False), tmp_path)
+    grid = {"strategy": ["sparse"], "sparse_budget_kb": [floor / 1000, 10_000], "lora_rank": [1]}
+    jobs = plan_study(config, paths, folds, grid=grid)
+    picks = {j.grid["sparse_budget_kb"]: j.layers for j in jobs}
+    assert picks == {floor / 1000: (), 10_000: ("temporal", "pointwise")}  # positive gains only, forward order
+    assert {j.context()["layers"] for j in jobs} == {"classifier", "temporal+pointwise+classifier"}
+    assert all(j.finetune(config.finetune).sparse_layers == j.layers for j in jobs)
+    with pytest.raises(ValueError, match=r"sweep.grid.sparse_budget_kb=.* allowed: at least"):
+        plan_study(config, paths, folds, grid={"strategy": ["sparse"], "sparse_budget_kb": [floor / 2000]})
