@@ -12,23 +12,40 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..strategy_table import STRATEGY_NAMES  # noqa: E402
-from .study import COLORS, _legend_above, _save  # noqa: E402
+from .study import COLORS, MARKERS, _legend_above, _save  # noqa: E402
 
 DEVICE_COLUMNS = ("device_fits_on_chip", "device_peak_l2_bytes", "device_samples_per_s")
 
 
+def all_fit(values: pd.Series):
+    """Whether every costed row fits on the chip; NaN where nothing was costed (``none``).
+
+    A strategy whose step differs by job (``sparse`` picks layers per base model) fits only if
+    every one of its steps does."""
+    costed = values.dropna()
+    return np.nan if costed.empty else bool(costed.map(_truth).all())
+
+
+def _truth(value) -> bool:
+    """A CSV cell read back as a boolean (``True``, ``"True"``, ``1``)."""
+    return str(value).strip().lower() in ("true", "1", "1.0")
+
+
 def device_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per modality and strategy: day-1 accuracy, and the chip cost of one training step."""
+    """Per modality and strategy: day-1 accuracy, and the chip cost of one training step.
+
+    Costs are means over the day-1 rows: equal on every row for most strategies, and the
+    average step where it varies by job (``sparse``'s layers are picked per base model)."""
     if not set(DEVICE_COLUMNS) <= set(df.columns):
         return pd.DataFrame()
     day1 = df[df["scenario"] == "day1"]
     agg = day1.groupby(["modality", "strategy"]).agg(
         acc=("acc_after", "mean"),
-        fits=("device_fits_on_chip", "first"),
-        peak_l2_bytes=("device_peak_l2_bytes", "first"),
-        latency_ms=("device_latency_ms_per_step", "first"),
-        samples_per_s=("device_samples_per_s", "first"),
-        energy_mj_per_sample=("device_energy_mj_per_sample", "first"),
+        fits=("device_fits_on_chip", all_fit),
+        peak_l2_bytes=("device_peak_l2_bytes", "mean"),
+        latency_ms=("device_latency_ms_per_step", "mean"),
+        samples_per_s=("device_samples_per_s", "mean"),
+        energy_mj_per_sample=("device_energy_mj_per_sample", "mean"),
         calib_time_s=("device_calib_time_s", "mean"),
         calib_energy_mj=("device_calib_energy_mj", "mean"),
     ).reset_index()
@@ -52,7 +69,7 @@ def device_markdown(table: pd.DataFrame, l2_budget: int) -> str:
     ]
     for _, r in table.iterrows():
         trained = r["strategy"] != "none"
-        fits = ("yes" if bool(r["fits"]) else "**no**") if trained else "—"
+        fits = ("yes" if fits_cell(r["fits"]) else "**no**") if trained else "—"
         peak = _fmt(r["peak_l2_bytes"] / 1e6 if trained and r["peak_l2_bytes"] == r["peak_l2_bytes"] else None, ".3f")
         lines.append(
             f"| {r['modality']} | {r['strategy']} | {100 * r['acc']:.1f} | {fits} | {peak} | {_fmt(r['latency_ms'], '.1f')} | "
@@ -76,8 +93,9 @@ def _pareto(points: list[tuple[float, float]], minimize_x: bool) -> list[tuple[f
 def plot_pareto(table: pd.DataFrame, path: Path, l2_budget: int, dpi: int) -> None:
     """Per model: day-1 gain over ``none`` against peak L2 memory and against on-chip samples/s.
 
-    One point per strategy (or grid point); the Pareto front joins the points no other beats on
-    both axes; crosses do not fit in L2, and the budget is the red line.
+    One point per strategy (its own colour and marker, named in the legend rather than beside the
+    point: seven labels overlap where strategies cost alike); the Pareto front joins the points no
+    other beats on both axes; hollow markers do not fit in L2, and the budget is the red line.
     """
     modalities = sorted(table["modality"].unique())
     fig, axes = plt.subplots(len(modalities), 2, figsize=(11, 3.8 * len(modalities)), squeeze=False)
@@ -88,13 +106,14 @@ def plot_pareto(table: pd.DataFrame, path: Path, l2_budget: int, dpi: int) -> No
         t = t[t["strategy"] != "none"].assign(gain=lambda d: 100 * (d["acc"] - base))
         ax_mem, ax_speed = row
         for _, r in t.iterrows():
-            color, fits = COLORS.get(r["strategy"]), bool(r["fits"])
-            ax_mem.scatter(r["peak_l2_bytes"] / 1e6, r["gain"], color=color, marker="o" if fits else "x", s=80, label=r["strategy"])
-            ax_mem.annotate(r["strategy"], (r["peak_l2_bytes"] / 1e6, r["gain"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            strategy, fits = r["strategy"], fits_cell(r["fits"])
+            style = _point_style(strategy, fits)
+            for ax in row:  # the legend shows each strategy filled, whether or not it fits here
+                ax.scatter([], [], **_point_style(strategy, True), label=strategy)
+            ax_mem.scatter(r["peak_l2_bytes"] / 1e6, r["gain"], **style)
             if fits and r["samples_per_s"] == r["samples_per_s"]:
-                ax_speed.scatter(r["samples_per_s"], r["gain"], color=color, s=80, label=r["strategy"])
-                ax_speed.annotate(r["strategy"], (r["samples_per_s"], r["gain"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        fit = t[t["fits"].astype(bool)]
+                ax_speed.scatter(r["samples_per_s"], r["gain"], **style)
+        fit = t[t["fits"].map(fits_cell)]
         front = _pareto(list(zip(fit["peak_l2_bytes"] / 1e6, fit["gain"])), minimize_x=True)
         if front:
             ax_mem.step(*zip(*front), where="post", color="black", lw=0.8, alpha=0.6, label="Pareto front")
@@ -106,16 +125,28 @@ def plot_pareto(table: pd.DataFrame, path: Path, l2_budget: int, dpi: int) -> No
         ax_mem.set_xlabel("peak L2 memory of one training step (MB, log)")
         ax_speed.set_xlabel("on-chip training throughput (samples/s; strategies that fit)")
         for ax, what in ((ax_mem, "memory"), (ax_speed, "speed")):
-            ax.margins(x=0.18, y=0.15)  # room for the labels of the outermost points
+            ax.margins(x=0.12, y=0.15)
             ax.axhline(0, color=COLORS["none"], ls=":", lw=1, label="none (no adaptation)")
             if base == base:  # the same points read as accuracy on the right-hand axis
                 acc_axis = ax.secondary_yaxis("right", functions=(lambda g, b=base: g + 100 * b, lambda a, b=base: a - 100 * b))
                 acc_axis.set_ylabel(f"same points as day-1 accuracy (%; none = {100 * base:.1f})", fontsize=8)
             ax.set_ylabel("day-1 gain over none (accuracy points)")
-            ax.set_title(f"{modality.upper()}: gain vs {what}" + (" (x = does not fit in L2)" if what == "memory" else ""),
+            ax.set_title(f"{modality.upper()}: gain vs {what}" + (" (hollow = does not fit in L2)" if what == "memory" else ""),
                          fontsize=10)
     _legend_above(fig, axes)
     _save(fig, path, dpi)
+
+
+def _point_style(strategy: str, fits: bool) -> dict:
+    """A strategy's marker in the Pareto panels: its colour and shape, hollow when it does not fit."""
+    color = COLORS.get(strategy, "black")
+    return {"marker": MARKERS.get(strategy, "o"), "s": 70, "zorder": 3, "linewidths": 1.2,
+            "facecolors": color if fits else "none", "edgecolors": color}
+
+
+def fits_cell(value) -> bool:
+    """A ``fits`` cell of :func:`device_table` as a boolean (NaN, for ``none``, is False)."""
+    return value == value and bool(value)
 
 
 def device_section(df: pd.DataFrame, out_dir: Path, l2_budget: int, dpi: int) -> str:

@@ -21,7 +21,11 @@ from ..io import atomic_path, write_text  # noqa: E402
 from .summary import SCENARIOS  # noqa: E402
 from .tables import accuracy_table  # noqa: E402
 
-COLORS = {"none": "#9e9e9e", "last_layer": "#4c72b0", "full": "#dd8452", "edge": "#55a868"}
+# one colour and one marker per strategy of ``STRATEGY_NAMES`` (a test checks every strategy has a
+# distinct pair): seaborn's "deep" palette, which stays apart for seven series and in grey print
+COLORS = {"none": "#9e9e9e", "last_layer": "#4c72b0", "full": "#dd8452", "edge": "#55a868",
+          "bias": "#c44e52", "sparse": "#8172b3", "lora": "#937860"}
+MARKERS = {"none": "o", "last_layer": "s", "full": "^", "edge": "h", "bias": "D", "sparse": "P", "lora": "v"}
 
 
 def _strategies(df: pd.DataFrame) -> list[str]:
@@ -54,7 +58,7 @@ def _legend_above(fig, axes) -> None:
                 handles[label] = h
                 labels.append(label)
     fig.legend([handles[k] for k in labels], labels, loc="lower center", bbox_to_anchor=(0.5, 1.0),
-               ncol=min(len(labels), 6), fontsize=8, frameon=False)
+               ncol=min(len(labels), 9), fontsize=8, frameon=False)
 
 
 def plot_accuracy(df: pd.DataFrame, metrics: dict, path: Path, dpi: int) -> None:
@@ -167,7 +171,7 @@ def plot_sessions(df: pd.DataFrame, path: Path, dpi: int) -> None:
         for k, strategy in enumerate(strategies):
             c = curve[(curve["modality"] == modality) & (curve["strategy"] == strategy)]
             dodge = (k - (len(strategies) - 1) / 2) * 0.06  # error bars side by side, not on one x
-            ax.errorbar(c["session_index"] + dodge, 100 * c["mean"], yerr=100 * c["std"].fillna(0), marker="o",
+            ax.errorbar(c["session_index"] + dodge, 100 * c["mean"], yerr=100 * c["std"].fillna(0), marker=MARKERS.get(strategy, "o"),
                         capsize=3, label=strategy, color=COLORS.get(strategy), clip_on=False)
         ax.set_xlabel("session (day 1, then longitudinal: each starts from the previous one's model)", fontsize=8)
         ax.set_ylabel("test accuracy after adaptation (%)")
