@@ -19,7 +19,9 @@ def sweep_summary(df: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
 
     The gain is over the non-adapted model of the same rows (``acc_before`` on day 1 is the
     pretrained model's accuracy). ``gain_per_joule`` divides it by the on-chip calibration
-    energy; strategies that do not fit on the chip have no energy and rank last.
+    energy; strategies that do not fit on the chip have no energy and rank last. A grid point's
+    jobs may train different steps (``sparse`` picks layers per subject): it fits only if every
+    row does, and its peak is their largest.
     """
     keys = ["modality", "scenario", *[k for k in grid_keys if k not in ("modality", "scenario")]]
     for k in keys:
@@ -27,7 +29,7 @@ def sweep_summary(df: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
             df = df.assign(**{k: None})
     agg = {"acc_after": "mean", "acc_before": "mean", "n_calib": "mean"}
     if "device_calib_energy_mj" in df.columns:
-        agg.update(device_calib_energy_mj="mean", device_fits_on_chip="first", device_peak_l2_bytes="first")
+        agg.update(device_calib_energy_mj="mean", device_fits_on_chip=_all_fit, device_peak_l2_bytes="max")
     out = df.groupby(keys, dropna=False).agg(agg).reset_index()
     out["gain"] = out["acc_after"] - out["acc_before"]
     if "device_calib_energy_mj" in out.columns:
@@ -35,6 +37,14 @@ def sweep_summary(df: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
         out["gain_per_joule"] = np.where(joules > 0, out["gain"] / joules, np.nan)
         out = out.sort_values(["modality", "scenario", "gain_per_joule"], ascending=[True, True, False], na_position="last")
     return out.reset_index(drop=True)
+
+
+def _all_fit(fits: pd.Series):
+    """Every row's step fits (CSV booleans read as text too); None where no row was costed."""
+    values = fits.dropna()
+    if values.empty:
+        return None
+    return bool(values.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).all())
 
 
 def _markdown(summary: pd.DataFrame) -> str:
