@@ -24,10 +24,10 @@ def _model(norm, seed=0):
 
 
 def test_table_is_complete_and_in_brief_order():
-    assert list(STRATEGY_TABLE) == ["none", "last_layer", "full", "edge"]
+    assert list(STRATEGY_TABLE) == ["none", "last_layer", "full", "edge", "bias", "sparse", "lora"]
     for name, s in STRATEGY_TABLE.items():
         assert s.name == name
-        assert s.trains in ("nothing", "classifier", "all")
+        assert s.trains in ("nothing", "classifier", "all", "affine", "layers", "adapters")
         assert s.norm in ("batch", "group")
         assert s.device_micro_batch is None or s.device_micro_batch >= 1
         assert s.costed == (s.trains != "nothing")
@@ -48,13 +48,14 @@ def test_derived_names_come_from_the_table():
 @pytest.mark.parametrize("name", list(STRATEGY_TABLE))
 def test_host_and_device_train_the_same_parameters_in_the_same_mode(name):
     s = STRATEGY_TABLE[name]
-    model = _model(s.norm)
-    host = {id(p) for p in _trainable(model, name)}
+    model = capture.with_strategy_layers(_model(s.norm), name) if s.costed else _model(s.norm)  # lora: adapters
+    cfg = FinetuneConfig(sparse_layers=("pointwise",) if s.trains == "layers" else None)
+    host = {id(p) for p in _trainable(model, name, cfg).values()}
     names = {n for n, p in model.named_parameters() if id(p) in host}
-    assert names == set(trainable_parameters(model, name))
+    assert names == set(trainable_parameters(model, name, cfg.sparse_layers))
     assert {n for n, p in model.named_parameters() if p.requires_grad} == names
     if s.costed:
-        device_names, training = capture.strategy_setup(model, name)
+        device_names, training = capture.strategy_setup(model, name, cfg.sparse_layers)
         assert set(device_names) == names and training == s.train_mode
         assert capture.resolve_batching(model, name, 8, None, None)[0] == (s.device_micro_batch or 8)
     else:
@@ -68,7 +69,8 @@ def test_host_training_mode_is_the_tables(name):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((8, C, T)).astype(np.float32), rng.integers(0, K, 8)
     model = _model(s.norm)
-    adapt(model, X, y, name, FinetuneConfig(epochs=1), seed=0)
+    cfg = FinetuneConfig(epochs=1, sparse_layers=("pointwise",) if s.trains == "layers" else None)
+    adapt(model, X, y, name, cfg, seed=0)
     assert model.training == s.train_mode
 
 

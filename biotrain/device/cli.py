@@ -214,7 +214,7 @@ def format_table(d: dict) -> str:
             + (f" (picked under {d['layer_selection']['budget_kb']:g} kB)" if d.get("layer_selection") else ""))]
           if d.get("layers") is not None else []),
         *([("adapters", f"rank {d['rank']} beside {', '.join(d['adapted'])}")] if d.get("adapted") else []),
-        ("trained parameters", f"{d['n_trainable']} of {d['n_parameters']}"),
+        ("trained params", f"{d['n_trainable']} of {d['n_parameters']}"),
         ("fits on chip", str(d["fits_on_chip"])),
         ("peak L2", f"{d['peak_l2_bytes'] / 1e6:.3f} MB (budget {d['l2_budget_bytes'] / 1e6:.3f} MB)"
                     + ("" if d.get("peak_l2_bytes_per_tile_im2col") is None else

@@ -85,7 +85,7 @@ def test_planned_step_equals_pytorch(name, strategy, layers):
         assert est.n_trainable == sum(p.numel() for n, p in m.named_parameters() if n in names)
 
 
-MI_SMALL = ["--set", "C=4", "T=64", "F1=4", "F2=4", "Nf=8", "Nf2=4"]
+MI_SMALL = ["--set", "C=4", "T=64", "F1=4", "F2=4", "Nf=8", "Nf2=4", "padding=same"]
 
 
 def _cli(capsys, *args):
