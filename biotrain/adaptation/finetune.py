@@ -33,7 +33,7 @@ class FinetuneConfig:
     batch_size: int = 8
     micro_batch: int = 1  # edge only: samples per forward/backward; batch_size must be a multiple
     host_loop: str = "fast"  # "reference": the plain loop, edge as micro-batches (fast_loop.py says what differs)
-    sparse_budget_kb: float = 512.0  # sparse: peak L2 of the step the chosen layers must fit (kB = 1000 B)
+    sparse_budget_kb: float = 160.0  # sparse: peak L2 of the step the chosen layers must fit (kB = 1000 B)
     lora_rank: int = 4  # lora: the adapters' rank (per layer at most min(rows, columns) of its weight)
     sparse_layers: tuple[str, ...] | None = None  # sparse: the layers picked for this job under the budget
 

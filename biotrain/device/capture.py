@@ -35,10 +35,11 @@ from torch.func import functional_call
 
 from ..adaptation.finetune import FinetuneConfig
 from ..strategy_table import COSTED_STRATEGIES, STRATEGY_TABLE
+from ..models.layers import max_rank, weight_layers
 from ..models.lora import add_adapters, has_adapters
 from ..strategy_table import has_batchnorm, trainable_parameters
 
-__all__ = ["SGD_DEFAULTS", "Phase", "StateSpec", "StepProgram", "capture_inference", "capture_step",
+__all__ = ["SGD_DEFAULTS", "Phase", "StateSpec", "StepProgram", "capture_inference", "capture_step", "check_strategy_args",
            "has_batchnorm", "resolve_batching", "strategy_setup"]
 
 # SGD hyper-parameters of BRIEF section 2, FinetuneConfig's defaults (they change the numerics, not the cost).
@@ -81,6 +82,7 @@ class StepProgram:
     buffers: list[str]
     hparams: dict
     rematerialized: list = field(default_factory=list)
+    layers: tuple[str, ...] | None = None  # what ``sparse`` trains (``models.layers`` names)
 
 
 def strategy_setup(model: nn.Module, strategy: str, layers: tuple[str, ...] | None = None) -> tuple[list[str], bool]:
@@ -88,6 +90,31 @@ def strategy_setup(model: nn.Module, strategy: str, layers: tuple[str, ...] | No
     if strategy not in COSTED_STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; the device backend costs one of {list(COSTED_STRATEGIES)}")
     return list(trainable_parameters(model, strategy, layers)), STRATEGY_TABLE[strategy].train_mode
+
+
+def check_strategy_args(model: nn.Module, strategy: str, layers: tuple[str, ...] | None = None,
+                        rank: int | None = None, layers_key: str = "layers", rank_key: str = "rank") -> None:
+    """Refuse ``layers``/``rank`` that make no sense for ``strategy`` and ``model``, naming the
+    option (``layers_key``, ``rank_key``: how the caller calls them) and what is allowed."""
+    trains = STRATEGY_TABLE[strategy].trains if strategy in STRATEGY_TABLE else None
+    if layers is not None:
+        if trains != "layers":
+            raise ValueError(f"{layers_key} is for strategy 'sparse' (the layers it trains), not {strategy!r}")
+        known = list(weight_layers(model))
+        bad = [n for n in layers if n not in known]
+        if bad:
+            raise ValueError(f"{layers_key}: {', '.join(map(repr, bad))} "
+                             f"{'is not a layer' if len(bad) == 1 else 'are not layers'} of "
+                             f"{type(model).__name__}; allowed: {', '.join(known)}")
+    if rank is not None:
+        if trains != "adapters":
+            raise ValueError(f"{rank_key} is for strategy 'lora' (the adapters' rank), not {strategy!r}")
+        top = max_rank(model) if not has_adapters(model) else None
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1 or (top is not None and rank > top):
+            why = (f"{rank_key}={rank!r} is above min(rows, columns) of every adapted weight of "
+                   f"{type(model).__name__} (largest: {top})" if isinstance(rank, int) and top is not None
+                   and rank > top else f"{rank_key}={rank!r}: an adapter needs a whole rank of at least 1")
+            raise ValueError(f"{why}; allowed: 1..{top}" if top else why)
 
 
 def with_strategy_layers(model: nn.Module, strategy: str, rank: int | None = None) -> nn.Module:
@@ -154,6 +181,8 @@ def capture_step(
     apply the exact memory-saving rewrites of ``passes.py`` to every phase. ``layers``: what
     ``sparse`` trains; ``rank``: ``lora``'s adapter rank (a model without adapters gets them)."""
     hp = {**SGD_DEFAULTS, **(hparams or {})}
+    if strategy in COSTED_STRATEGIES:
+        check_strategy_args(model, strategy, layers, rank)
     model = with_strategy_layers(model, strategy, rank)
     micro_batch, accum = resolve_batching(model, strategy, batch_size, micro_batch, accum)
     trainable, training = strategy_setup(model, strategy, layers)
@@ -178,6 +207,7 @@ def capture_step(
         frozen=frozen,
         buffers=list(buffers),
         hparams=hp,
+        layers=None if layers is None else tuple(layers),
     )
 
 

@@ -59,9 +59,54 @@ def split_sets(pairs: list[str], model_name: str) -> tuple[dict, dict]:
     return model_kw, overrides
 
 
+def add_strategy_options(p: argparse.ArgumentParser) -> None:
+    """``--rank`` (lora), ``--layers`` and ``--budget-kb`` (sparse): shared by estimate and export."""
+    p.add_argument("--rank", type=int, default=None,
+                   help=f"lora: the adapters' rank (default: {FinetuneConfig.lora_rank}, adapt.lora.rank)")
+    p.add_argument("--layers", default=None, metavar="A,B",
+                   help="sparse: the layers to train besides the classifier (models.layers names)")
+    p.add_argument("--budget-kb", type=float, default=None, metavar="N",
+                   help="sparse: pick the layers, deepest first, while the step's peak L2 stays within N kB "
+                        f"(1 kB = 1000 B; default when --layers is not given: {FinetuneConfig.sparse_budget_kb:g}, "
+                        "adapt.sparse.budget_kb)")
+
+
+def strategy_choice(args: argparse.Namespace, model, peak_of=None) -> tuple[tuple | None, int | None, dict | None]:
+    """(layers, rank, how the layers were picked) from ``--layers``/``--budget-kb``/``--rank``.
+
+    ``sparse`` without ``--layers`` picks them under ``--budget-kb`` (``adaptation.sparse``: no layer
+    scores here, so the deepest layer first, the order whose backward stops earliest); ``peak_of(layers)``
+    is the step's peak L2 in bytes. Bad values are one error naming the option and what is allowed."""
+    from ..adaptation.sparse import pick_order, select_layers
+    from ..models.layers import weight_layers
+    from .capture import check_strategy_args
+
+    layers = None
+    if args.layers is not None:
+        layers = tuple(n.strip() for n in args.layers.split(",") if n.strip())
+        if not layers:
+            raise ValueError(f"--layers={args.layers!r} names no layer; allowed: {', '.join(weight_layers(model))}")
+    if args.budget_kb is not None and args.strategy != "sparse":
+        raise ValueError(f"--budget-kb is for strategy 'sparse' (its peak-L2 budget), not {args.strategy!r}")
+    if args.budget_kb is not None and layers is not None:
+        raise ValueError("give --layers or --budget-kb, not both: --budget-kb picks the layers")
+    rank = args.rank if args.rank is not None or args.strategy != "lora" else FinetuneConfig.lora_rank
+    check_strategy_args(model, args.strategy, layers, rank, layers_key="--layers", rank_key="--rank")
+    picked = None
+    if args.strategy == "sparse" and layers is None:
+        budget = FinetuneConfig.sparse_budget_kb if args.budget_kb is None else args.budget_kb
+        if not budget > 0:
+            raise ValueError(f"--budget-kb={budget!r}: a peak-L2 budget must be a positive number of kB")
+        order = pick_order(list(weight_layers(model)), None)
+        layers = select_layers(order, peak_of, int(budget * 1000), key="--budget-kb")
+        picked = {"budget_kb": budget, "order": order, "chosen": list(layers)}
+    return layers, rank, picked
+
+
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, choices=sorted(MODEL_DEFAULTS))
     p.add_argument("--strategy", required=True, choices=list(COSTED_STRATEGIES))
+    add_strategy_options(p)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--micro-batch", type=int, default=None)
     p.add_argument("--accum", type=int, default=None)
@@ -121,10 +166,18 @@ def _run_estimate(args: argparse.Namespace) -> int:
         model = build_model(name, **model_kw)
     except TypeError as exc:  # an unknown model argument given with --set
         raise ValueError(f"--set: {exc} (device constants are the keys of gap9.yaml)") from None
-    est = estimate_step(model, args.strategy, batch_size=args.batch_size, micro_batch=args.micro_batch,
-                        accum=args.accum, backend=args.backend, constants=overrides, program=args.program,
-                        session_samples=args.session_samples, epochs=args.epochs, check=args.check)
+    kw = dict(batch_size=args.batch_size, micro_batch=args.micro_batch, accum=args.accum, backend=args.backend,
+              constants=overrides, program=args.program)
+
+    def peak_of(layers):  # the sparse step's peak L2 with these layers, as this estimate plans it
+        return estimate_step(model, "sparse", **kw, check=False, layers=layers).peak_l2_bytes
+
+    layers, rank, picked = strategy_choice(args, model, peak_of)
+    est = estimate_step(model, args.strategy, **kw, session_samples=args.session_samples, epochs=args.epochs,
+                        check=args.check, layers=layers, rank=rank)
     d = est.to_dict()
+    if picked is not None:
+        d["layer_selection"] = picked
     d["model_name"] = name
     d["model_args"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kw.items()}
     if args.json:
@@ -157,6 +210,11 @@ def format_table(d: dict) -> str:
         ("model / strategy", f"{d['model_name']} / {d['strategy']} (batch {d['batch_size']} = "
                              f"{d['accum']} x micro-batch {d['micro_batch']})"),
         ("program", d["program"]),
+        *([("trains", f"classifier + {', '.join(d['layers']) or 'no other layer'}"
+            + (f" (picked under {d['layer_selection']['budget_kb']:g} kB)" if d.get("layer_selection") else ""))]
+          if d.get("layers") is not None else []),
+        *([("adapters", f"rank {d['rank']} beside {', '.join(d['adapted'])}")] if d.get("adapted") else []),
+        ("trained params", f"{d['n_trainable']} of {d['n_parameters']}"),
         ("fits on chip", str(d["fits_on_chip"])),
         ("peak L2", f"{d['peak_l2_bytes'] / 1e6:.3f} MB (budget {d['l2_budget_bytes'] / 1e6:.3f} MB)"
                     + ("" if d.get("peak_l2_bytes_per_tile_im2col") is None else

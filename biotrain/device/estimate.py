@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 from torch import nn
 
 from ..strategy_table import COSTED_STRATEGIES
-from .capture import capture_step, with_strategy_layers
+from ..models.lora import LoRA
+from .capture import capture_step, check_strategy_args, with_strategy_layers
 from .constants import load_constants
 from .cost import step_cost
 from .energy import energy_breakdown_mj, power_model
@@ -79,6 +80,9 @@ class DeviceEstimate:
     energy_mj_per_step_high: float | None = None
     energy_mj_per_session_low: float | None = None
     energy_mj_per_session_high: float | None = None
+    layers: list | None = None  # sparse: the layers trained besides the classifier (models.layers names)
+    rank: int | None = None  # lora: the adapters' rank (per layer at most min(rows, columns) of its weight)
+    adapted: list | None = None  # lora: the modules with an adapter
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -154,10 +158,11 @@ def estimate_step(
 ) -> DeviceEstimate:
     """Capture, plan and cost one training step of ``batch_size`` samples of ``model``.
 
-    ``strategy`` is one of ``last_layer``, ``full``, ``edge``. ``edge`` (GroupNorm) and
-    ``last_layer`` (frozen backbone, BatchNorm in eval mode) default to micro-batch 1 with the
-    gradient accumulated over ``batch_size``; ``full`` runs the whole batch at once (the
-    ``device_micro_batch`` of ``biotrain.strategy_table``).
+    ``strategy`` is one of ``strategy_table.COSTED_STRATEGIES``; its ``device_micro_batch`` sets the
+    default batching (``full``: the whole batch at once; the others micro-batch 1 with the gradient
+    accumulated over ``batch_size``). ``layers``: the layers ``sparse`` trains (``models.layers``
+    names; the classifier always trains); ``rank``: ``lora``'s adapter rank (default
+    ``FinetuneConfig.lora_rank``); the result names both (``layers``, ``rank``, ``adapted``).
     ``check=True`` also executes the planned step on one flat buffer and compares it with eager
     PyTorch (adds ``plan_check``); ``None`` runs it when the step has at most ``check_max_macs``
     MACs (about a second of CPU), ``False`` never. ``solver``: ``auto`` | ``cpsat`` | ``bestfit``.
@@ -171,6 +176,7 @@ def estimate_step(
     """
     t0 = time.perf_counter()
     _check_request(backend, strategy)
+    check_strategy_args(model, strategy, layers, rank)
     c = load_constants(constants, program)  # an unknown program is one error naming the choices
     session = _session(c, batch_size, session_samples, epochs)
     model = with_strategy_layers(model, strategy, rank)
@@ -196,8 +202,16 @@ def estimate_step(
         constants=dict(c), **_memory_fields(graph, plan, cost, c, fits_l2, fits_l1),
         **_time_and_energy_fields(plan, cost, c, batch_size, session, fits_l2, fits_l1), **_work_fields(cost, c),
         program=c["program"], peak_l2_bytes_per_tile_im2col=per_tile,
-        estimate_s=round(time.perf_counter() - t0, 3),
+        estimate_s=round(time.perf_counter() - t0, 3), **_strategy_fields(model, step),
     )
+
+
+def _strategy_fields(model: nn.Module, step) -> dict:
+    """What ``sparse`` and ``lora`` train beyond the table's rule: the layers, the adapters and their rank."""
+    adapters = {n: m for n, m in model.named_modules() if isinstance(m, LoRA)}
+    return {"layers": None if step.layers is None else list(step.layers),
+            "rank": max((int(m.lora_A.shape[0]) for m in adapters.values()), default=None),
+            "adapted": list(adapters) or None}
 
 
 def _per_tile_peak(program, graph, plan, optimize: bool, solver: str, c: dict, streamed: bool = False) -> int:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import StepProgram, strategy_setup
-from .kernels import return_alias
+from .kernels import return_alias, shape_only_args
 from .memory import MemoryPlan, StepGraph, validate_plan
 
 
@@ -54,11 +54,12 @@ def persistent_state(model: nn.Module, program: StepProgram, g: torch.Generator)
     return state
 
 
-def model_at_state(model: nn.Module, strategy: str, state: dict) -> tuple[nn.Module, set]:
-    """A copy of ``model`` holding ``state``'s weights and buffers, set up for ``strategy``;
-    returns it with the names of its trainable parameters."""
+def model_at_state(model: nn.Module, strategy: str, state: dict, layers: tuple[str, ...] | None = None
+                   ) -> tuple[nn.Module, set]:
+    """A copy of ``model`` holding ``state``'s weights and buffers, set up for ``strategy`` (``layers``:
+    what ``sparse`` trains); returns it with the names of its trainable parameters."""
     m = copy.deepcopy(model)
-    trainable, training = strategy_setup(m, strategy)
+    trainable, training = strategy_setup(m, strategy, layers)
     m.train(training)
     with torch.no_grad():
         for n, p in m.named_parameters():
@@ -82,7 +83,7 @@ def initial_state(model: nn.Module, program: StepProgram, seed: int = 0) -> tupl
 
 def eager_step(model: nn.Module, program: StepProgram, state: dict, batches: list) -> dict:
     """The same step in plain eager PyTorch with ``torch.optim.SGD``."""
-    m, trainable = model_at_state(model, program.strategy, state)
+    m, trainable = model_at_state(model, program.strategy, state, program.layers)
     tp = [p for n, p in m.named_parameters() if n in trainable]
     hp = program.hparams
     opt = torch.optim.SGD(tp, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
@@ -168,6 +169,9 @@ def execute_plan(graph: StepGraph, plan: MemoryPlan, state: dict, batches: list,
                 kwargs = torch.fx.node.map_arg(node.kwargs, lambda a: env[a])
                 if _pure(node):  # strided arena views (padded interiors): read them as they are now
                     args, kwargs = _dense(args), _dense(kwargs)
+                unread = shape_only_args(node)
+                if unread:  # taken for its shape alone: the plan keeps no bytes for it, so give it NaN
+                    args = tuple(torch.full_like(a, float("nan")) if i in unread else a for i, a in enumerate(args))
                 for sid in rec.scratch:  # the kernel's scratch: garbage while it runs
                     s = graph.storages[sid]
                     arena[plan.offsets[sid]:plan.offsets[sid] + s.nbytes].fill_(0xFF)

@@ -72,6 +72,33 @@ def tensor_inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
     return out
 
 
+def shape_only_args(node: torch.fx.Node) -> set[int]:
+    """Positional arguments an op takes for their shape alone, whose values it never reads.
+
+    A frozen layer's backward computes only the input gradient: ``convolution_backward`` without
+    the weight gradient (``output_mask[1]`` false) needs the layer's weight and output gradient,
+    not its input; an eval-mode ``native_batch_norm_backward`` without the scale gradient is
+    ``dy * gamma / sqrt(running_var + eps)`` and needs no input either. aten still passes the
+    input (for its shape), but nothing has to be kept for it: the plan does not extend its
+    lifetime, ``execute`` feeds NaN there to prove it, and the C kernels read only its sizes."""
+    t, a = node.target, node.args
+    if t is aten.convolution_backward.default and len(a) > 10 and not a[10][1]:
+        return {1}
+    if t is aten.native_batch_norm_backward.default and len(a) > 9 and not a[7] and not a[9][1]:
+        return {1}
+    return set()
+
+
+def read_inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
+    """The tensor inputs whose values ``node`` reads (``tensor_inputs`` minus :func:`shape_only_args`)."""
+    skip = shape_only_args(node)
+    if not skip:
+        return tensor_inputs(node)
+    read = {x for i, x in enumerate(node.args) if i not in skip and isinstance(x, torch.fx.Node)}
+    read |= {x for x in node.kwargs.values() if isinstance(x, torch.fx.Node)}
+    return [x for x in tensor_inputs(node) if x in read]
+
+
 def return_alias(node: torch.fx.Node, idx: int) -> int | None:
     """Index of the positional argument that output ``idx`` aliases (views, in-place ops), else None."""
     t = node.target
@@ -227,7 +254,9 @@ def classify(node: torch.fx.Node, backward: bool, phase: str = "") -> Kernel:
         nn_ = b.shape[-1]
         batch = math.prod(a.shape[:-2]) if a.dim() > 2 else 1
         macs = int(batch * m * kk * nn_)
-        key = "linear_bwd" if backward else "linear_fwd"  # BRIEF gives one figure for both backward matmuls
+        # BRIEF gives one figure for both backward matmuls; lora's B @ A (forward) and its gradients run
+        # the same C kernel (k_mm) and take these RTL-fitted linear costs
+        key = "linear_bwd" if backward else "linear_fwd"
         k = Kernel(key)
         # the kernel splits the larger output dimension over the cores; K is the inner loop
         k.add(Work(key, macs=macs, par=int(max(m, nn_)) * int(batch), inner=int(kk)))
@@ -244,6 +273,9 @@ def classify(node: torch.fx.Node, backward: bool, phase: str = "") -> Kernel:
     if name in NORM_FWD:
         return _elementwise("norm_fwd", _val(node.args[0]))
     if name in NORM_BWD:
+        # A frozen (eval-mode) BatchNorm's backward (bias, sparse, lora; the C kernel
+        # k_batch_norm_eval_bwd) has no RTL fit of its own: it is costed with the norm_bwd fit of the
+        # training-mode kernels, which do a reduction pass more per element (an upper bound).
         return _elementwise("norm_bwd", _val(node.args[0]))
     big = max([t for _, t in outs] + [a.meta.get("val") for a in tensor_inputs(node)
                                       if isinstance(a.meta.get("val"), torch.Tensor)] + [torch.empty(0)],

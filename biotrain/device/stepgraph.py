@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .capture import StepProgram
-from .kernels import INPLACE_OK, Kernel, classify, op_name, return_alias, tensor_inputs, tensor_outputs
+from .kernels import INPLACE_OK, Kernel, classify, op_name, read_inputs, return_alias, tensor_outputs
 
 ALIGN = 8  # bytes; fp32 and int64 views of the byte arena need aligned offsets
 FUSABLE_ACTIVATIONS = ("relu", "hardtanh", "sigmoid", "tanh", "gelu")
@@ -189,7 +189,7 @@ class _Builder:
 
     def _record_inputs(self, rec: OpRecord) -> None:
         node, pi, t = rec.node, rec.phase, rec.t
-        for a in tensor_inputs(node):
+        for a in read_inputs(node):  # an input taken for its shape alone is not a use
             idxs = [node.args[1]] if rec.name == "getitem" else range(8)  # getitem reads one element
             for key in [k for k in ((pi, a.name, i) for i in idxs) if k in self.value_storage]:
                 sid = self.value_storage[key]

@@ -156,10 +156,12 @@ class _Run:
 
 
 def _find_runs(graph: StepGraph) -> list[_Run]:
-    """Every run that can stream: the tile-local frozen prefix cut where exactly one value escapes."""
+    """Every run that can stream: the tile-local frozen prefix cut where exactly one value escapes.
+    Empty when the very first op reads a trainable parameter (no frozen prefix: ``sparse`` training
+    the first layer, ``lora`` adapting it, whose first op is that adapter's B @ A)."""
     end = first_trainable_op(graph)
     if not graph.ops or end == 0:
-        return None
+        return []
     pi = graph.ops[0].phase
     phase = graph.program.phases[pi]
     placeholders = [n for n in phase.gm.graph.nodes if n.op == "placeholder"]

@@ -44,8 +44,8 @@ def step_costs(spec: dict, strategy: str, batch_size: int = 8, micro_batch: int 
     ``spec`` is a checkpoint's model spec (name, n_chans, n_times, n_outputs, norm, sfreq, kwargs).
     When the plan does not fit the L2 budget, ``fits_on_chip`` is False and latency,
     throughput and energy are None: the chip could never deliver them. ``program``: which costed
-    program (``gap9.yaml``; None: its default). ``layers``: what ``sparse`` trains; ``rank``:
-    ``lora``'s adapter rank (each ignored by the other strategies).
+    program (``gap9.yaml``; None: its default). ``layers``: what ``sparse`` trains (this job's pick);
+    ``rank``: ``lora``'s rank; both are part of the cache key (a job's figures are its own step's).
     """
     if strategy == "none":
         return {}

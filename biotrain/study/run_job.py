@@ -54,12 +54,16 @@ def chip_costs(spec: dict, strategy: str, finetune, device: DeviceConfig | None)
     """Chip cost of this job's training step (``{}`` for ``none`` or without a device).
 
     ``adapt.micro_batch`` applies where the strategy micro-batches (``edge``); the others take
-    the strategy table's device batching."""
+    the strategy table's device batching. ``sparse`` is costed with this job's layers
+    (``finetune.sparse_layers``), ``lora`` with its rank."""
     if device is None:
         return {}
-    micro = finetune.micro_batch if STRATEGY_TABLE[strategy].host_micro_batch else None
+    s = STRATEGY_TABLE[strategy]
+    micro = finetune.micro_batch if s.host_micro_batch else None
+    layers = finetune.sparse_layers if s.trains == "layers" else None  # this job's pick (adapt.sparse)
+    rank = finetune.lora_rank if s.trains == "adapters" else None
     return step_costs(spec, strategy, finetune.batch_size, micro, device.backend, device.constants, device.program,
-                      layers=finetune.sparse_layers, rank=finetune.lora_rank)
+                      layers=layers, rank=rank)
 
 
 def executor(job: Job, device: DeviceConfig | None):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from biotrain.device.export.codegen import UnsupportedOp
-from biotrain.device.export.project import export_project
+from biotrain.device.export.project import export_project, read_state
 from biotrain.device.export.runner import missing_tools, run_project
 from biotrain.models import build_model
 
@@ -22,7 +22,10 @@ SMALL = {
     "mi_bminet": dict(n_chans=4, n_times=64, n_outputs=2, kwargs=dict(F1=4, F2=4, Nf=8, Nf2=4)),
     "epidenet": dict(n_chans=2, n_times=480, n_outputs=3, kwargs=dict(filters=(2, 4, 4))),
 }
-PAIRS = [(m, s) for m in sorted(SMALL) for s in ("last_layer", "full", "edge")]
+PAIRS = [(m, s) for m in sorted(SMALL) for s in ("last_layer", "full", "edge", "bias", "sparse", "lora")]
+# what sparse trains here (the first layer and the last before the classifier) and lora's rank
+OPTIONS = {"sparse": {"mi_bminet": dict(layers=("spatial", "pointwise")), "epidenet": dict(layers=("block1", "mix"))},
+           "lora": {"mi_bminet": dict(rank=2), "epidenet": dict(rank=2)}}
 TOL = 1e-4
 
 
@@ -40,6 +43,7 @@ def _model(spec):
 def _export(tmp, name, strategy, **kw):
     spec = _spec(name, strategy)
     out = tmp / f"{name}_{strategy}"
+    kw = {**OPTIONS.get(strategy, {}).get(name, {}), **kw}
     export_project(out, _model(spec), strategy, model_spec=spec, steps=3, **kw)
     return out
 
@@ -65,6 +69,16 @@ def test_host_build_matches_pytorch(projects, pair):
     res = run_project(projects[pair], "host")
     _check(res, "host")
     assert res["instructions_per_step"] is None  # no counters on the host
+    meta = json.loads((projects[pair] / "meta.json").read_text())
+    trained = {e["name"].partition(":")[2] for e in meta["states"] if e["kind"] == "optimizer_state"}
+    assert trained == set(meta["trainable"])  # optimizer state for what trains, nothing else
+    if pair[1] in ("bias", "sparse", "lora"):  # the program leaves the frozen weights as they were
+        init = read_state(projects[pair] / "init_state.bin", meta["states"])
+        frozen = [e["name"] for e in meta["states"] if e["kind"] == "frozen_weights"]
+        assert frozen and all(torch.equal(res["final_state"][k], init[k]) for k in frozen)
+    if pair[1] == "lora":  # adapters only; W + B @ A is computed by the program
+        assert trained and all(n.rsplit(".", 1)[-1] in ("lora_A", "lora_B") for n in trained)
+        assert meta["rank"] == 2 and "k_mm(" in (projects[pair] / "step.c").read_text()
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=[f"{m}-{s}" for m, s in PAIRS])

@@ -107,10 +107,11 @@ def test_device_execute_is_validated():
     assert "device.execute: got 'qemuu'" in text and "device.execute_subjects: got ['one']" in text
 
 
-@pytest.mark.parametrize("strategy", ["full", "last_layer"])
+@pytest.mark.parametrize("strategy", ["full", "last_layer", "sparse", "lora"])
 def test_adapt_on_device_follows_pytorch_adapt(tmp_path, strategy):
     """Same batches, cosine schedule and partial last batch (full: a second planned step) as
-    ``adaptation.adapt``, on the host build of the program."""
+    ``adaptation.adapt``, on the host build of the program (sparse: the layers of the config; lora:
+    adapters seeded alike, trained by the program, merged afterwards)."""
     from biotrain.adaptation.finetune import FinetuneConfig, adapt
     from biotrain.device.export.adapt import adapt_on_device
 
@@ -118,7 +119,7 @@ def test_adapt_on_device_follows_pytorch_adapt(tmp_path, strategy):
         pytest.skip(missing_tools("host"))
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((21, 4, 64)).astype(np.float32), rng.integers(0, 2, 21)  # 8 + 8 + 5
-    cfg = FinetuneConfig(epochs=2)
+    cfg = FinetuneConfig(epochs=2, sparse_layers=("pointwise",) if strategy == "sparse" else None)
     torch.manual_seed(0)
     start = build_model("mi_bminet", 4, 64, 2, "batch", F1=4, F2=4, Nf=8, Nf2=4)
     host, dev = copy.deepcopy(start), copy.deepcopy(start)
@@ -132,3 +133,7 @@ def test_adapt_on_device_follows_pytorch_adapt(tmp_path, strategy):
             assert torch.equal(a, b), k
     moved = float((dev.classifier.weight - start.classifier.weight).detach().norm())
     assert moved > 1e-6  # it did train
+    assert type(dev.classifier) is torch.nn.Linear  # lora: merged, the plain layer is back
+    frozen = {"sparse": "spatial.weight", "lora": "temporal.weight"}.get(strategy)
+    if frozen:  # what the strategy does not train is left as it was
+        assert torch.equal(dev.state_dict()[frozen], start.state_dict()[frozen])

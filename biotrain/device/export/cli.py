@@ -15,6 +15,9 @@ def add_commands(dsub, parse_sets) -> None:
     ex = dsub.add_parser("export", help="write the training step as a self-contained C99 project")
     ex.add_argument("--model", required=True, choices=["mi_bminet", "epidenet"])
     ex.add_argument("--strategy", required=True, choices=list(COSTED_STRATEGIES))
+    from ..cli import add_strategy_options
+
+    add_strategy_options(ex)
     ex.add_argument("--batch-size", type=int, default=8)
     ex.add_argument("--micro-batch", type=int, default=None)
     ex.add_argument("--accum", type=int, default=None)
@@ -52,6 +55,8 @@ def _export(args, parse_sets) -> int:
 
     from ...models import build_model
     from ...models.spec import model_spec
+    from ..cli import strategy_choice
+    from ..estimate import estimate_step
     from .project import export_project
 
     sets = [s for group in args.sets for s in (group if isinstance(group, list) else [group])]
@@ -65,8 +70,20 @@ def _export(args, parse_sets) -> int:
     except TypeError as exc:
         raise ValueError(f"--set: {exc}") from None
     spec = model_spec(args.model, model, model_kw)
+
+    def peak_of(layers):  # the exported program's peak L2 of the sparse step with these layers
+        return estimate_step(model, "sparse", batch_size=args.batch_size, micro_batch=args.micro_batch,
+                             accum=args.accum, program="exported", check=False, layers=layers).peak_l2_bytes
+
+    layers, rank, picked = strategy_choice(args, model, peak_of)
     meta = export_project(args.out, model, args.strategy, batch_size=args.batch_size, micro_batch=args.micro_batch,
-                          accum=args.accum, model_spec=spec, steps=args.steps, seed=args.seed)
+                          accum=args.accum, model_spec=spec, steps=args.steps, seed=args.seed, layers=layers,
+                          rank=rank)
+    if layers is not None:
+        print(f"sparse trains the classifier and {', '.join(layers) or 'no other layer'}"
+              + (f" (picked under {picked['budget_kb']:g} kB)" if picked else ""))
+    if meta.get("rank"):
+        print(f"lora: adapters of rank {meta['rank']}; the program computes W + B @ A and trains only A and B")
     print(f"wrote {args.out}: arena {meta['arena_bytes']} B (plan peak {meta['plan']['peak']} B), "
           f"{sum(meta['ops'].values())} kernel calls per step program; build with `make -C {args.out} host|rv32`, "
           f"run with `biotrain device run {args.out} --target host|qemu|rtl`")

@@ -315,11 +315,12 @@ class StepCodegen:
                         f"{T(out[1])}, {T(out[2])}, {_fmt(mom)}, {_fmt(eps)})")
             return f"k_batch_norm_eval({T(out[0])}, {T(x)}, {T(gm)}, {T(bt)}, {T(rm)}, {T(rv)}, {_fmt(eps)})"
         if name == "native_batch_norm_backward":
-            dy, x, gm, _rm, _rv, smean, sinv, train = [A(i) for i in range(8)]
+            dy, x, gm, rm, rv, smean, sinv, train = [A(i) for i in range(8)]
             mask = A(9)
-            if not train:
-                raise UnsupportedOp(f"{node.name}: BatchNorm backward in eval mode")
             dx, dg, db = [out[i] if mask[i] else None for i in range(3)]
+            if not train:  # frozen statistics (bias, sparse, lora): x is read only for the scale's gradient
+                return (f"k_batch_norm_eval_bwd({T(dy)}, {T(x)}, {T(gm)}, {T(rm)}, {T(rv)}, {P(dx)}, {P(dg)}, "
+                        f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {_fmt(A(8))})")
             return (f"k_batch_norm_bwd({T(dy)}, {T(x)}, {T(gm)}, {T(smean)}, {T(sinv)}, {P(dx)}, {P(dg)}, "
                     f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))})")
         if name == "relu":

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..capture import capture_step
+from ..capture import capture_step, with_strategy_layers
 from ..constants import load_constants
 from ..execute import persistent_state
 from ..memory import MemoryPlan, StepGraph, build_graph, plan_memory
@@ -30,18 +30,29 @@ GAP9_FILES = ("Makefile.gap9", "gap9_main.c", "README.md")
 
 
 def plan_step(model: nn.Module, strategy: str, batch_size: int = 8, micro_batch: int | None = None,
-              accum: int | None = None, hparams: dict | None = None, solver: str = "auto", optimize: bool = True):
+              accum: int | None = None, hparams: dict | None = None, solver: str = "auto", optimize: bool = True,
+              layers: tuple[str, ...] | None = None):
     """The same capture, graph and plan that ``estimate_step(program="exported")`` reports: this
     project's program, no L2 im2col scratch (``optimize``: the memory rewrites, on by default as in
     ``estimate_step``). One difference: the frozen prefix of a ``last_layer`` step is not streamed
     depth-first (the C export has no tile loops yet), so this is the plan ``estimate_step`` reports
-    with ``constants={"frozen_stream": False}``."""
+    with ``constants={"frozen_stream": False}``. ``layers``: what ``sparse`` trains; a ``lora`` model
+    must carry its adapters already (``capture.with_strategy_layers``)."""
     c = load_constants(program="exported")
-    program = capture_step(model, strategy, batch_size, micro_batch, accum, hparams=hparams, remat=optimize)
+    program = capture_step(model, strategy, batch_size, micro_batch, accum, hparams=hparams, remat=optimize,
+                           layers=layers)
     graph = build_graph(program, rewrites=optimize)
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
     return program, graph, plan
+
+
+def _adapter_rank(model: nn.Module) -> int | None:
+    """The rank ``lora`` adapters were made with (the largest layer's; None without adapters)."""
+    from ...models.lora import LoRA
+
+    ranks = [int(m.lora_A.shape[0]) for m in model.modules() if isinstance(m, LoRA)]
+    return max(ranks) if ranks else None
 
 
 def default_data(model: nn.Module, program, steps: int, seed: int = 0):
@@ -203,16 +214,22 @@ def _step_c(program, cg: StepCodegen, body: str, table: list[dict], plan: Memory
 def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int = 8, micro_batch: int | None = None,
                    accum: int | None = None, hparams: dict | None = None, model_spec: dict | None = None,
                    steps: int = 3, seed: int = 0, state: dict | None = None, samples=None, schedule=None,
-                   plan_hook=None, solver: str = "auto", extra_batch_sizes=None, optimize: bool = True) -> dict:
+                   plan_hook=None, solver: str = "auto", extra_batch_sizes=None, optimize: bool = True,
+                   layers: tuple[str, ...] | None = None, rank: int | None = None) -> dict:
     """Write the C project into ``out_dir``; returns its ``meta.json`` content.
 
     ``state``/``samples`` (x [n, C, T], y [n])/``schedule`` ([(lr, indices)] per step) default to
     :func:`default_data`. ``plan_hook(graph, plan)`` may alter the plan before code generation (tests
     break a plan on purpose with it). ``extra_batch_sizes``: the same step also generated for these
-    batch sizes (with their own plan, same persistent state), for a partial last batch."""
+    batch sizes (with their own plan, same persistent state), for a partial last batch.
+    ``layers``: the layers ``sparse`` trains; ``rank``: ``lora``'s adapter rank for a model without
+    adapters (they are added to a copy, seed 0; a model with adapters is exported as it is). The
+    program trains only what the strategy trains; a ``lora`` program computes ``W + B @ A`` itself."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    program, graph, plan = plan_step(model, strategy, batch_size, micro_batch, accum, hparams, solver, optimize)
+    model = with_strategy_layers(model, strategy, rank)
+    program, graph, plan = plan_step(model, strategy, batch_size, micro_batch, accum, hparams, solver, optimize,
+                                     layers)
     if plan_hook is not None:
         plan_hook(graph, plan)
     cg = StepCodegen(graph, plan)
@@ -223,7 +240,7 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
         if program.accum != 1:
             raise ValueError("extra batch sizes are for single-phase programs (accum 1); "
                              "accumulating programs take partial batches as fewer micro-batches")
-        p2, g2, plan2 = plan_step(model, strategy, bs, bs, 1, hparams, solver, optimize)
+        p2, g2, plan2 = plan_step(model, strategy, bs, bs, 1, hparams, solver, optimize, layers)
         if state_table(p2, g2, plan2) != table:
             raise ValueError(f"the plan for batch {bs} places the persistent state differently")
         cg2 = StepCodegen(g2, plan2, prefix=f"b{bs}_")
@@ -254,6 +271,8 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
         "accum": program.accum,
         "hparams": program.hparams,
         "trainable": program.trainable,
+        "layers": None if program.layers is None else list(program.layers),
+        "rank": _adapter_rank(model),
         "states": table,
         "arena_bytes": cg.arena_bytes,
         "plan": {"peak": plan.peak, "lower_bound": plan.lower_bound, "method": plan.method},

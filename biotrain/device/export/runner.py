@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..capture import with_strategy_layers
 from ..execute import model_at_state
 from .project import read_samples, read_schedule, read_state, write_schedule
 
@@ -125,10 +126,16 @@ def _model_from_meta(meta: dict):
     return model_from_spec(spec)
 
 
+def _layers(meta: dict) -> tuple[str, ...] | None:
+    return None if meta.get("layers") is None else tuple(meta["layers"])
+
+
 def reference_run(meta: dict, state: dict, x: np.ndarray, y: np.ndarray, schedule: list, model=None):
     """The same steps in eager PyTorch: ``torch.optim.SGD`` from the exported state. Returns
     (final state dict, loss per step)."""
-    m, trainable = model_at_state(model if model is not None else _model_from_meta(meta), meta["strategy"], state)
+    base = model if model is not None else _model_from_meta(meta)
+    base = with_strategy_layers(base, meta["strategy"], meta.get("rank"))  # lora: adapters (their values: ``state``)
+    m, trainable = model_at_state(base, meta["strategy"], state, _layers(meta))
     names = [n for n, _ in m.named_parameters() if n in trainable]
     params = dict(m.named_parameters())
     tp = [params[n] for n in names]

@@ -368,6 +368,34 @@ void k_batch_norm_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t smean, ten_t sinvstd
     }
 }
 
+/* Frozen (eval-mode) BatchNorm backward: the running statistics normalise, so dx = dy * gamma * rstd
+ * with no reduction; x is read only for the scale's gradient (sum dy * xhat). */
+void k_batch_norm_eval_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t rmean, ten_t rvar, ten_t *dx, ten_t *dgamma,
+                           int acc_g, ten_t *dbeta, int acc_b, float eps) {
+    const int N = dy.d[0], C = dy.d[1], H = dy.d[2], W = dy.d[3];
+    BT_CHUNK(C, c_lo, c_hi);
+    for (int c = c_lo; c < c_hi; c++) {
+        const float mu = V(rmean, c), inv = 1.0f / sqrtf(V(rvar, c) + eps), ga = V(gamma, c);
+        if (dgamma || dbeta) {
+            float sdy = 0.0f, sdyx = 0.0f;
+            for (int n = 0; n < N; n++)
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++) {
+                        const float gy = AT(dy, n, c, h, w);
+                        sdy += gy;
+                        if (dgamma) sdyx += gy * (AT(x, n, c, h, w) - mu) * inv;
+                    }
+            if (dgamma) { if (acc_g) V(*dgamma, c) += sdyx; else V(*dgamma, c) = sdyx; }
+            if (dbeta) { if (acc_b) V(*dbeta, c) += sdy; else V(*dbeta, c) = sdy; }
+        }
+        if (!dx) continue;
+        const float s = ga * inv;
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) AT(*dx, n, c, h, w) = s * AT(dy, n, c, h, w);
+    }
+}
+
 /* average pools multiply by the reciprocal of the window: one division per call, not per
  * element (a division is an iterative unit on the FPU, or a library call without one) */
 void k_avg_pool(ten_t y, ten_t x, int kh, int kw, int sh, int sw, float divisor, int relu) {
