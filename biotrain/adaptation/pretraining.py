@@ -40,6 +40,10 @@ def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dic
     temporal convolutions take their gradients as forward convolutions (:mod:`.fast_conv`; the
     same bits from run to run, ~1e-6 from PyTorch's own backward).
     """
+    if score_epochs is not None and len(folds) < 3:
+        raise ValueError(f"adapt.strategies includes 'sparse', whose layer scores need at least 3 subjects (the held-out "
+                         f"one, a validation subject and a pool to pretrain on); {modality} has {len(folds)}: "
+                         "drop 'sparse' from adapt.strategies or add subjects")
     torch.set_num_threads(1)
     jobs = []
 

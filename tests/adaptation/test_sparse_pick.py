@@ -77,3 +77,14 @@ def test_probes_score_every_layer_against_the_classifier_alone():
         assert s["update_bytes"] == 12 * s["params"] > 0
     assert scores["layers"]["classifier"]["gain"] == 0
     assert np.isclose(sum(s["params"] for s in scores["layers"].values()), sum(p.numel() for p in base.parameters()))
+
+
+def test_scores_need_three_subjects_and_say_so_before_any_training(tmp_path):
+    from biotrain.adaptation.pretraining import pretrain_folds
+    from biotrain.adaptation.training import PretrainConfig
+
+    X, y = data("epidenet", 24)
+    with pytest.raises(ValueError, match=r"'sparse'.*at least 3 subjects.*eog has 2"):
+        pretrain_folds(X, y, 11, _folds(2, per=12), "epidenet", {}, ["batch"], PretrainConfig(epochs=1), 0,
+                       tmp_path, "eog", sfreq=500.0, score_epochs=1)
+    assert not any(tmp_path.iterdir())

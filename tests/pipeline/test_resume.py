@@ -28,6 +28,7 @@ def _params(name: str, uri: str | None = None) -> dict:
     p["data"]["dataset"]["kwargs"]["n_subjects"] = 2
     p["pretrain"]["epochs"] = 2  # plumbing, not accuracy
     p["adapt"]["epochs"] = 3
+    p["adapt"]["strategies"] = ["none", "last_layer", "edge"]  # sparse's layer scores need 3 subjects
     p["sweep"] = {"name": name, "grid": {"strategy": ["last_layer", "edge"], "lr": [1.0e-3, 5.0e-3]}}
     return p
 
