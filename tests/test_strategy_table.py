@@ -125,3 +125,15 @@ def test_what_the_lighter_strategies_train():
     for name in ("bias", "sparse"):
         assert n_trained(model, name, LAYERS) == sum(p.numel() for p in trainable_parameters(model, name, LAYERS).values())
     assert n_trained(model, "bias") < n_trained(model, "sparse", LAYERS) < n_trained(model, "full")
+
+
+def test_every_loop_follows_the_strategys_learning_rate():
+    """sparse trains at a fifth of adapt.lr (frozen statistics: see the table's docstring); the
+    schedule all loops (host, grouped, device program) share carries it."""
+    from biotrain.adaptation.finetune import schedule_of
+
+    cfg = FinetuneConfig(lr=5e-3, epochs=2)
+    assert STRATEGY_TABLE["sparse"].lr_scale == 0.2
+    for name, s in STRATEGY_TABLE.items():
+        first = schedule_of(16, name, cfg, seed=0).steps()[0][0]
+        assert first == pytest.approx(5e-3 * s.lr_scale)

@@ -54,9 +54,11 @@ def _trainable(model: nn.Module, strategy: str, cfg: FinetuneConfig) -> dict[str
 
 
 def schedule_of(n: int, strategy: str, cfg: FinetuneConfig, seed: int) -> BatchSchedule:
-    """The batch schedule every fine-tuning loop of ``strategy`` follows (host, grouped, device)."""
-    return BatchSchedule(n, cfg.batch_size, cfg.epochs, cfg.lr, seed,
-                         skip_single=STRATEGY_TABLE[strategy].batch_statistics)
+    """The batch schedule every fine-tuning loop of ``strategy`` follows (host, grouped, device), at
+    the strategy's learning rate (``adapt.lr`` times its ``lr_scale``)."""
+    s = STRATEGY_TABLE[strategy]
+    return BatchSchedule(n, cfg.batch_size, cfg.epochs, cfg.lr * s.lr_scale, seed,
+                         skip_single=s.batch_statistics)
 
 
 def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: FinetuneConfig, seed: int) -> AdaptInfo:

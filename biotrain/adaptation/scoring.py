@@ -54,7 +54,7 @@ def probe_layers(model: nn.Module, X: np.ndarray, y: np.ndarray, validation: dic
         return accuracy(m, X[test], y[test])
 
     before = accuracy(model, X[test], y[test])
-    classifier = probe("last_layer", None)
+    classifier = probe("sparse", ())  # the classifier alone, trained as the other probes are
     named = dict(model.named_parameters())
     scores = {}
     for name in weight_layers(model):
