@@ -15,7 +15,7 @@ def add_commands(dsub, parse_sets) -> None:
     ex = dsub.add_parser("export", help="write the training step as a self-contained C99 project")
     ex.add_argument("--model", required=True, choices=["mi_bminet", "epidenet"])
     ex.add_argument("--strategy", required=True, choices=list(COSTED_STRATEGIES))
-    from ..cli import add_strategy_options
+    from ..strategy_options import add_strategy_options
 
     add_strategy_options(ex)
     ex.add_argument("--batch-size", type=int, default=8)
@@ -55,7 +55,7 @@ def _export(args, parse_sets) -> int:
 
     from ...models import build_model
     from ...models.spec import model_spec
-    from ..cli import strategy_choice
+    from ..strategy_options import strategy_choice
     from ..estimate import estimate_step
     from .project import export_project
 
