@@ -115,7 +115,7 @@ def fast_gradients(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, strateg
         if s.trains == "classifier":
             names = {f"classifier.{n}" for n, _ in model.classifier.named_parameters()}
         k = frozen_prefix(model, names)
-        if k == 0:
+        if k == 0 or k >= len(model.chain()):  # nothing frozen before the trained layers, or nothing trains
             return None
         rest = [m for _, m in model.chain()[k:]]
         features = CachedFeatures(model, xs, rest[0])
