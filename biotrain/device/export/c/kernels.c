@@ -340,6 +340,25 @@ void k_batch_norm_eval(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t rmean, t
     }
 }
 
+/* One channel's BatchNorm parameter gradients: sum dy (shift) and sum dy * xhat (scale), written or
+ * accumulated; x is read only with read_x (a frozen norm without a trained scale gets x for its shape). */
+static void bn_param_grads(ten_t dy, ten_t x, int c, float mu, float inv, int read_x, ten_t *dgamma, int acc_g,
+                           ten_t *dbeta, int acc_b, float *sdy_out, float *sdyx_out) {
+    const int N = dy.d[0], H = dy.d[2], W = dy.d[3];
+    float sdy = 0.0f, sdyx = 0.0f;
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++)
+            for (int w = 0; w < W; w++) {
+                const float gy = AT(dy, n, c, h, w);
+                sdy += gy;
+                if (read_x) sdyx += gy * (AT(x, n, c, h, w) - mu) * inv;
+            }
+    if (dgamma) { if (acc_g) V(*dgamma, c) += sdyx; else V(*dgamma, c) = sdyx; }
+    if (dbeta) { if (acc_b) V(*dbeta, c) += sdy; else V(*dbeta, c) = sdy; }
+    *sdy_out = sdy;
+    *sdyx_out = sdyx;
+}
+
 void k_batch_norm_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t smean, ten_t sinvstd, ten_t *dx, ten_t *dgamma,
                       int acc_g, ten_t *dbeta, int acc_b) {
     const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3];
@@ -347,16 +366,8 @@ void k_batch_norm_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t smean, ten_t sinvstd
     BT_CHUNK(C, c_lo, c_hi);
     for (int c = c_lo; c < c_hi; c++) {
         const float mu = V(smean, c), inv = V(sinvstd, c), ga = V(gamma, c);
-        float sdy = 0.0f, sdyx = 0.0f;
-        for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int w = 0; w < W; w++) {
-                    const float gy = AT(dy, n, c, h, w);
-                    sdy += gy;
-                    sdyx += gy * (AT(x, n, c, h, w) - mu) * inv;
-                }
-        if (dgamma) { if (acc_g) V(*dgamma, c) += sdyx; else V(*dgamma, c) = sdyx; }
-        if (dbeta) { if (acc_b) V(*dbeta, c) += sdy; else V(*dbeta, c) = sdy; }
+        float sdy, sdyx;
+        bn_param_grads(dy, x, c, mu, inv, 1, dgamma, acc_g, dbeta, acc_b, &sdy, &sdyx);
         if (!dx) continue;
         const float ma = sdy / cnt, mb = sdyx / cnt;
         for (int n = 0; n < N; n++)
@@ -376,18 +387,8 @@ void k_batch_norm_eval_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t rmean, ten_t rv
     BT_CHUNK(C, c_lo, c_hi);
     for (int c = c_lo; c < c_hi; c++) {
         const float mu = V(rmean, c), inv = 1.0f / sqrtf(V(rvar, c) + eps), ga = V(gamma, c);
-        if (dgamma || dbeta) {
-            float sdy = 0.0f, sdyx = 0.0f;
-            for (int n = 0; n < N; n++)
-                for (int h = 0; h < H; h++)
-                    for (int w = 0; w < W; w++) {
-                        const float gy = AT(dy, n, c, h, w);
-                        sdy += gy;
-                        if (dgamma) sdyx += gy * (AT(x, n, c, h, w) - mu) * inv;
-                    }
-            if (dgamma) { if (acc_g) V(*dgamma, c) += sdyx; else V(*dgamma, c) = sdyx; }
-            if (dbeta) { if (acc_b) V(*dbeta, c) += sdy; else V(*dbeta, c) = sdy; }
-        }
+        float sdy, sdyx;
+        if (dgamma || dbeta) bn_param_grads(dy, x, c, mu, inv, dgamma != 0, dgamma, acc_g, dbeta, acc_b, &sdy, &sdyx);
         if (!dx) continue;
         const float s = ga * inv;
         for (int n = 0; n < N; n++)
