@@ -29,8 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.adapt_loop import STRATEGY_NORM, cohort_shapes  # noqa: E402
+from benchmarks.adapt_loop import cohort_shapes  # noqa: E402
 from biotrain.adaptation import FinetuneConfig, adapt  # noqa: E402
+from biotrain.strategy_table import NORM_OF  # noqa: E402
 from biotrain.adaptation.batched import adapt_many, batching_pays  # noqa: E402
 from biotrain.adaptation.training import as_tensor  # noqa: E402
 from biotrain.models import build_model  # noqa: E402
@@ -42,11 +43,15 @@ def _predictions(model, X):
         return model(as_tensor(X)).argmax(1)
 
 
+# sparse: the pick most of the default study's subjects share (results/adaptation.csv, column `layers`)
+SPARSE_PICKS = {"eeg": ("spatial", "depthwise", "pointwise"), "eog": ("block2", "block3", "spatial", "mix")}
+
+
 def measure(shapes: dict, strategies: list[str], ks: list[int], epochs: int, repeats: int) -> list[dict]:
     rows = []
-    cfg = FinetuneConfig(epochs=epochs)
     for modality, (name, kwargs, C, T, n_classes, n) in shapes.items():
         for strategy in strategies:
+            cfg = FinetuneConfig(epochs=epochs, sparse_layers=SPARSE_PICKS[modality] if strategy == "sparse" else None)
             for K in ks:
                 rng = np.random.default_rng(K)
                 Xs = [rng.standard_normal((n, C, T)).astype(np.float32) for _ in range(K)]
@@ -55,9 +60,9 @@ def measure(shapes: dict, strategies: list[str], ks: list[int], epochs: int, rep
                 bases = []
                 for k in range(K):
                     torch.manual_seed(k)
-                    bases.append(build_model(name, C, T, n_classes, STRATEGY_NORM[strategy], **kwargs))
+                    bases.append(build_model(name, C, T, n_classes, NORM_OF[strategy], **kwargs))
                 adapt_many([copy.deepcopy(b) for b in bases[:2]], [X[:16] for X in Xs[:2]], [y[:16] for y in ys[:2]],
-                           strategy, FinetuneConfig(epochs=1), [0, 1], force=True)  # warm-up
+                           strategy, FinetuneConfig(epochs=1, sparse_layers=cfg.sparse_layers), [0, 1], force=True)  # warm-up
                 times, models = {"sequential": [], "batched": []}, {}
                 for r in range(repeats):
                     for side in (("sequential", "batched") if r % 2 == 0 else ("batched", "sequential")):

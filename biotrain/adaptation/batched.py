@@ -6,10 +6,11 @@ At batch 8 the host's fine-tuning step is small enough to be bound by per-op dis
 - ``last_layer`` (:func:`_adapt_classifiers`): the classifiers' parameters are stacked along a leading
   task axis, ``vmap(grad(loss))`` over ``functional_call`` computes every task's gradient in one
   call on its cached backbone features. Bit-exact with K sequential fast-loop calls.
-- ``full``, ``edge``, ``bias`` and ``lora`` (:func:`_adapt_stacked`): the K models become one wide
-  model (:mod:`.stacked`: grouped convolutions, per-channel norms, a batched classifier, adapters
-  with a task axis), which keeps
-  PyTorch's kernels, the fast temporal convolution and BatchNorm's batch statistics per task.
+- ``full``, ``edge``, ``bias``, ``sparse`` and ``lora`` (:func:`_adapt_stacked`): the K models become
+  one wide model (:mod:`.stacked`: grouped convolutions, per-channel norms, a batched classifier,
+  adapters with a task axis), which keeps PyTorch's kernels, the fast temporal convolution and
+  BatchNorm's batch statistics per task. A frozen eval-mode prefix of the chain (the layers before
+  the first trained one) is computed once per task, as alone, and only the rest runs wide.
   Within 1e-5 relative per tensor of K sequential fast-loop calls after 3 epochs, BatchNorm's
   running statistics included (tests/adaptation/test_adapt_batched.py). Over longer runs
   BatchNorm's batch statistics amplify the float rounding in some tasks, so a few test
@@ -22,8 +23,8 @@ order from its own seeded generator, exactly as :func:`~biotrain.adaptation.adap
 gradient's float rounding differs from a task trained alone.
 
 Ragged cohorts: tasks are grouped by their number of calibration windows (same count -> the same
-steps and batch sizes), each group is one computation, and a group of fewer than 8 runs the sequential
-fast loop. No padding or masking: a padded task would need masked gradients *and* masked weight
+steps and batch sizes), each group is one computation, and a group too small to pay (fewer than 8 tasks, 3 for the
+strategies with a frozen backbone: :func:`min_batched_tasks`) runs the sequential fast loop. No padding or masking: a padded task would need masked gradients *and* masked weight
 decay and momentum on the steps it does not have, for no gain on real cohorts where most
 subjects share a session length.
 
@@ -31,9 +32,8 @@ Where it runs: only where :func:`batching_pays` (:data:`BATCHED`), the (model, s
 where one computation was measured faster than K sequential fast-loop calls. MI-BMINet's ``full``
 and ``edge`` run one model at a time: their step is mostly arithmetic (the 64-tap temporal
 convolution), so stacking gains little there; its ``bias`` and ``lora`` skip that convolution's
-weight gradient, and stacking them pays (1.6-1.9x at K=9). ``sparse`` runs one model at a time:
-alone it computes its frozen prefix once (:mod:`.fast_loop`), which a wide model does not, and
-its tasks rarely share a pick of layers. Everything else falls back to one :func:`adapt`
+weight gradient, and stacking them pays (1.4-2x at K=9 and 12), as it does ``sparse`` (1.4-2.7x;
+only tasks with the same pick of layers share a group, ``study.groups``). Everything else falls back to one :func:`adapt`
 call per task, so callers can always use :func:`adapt_many`. The measured speed-ups per model and
 strategy, and why each pair is in or out: ``benchmarks/README.md``, "Batched and stacked groups".
 """
@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -51,7 +53,7 @@ from torch.func import functional_call, grad, vmap
 from ..models.lora import add_adapters, merge_adapters
 from ..strategy_table import STRATEGY_TABLE, trainable_parameters
 from .fast_conv import fast_temporal_convs
-from .fast_loop import CachedFeatures, per_sample_model
+from .fast_loop import CachedFeatures, frozen_prefix, per_sample_model
 from .finetune import AdaptInfo, FinetuneConfig, adapt, schedule_of
 from .lean_sgd import LeanSGD
 from .schedule import set_lr
@@ -61,11 +63,20 @@ from .training import as_tensor
 # (model class name, strategy) pairs where batching K tasks measured faster than K sequential
 # fast-loop calls (benchmarks/results/adapt_batched.md); everything else runs sequentially.
 BATCHED = {("EpiDeNet", "last_layer"), ("EpiDeNet", "edge"), ("EpiDeNet", "full"), ("MIBMINet", "last_layer"),
-           ("EpiDeNet", "bias"), ("EpiDeNet", "lora"), ("MIBMINet", "bias"), ("MIBMINet", "lora")}
+           ("EpiDeNet", "bias"), ("EpiDeNet", "lora"), ("EpiDeNet", "sparse"),
+           ("MIBMINet", "bias"), ("MIBMINet", "lora"), ("MIBMINet", "sparse")}
 # what a strategy may train for its tasks to run as one wide model (adapters are not stacked)
 STACKED_TRAINS = ("all", "affine", "layers", "adapters")
-# Smallest group batched: measured to pay at K=8 and 16, not at K=2 (benchmarks/README.md).
+# Smallest group batched: measured to pay at K=8 and 16, not at K=2 (benchmarks/README.md) ...
 MIN_BATCHED_TASKS = 8
+# ... except where the backbone is frozen in eval mode (no weight gradient of MI-BMINet's temporal
+# convolution, a cached frozen prefix): 1.25-1.6x already at K=3 (benchmarks/results/adapt_light.md)
+MIN_BATCHED_LIGHT = {"bias": 3, "sparse": 3, "lora": 3}
+
+
+def min_batched_tasks(strategy: str) -> int:
+    """The smallest group of ``strategy``'s tasks that trains faster as one computation."""
+    return MIN_BATCHED_LIGHT.get(strategy, MIN_BATCHED_TASKS)
 
 
 def batching_pays(model: nn.Module | str, strategy: str) -> bool:
@@ -89,7 +100,7 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
     ``adapt(models[k], Xs[k], ys[k], strategy, cfg, seeds[k])`` for every k, batching tasks where
     it pays (``force=True``: wherever it is supported, for tests and measurements).
 
-    Groups of fewer than :data:`MIN_BATCHED_TASKS` tasks also run sequentially (unless ``force``).
+    Groups smaller than :func:`min_batched_tasks` also run sequentially (unless ``force``).
     ``train_seconds`` of a batched task is its group's time divided by the group's size.
     """
     if not (len(models) == len(Xs) == len(ys) == len(seeds)):
@@ -111,7 +122,7 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
     for k, y in enumerate(ys):
         groups[len(y)].append(k)
     for members in groups.values():
-        if len(members) == 1 or (len(members) < MIN_BATCHED_TASKS and not force):
+        if len(members) == 1 or (len(members) < min_batched_tasks(strategy) and not force):
             k = members[0]
             infos[k] = adapt(models[k], Xs[k], ys[k], strategy, cfg, seeds[k])
             continue
@@ -138,19 +149,21 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
         p.requires_grad_(name in trainable)
     opt = LeanSGD(list(trainable.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     schedules = [schedule_of(n, strategy, cfg, s) for s in seeds]
-    stacked = torch.stack([as_tensor(X)[:, 0] for X in Xs], dim=1)  # (n, K, C, T): window i of every task
     labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys], dim=1)  # (n, K)
     tasks = torch.arange(K)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     steps = 0
-    with fast_temporal_convs(wide):
+    with ExitStack() as contexts:
+        for m in [wide, *models]:  # the models compute their own frozen prefixes (below)
+            contexts.enter_context(fast_temporal_convs(m))
+        forward = _wide_forward(wide, models, Xs, set(trainable), row.train_mode)
         for epochs in zip(*schedules):  # the same n: every task's epoch has the same batch sizes
             wide.train(row.train_mode)
             set_lr(opt, epochs[0].lr)
             for task_batches in zip(*(e.batches for e in epochs)):
                 batch = torch.stack(task_batches, dim=1)  # (b, K): task k's windows in column k
                 opt.zero_grad(set_to_none=True)
-                out = wide(stacked[batch, tasks])  # (b, K, classes)
+                out = forward(batch)  # (b, K, classes)
                 loss = loss_fn(out.reshape(-1, out.shape[-1]), labels[batch, tasks].reshape(-1)) / len(batch)
                 loss.backward()  # the sum of the K tasks' losses: slice k of every gradient is task k's
                 opt.step()
@@ -162,6 +175,33 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
             merge_adapters(m)
     seconds = (time.perf_counter() - start) / K
     return [AdaptInfo(n_calib=n, optimizer_steps=steps, train_seconds=seconds) for _ in models]
+
+
+def _wide_forward(wide: nn.Module, models: list[nn.Module], Xs: list[np.ndarray], trainable: set[str],
+                  train_mode: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The wide model's output for a ``(b, K)`` batch of window indices (task k's in column k).
+
+    With a frozen backbone in eval mode, the layers of the chain before the first trained one are
+    the same function all along: each task's model computes their output once per window
+    (:class:`~.fast_loop.CachedFeatures`, as the sequential fast loop does) and only the wide
+    model's remaining layers run per step, on the tasks' features side by side along the channel
+    axis, the layout :mod:`.stacked` gives the wide layers."""
+    chain = wide.chain() if hasattr(wide, "chain") else []
+    k = 0 if train_mode else frozen_prefix(wide, trainable)
+    if 0 < k < len(chain):
+        first = chain[k][0]
+        features = [CachedFeatures(m, as_tensor(X), m.get_submodule(first)) for m, X in zip(models, Xs)]
+        rest = [layer for _, layer in chain[k:]]
+
+        def cached(batch: torch.Tensor) -> torch.Tensor:
+            out = torch.cat([f(batch[:, j]) for j, f in enumerate(features)], dim=1)
+            for layer in rest:
+                out = layer(out)
+            return out
+        return cached
+    stacked = torch.stack([as_tensor(X)[:, 0] for X in Xs], dim=1)  # (n, K, C, T): window i of every task
+    tasks = torch.arange(len(models))
+    return lambda batch: wide(stacked[batch, tasks])
 
 
 def _adapt_classifiers(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:

@@ -14,7 +14,7 @@ from ..io import write_json
 from ..models.checkpoint import save_checkpoint
 from .fast_conv import fast_temporal_convs
 from .finetune import FinetuneConfig
-from .scoring import probe_layers, scoring_pool, validation_subject
+from .scoring import probe_layers, scoring_groups, scoring_pool, validation_subject
 from .sparse import scores_path
 from .training import PretrainConfig, accuracy, pretrain
 
@@ -30,8 +30,9 @@ def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dic
     """Train and save every base model; returns one summary dict per model.
 
     ``score_epochs``: also score the layers of every BatchNorm base model for the ``sparse``
-    strategy (:mod:`.scoring`: a scoring model pretrained without a validation subject, probes of
-    that many fine-tuning epochs), written beside the base model; None: no scores.
+    strategy (:mod:`.scoring`: one scoring model per group of two or three subjects, pretrained
+    without them, probes of that many fine-tuning epochs), written beside each base model; None:
+    no scores.
 
     ``sfreq`` is the windows' rate: a model sets its lengths in seconds in samples at that rate.
 
@@ -51,27 +52,31 @@ def pretrain_folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: list[dic
         torch.manual_seed(seed)
         return build_model(model_name, X.shape[1], X.shape[2], n_classes, norm, sfreq=sfreq, **model_kwargs)
 
+    if score_epochs is not None and "batch" in norms:  # the longest jobs first: no lone job at the end
+        for group in scoring_groups(folds):
+            jobs.append(("scores", "batch", group, build("batch")))
     for norm in norms:
         for fold in folds:
             jobs.append(("base", norm, fold, build(norm)))
-    if score_epochs is not None and "batch" in norms:
-        for fold in folds:
-            jobs.append(("scores", "batch", fold, build("batch")))
 
     def train(model, idx, bar):
         with fast_temporal_convs(model):  # MI-BMINet's long depthwise kernel, with cheaper gradients (fast_conv.py)
             return pretrain(model, X[idx], y[idx], cfg, seed=seed, progress=bar)
 
+    def score_group(model, group, norm, bar):  # one scoring model, the layer scores of every subject of the group
+        history = train(model, np.asarray(scoring_pool(group)), bar)
+        held_out = [int(f["subject"]) for f in group]
+        for h in held_out:
+            scores = probe_layers(model, X, y, validation_subject(group, h), FinetuneConfig(epochs=score_epochs), seed)
+            write_json(scores_path(pretrained_path(models_dir, modality, norm, h)), {"held_out": h, **scores})
+        return {"modality": modality, "norm": norm, "held_out": held_out, "kind": "layer_scores",
+                "final_loss": round(history[-1], 6)}
+
     def train_one(job, bar):
         kind, norm, fold, model = job
-        path = pretrained_path(models_dir, modality, norm, fold["subject"])
         if kind == "scores":
-            validation = validation_subject(folds, fold["subject"])
-            history = train(model, np.asarray(scoring_pool(fold, validation)), bar)
-            scores = probe_layers(model, X, y, validation, FinetuneConfig(epochs=score_epochs), seed)
-            write_json(scores_path(path), {"held_out": int(fold["subject"]), **scores})
-            return {"modality": modality, "norm": norm, "held_out": fold["subject"], "kind": "layer_scores",
-                    "validation_subject": scores["validation_subject"], "final_loss": round(history[-1], 6)}
+            return score_group(model, fold, norm, bar)
+        path = pretrained_path(models_dir, modality, norm, fold["subject"])
         idx = np.asarray(fold["pretrain"])
         history = train(model, idx, bar)
         save_checkpoint(path, model, model_name, model_kwargs)

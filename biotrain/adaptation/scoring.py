@@ -1,14 +1,17 @@
 """Contribution analysis for the ``sparse`` strategy: how much accuracy each layer adds when it
 trains beside the classifier, measured on the pretraining pool only.
 
-For the base model that never saw subject h, a *validation subject* v is taken from h's pool (the
-next subject in fold order) and a scoring model is pretrained, exactly like the base model, on the
-pool without v (so it has seen neither h nor v). Probes then fine-tune copies of it on v's first
-session: the classifier alone, and the classifier with each other layer of
-:func:`~biotrain.models.layers.weight_layers`. A layer's ``gain`` is the probe's test accuracy on
-v's first session minus the classifier-alone probe's. Its ``update_bytes`` is what training it
-adds to the step's state: its parameters' gradient, momentum and accumulated gradient (float32).
-The held-out subject's data never enter, so picking layers from these scores cannot leak it.
+Subjects are taken in fold order in *scoring groups* of two (three for the last of an odd count).
+One scoring model per group is pretrained exactly like a base model, on the pool without any of
+the group's subjects, so it has seen none of them. For the base model that never saw subject h,
+the validation subject v is the next subject of h's group (cyclically), and probes fine-tune
+copies of the group's scoring model on v's first session: the classifier alone, and the
+classifier with each other layer of :func:`~biotrain.models.layers.weight_layers`. A layer's
+``gain`` is the probe's test accuracy on v's first session minus the classifier-alone probe's.
+Its ``update_bytes`` is what training it adds to the step's state: its parameters' gradient,
+momentum and accumulated gradient (float32). The held-out subject's data never enter, so picking
+layers from these scores cannot leak it; sharing one scoring model within a group halves the
+scoring models to pretrain.
 """
 
 from __future__ import annotations
@@ -27,19 +30,30 @@ from .training import accuracy
 UPDATE_BYTES_PER_PARAM = 3 * 4
 
 
-def validation_subject(folds: list[dict], held_out: int) -> dict:
-    """The fold of the pool subject that scores the layers of ``held_out``'s base model."""
-    subjects = [int(f["subject"]) for f in folds]
-    if len(subjects) < 3:
-        raise ValueError(f"scoring layers needs at least 3 subjects (held out, validation, pool); got {subjects}")
-    return folds[(subjects.index(int(held_out)) + 1) % len(folds)]
+def scoring_groups(folds: list[dict]) -> list[list[dict]]:
+    """The folds in scoring groups: consecutive pairs, the last group a triple for an odd count."""
+    if len(folds) < 3:
+        subjects = [int(f["subject"]) for f in folds]
+        raise ValueError(f"scoring layers needs at least 3 subjects (a pair and a pool to pretrain on); got {subjects}")
+    groups = [folds[i:i + 2] for i in range(0, len(folds) - len(folds) % 2, 2)]
+    if len(folds) % 2:
+        groups[-1].append(folds[-1])
+    return groups
 
 
-def scoring_pool(fold: dict, validation: dict) -> list[int]:
-    """The held-out subject's pool without the validation subject's windows."""
-    drop = set(validation["day1"]["calib"]) | set(validation["day1"]["test"])
-    drop |= {i for part in validation["longitudinal"] for i in part["calib"] + part["test"]}
-    return [i for i in fold["pretrain"] if i not in drop]
+def validation_subject(group: list[dict], held_out: int) -> dict:
+    """The fold of the subject, in ``held_out``'s scoring group, that scores ``held_out``'s layers."""
+    subjects = [int(f["subject"]) for f in group]
+    return group[(subjects.index(int(held_out)) + 1) % len(group)]
+
+
+def scoring_pool(group: list[dict]) -> list[int]:
+    """The pretraining windows of no subject of the scoring group."""
+    drop = set()
+    for fold in group:
+        drop |= set(fold["day1"]["calib"]) | set(fold["day1"]["test"])
+        drop |= {i for part in fold["longitudinal"] for i in part["calib"] + part["test"]}
+    return [i for i in group[0]["pretrain"] if i not in drop]
 
 
 def probe_layers(model: nn.Module, X: np.ndarray, y: np.ndarray, validation: dict, cfg: FinetuneConfig,

@@ -3,7 +3,7 @@
 Same-shaped jobs can train faster as one computation, so a group of them is one Prefect task.
 Jobs batch only where :func:`~biotrain.adaptation.batched.adapt_many` trains them as one
 computation and that measured faster (``benchmarks/README.md``): same modality, model, strategy
-and fine-tuning settings (grid point included, seed aside), the fast host loop, fine-tuning on
+and fine-tuning settings (grid point included, seed aside; ``sparse``: the same picked layers), the fast host loop, fine-tuning on
 the host (a ``device.execute`` target runs its program per job), the same longitudinal flag, and
 ``batching_pays`` for the model and strategy. Everything else is a group of one. Subjects with
 different numbers of later sessions may share a group: the chain batches the sessions they share.
@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Sequence
 
-from ..adaptation.batched import MIN_BATCHED_TASKS, batching_pays
+from ..adaptation.batched import batching_pays, min_batched_tasks
 from ..models import MODELS
 from .config import AdaptSettings
 from .jobs import Job
@@ -29,17 +29,16 @@ def batch_key(job: Job, settings: AdaptSettings) -> str | None:
     if finetune.host_loop != "fast" or not on_host or model is None or not batching_pays(model.__name__, job.strategy):
         return None
     point = {k: v for k, v in job.grid.items() if k != "seed"}
-    return json.dumps([job.modality, job.dataset, job.model, job.strategy, job.longitudinal, point], sort_keys=True,
-                      default=str)
+    return json.dumps([job.modality, job.dataset, job.model, job.strategy, job.longitudinal, point, job.layers],
+                      sort_keys=True, default=str)
 
 
 def group_jobs(jobs: Sequence[Job], settings: AdaptSettings, max_size: int = 16, force: bool = False) -> list[list[Job]]:
     """The jobs as groups of at most ``max_size`` (balanced), in the order of their first job.
 
-    A batchable set too small to pay (under :data:`MIN_BATCHED_TASKS` per group) stays one job per
+    A batchable set too small to pay (under :func:`min_batched_tasks` per group) stays one job per
     group; ``force`` groups from two jobs (tests and measurements; pair it with ``run_group(force=True)``).
     """
-    min_size = 2 if force else MIN_BATCHED_TASKS
     buckets: dict[str, list[int]] = {}
     groups: list[list[int]] = []
     for i, job in enumerate(jobs):
@@ -52,7 +51,7 @@ def group_jobs(jobs: Sequence[Job], settings: AdaptSettings, max_size: int = 16,
         n_groups = math.ceil(len(members) / max_size)
         size = math.ceil(len(members) / n_groups)
         chunks = [members[j:j + size] for j in range(0, len(members), size)]
-        if min(len(c) for c in chunks) < min_size:
+        if min(len(c) for c in chunks) < (2 if force else min_batched_tasks(jobs[members[0]].strategy)):
             chunks = [[i] for i in members]
         groups += chunks
     return [[jobs[i] for i in group] for group in sorted(groups)]

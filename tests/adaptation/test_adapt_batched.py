@@ -12,11 +12,18 @@ from biotrain.adaptation.training import as_tensor
 from biotrain.models import build_model
 from tests.adaptation.cases import SHAPES
 
-# last_layer: vmap over the classifier; full, edge, bias and lora: the models stacked into one wide model (stacked.py)
+# last_layer: vmap over the classifier; full, edge, bias, sparse and lora: the models stacked into one
+# wide model (stacked.py), sparse and lora on their cached frozen prefix
 CASES = [("epidenet", "edge", "group"), ("epidenet", "full", "batch"), ("epidenet", "last_layer", "batch"),
          ("mi_bminet", "edge", "group"), ("mi_bminet", "full", "batch"), ("mi_bminet", "last_layer", "batch"),
          ("epidenet", "bias", "batch"), ("epidenet", "lora", "batch"), ("mi_bminet", "bias", "batch"),
-         ("mi_bminet", "lora", "batch")]
+         ("mi_bminet", "lora", "batch"), ("epidenet", "sparse", "batch"), ("mi_bminet", "sparse", "batch")]
+# sparse: layers after a frozen prefix, as the study's picks are (the cached-prefix path)
+SPARSE_LAYERS = {"epidenet": ("block3", "mix"), "mi_bminet": ("spatial", "pointwise")}
+
+
+def _config(name, strategy, epochs=3):
+    return FinetuneConfig(epochs=epochs, sparse_layers=SPARSE_LAYERS[name] if strategy == "sparse" else None)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # as every adaptation task runs
@@ -48,7 +55,7 @@ def test_each_task_matches_its_own_sequential_run(name, strategy, norm):
     sizes = [16, 13, 16, 16]  # ragged: the 13-window task runs alone, the three 16s as one group
     Xs, ys = _data(name, sizes)
     Xtest = _data(name, [24], seed=9)[0][0]
-    cfg, seeds = FinetuneConfig(epochs=3), [3, 4, 5, 6]
+    cfg, seeds = _config(name, strategy), [3, 4, 5, 6]
     alone, batched = _models(name, norm, 4), _models(name, norm, 4)
     infos_alone = [adapt(m, X, y, strategy, cfg, s) for m, X, y, s in zip(alone, Xs, ys, seeds)]
     infos = adapt_many(batched, Xs, ys, strategy, cfg, seeds, force=True)
@@ -70,7 +77,7 @@ def test_batched_runs_are_bit_exact_run_to_run(name, strategy, norm):
     runs = []
     for _ in range(2):
         models = _models(name, norm, 3)
-        adapt_many(models, Xs, ys, strategy, FinetuneConfig(epochs=2), [0, 1, 2], force=True)
+        adapt_many(models, Xs, ys, strategy, _config(name, strategy, epochs=2), [0, 1, 2], force=True)
         runs.append([m.state_dict() for m in models])
     for a, b in zip(*runs):
         assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from biotrain.adaptation.finetune import FinetuneConfig
-from biotrain.adaptation.scoring import probe_layers, scoring_pool, validation_subject
+from biotrain.adaptation.scoring import probe_layers, scoring_groups, scoring_pool, validation_subject
 from biotrain.adaptation.sparse import pick_order, select_layers
 from biotrain.models.layers import weight_layers
 from tests.adaptation.cases import data, model
@@ -52,18 +52,22 @@ def _folds(n_subjects=4, per=12):
     return folds
 
 
-def test_scoring_never_sees_the_held_out_subject():
-    folds = _folds()
-    for fold in folds:
-        v = validation_subject(folds, fold["subject"])
-        assert v["subject"] != fold["subject"]
-        pool = set(scoring_pool(fold, v))
-        held_out = set(range((fold["subject"] - 1) * 12, fold["subject"] * 12))
-        validation = set(range((v["subject"] - 1) * 12, v["subject"] * 12))
-        assert pool and not pool & held_out and not pool & validation
-        assert pool | held_out | validation == set(range(48))
+@pytest.mark.parametrize("n_subjects", [4, 5])
+def test_scoring_never_sees_the_held_out_subject(n_subjects):
+    folds = _folds(n_subjects)
+    groups = scoring_groups(folds)
+    assert [len(g) for g in groups] == ([2, 2] if n_subjects == 4 else [2, 3])  # odd: the last group a triple
+    assert sorted(f["subject"] for g in groups for f in g) == list(range(1, n_subjects + 1))
+    everyone = set(range(12 * n_subjects))
+    for group in groups:
+        pool = set(scoring_pool(group))
+        members = {i for f in group for i in range((f["subject"] - 1) * 12, f["subject"] * 12)}
+        assert pool and not pool & members and pool | members == everyone
+        for fold in group:
+            v = validation_subject(group, fold["subject"])
+            assert v["subject"] != fold["subject"] and v in group  # scored on a subject the model never saw
     with pytest.raises(ValueError, match="at least 3 subjects"):
-        validation_subject(_folds(2), 1)
+        scoring_groups(_folds(2))
 
 
 def test_probes_score_every_layer_against_the_classifier_alone():

@@ -51,6 +51,15 @@ def test_a_device_executed_subject_and_other_grid_points_stay_apart(tmp_path):
     assert sorted(len(g) for g in groups if len(g) > 1) == [4] * 2  # subjects 2-3 x 2 seeds per grid point
 
 
+def test_sparse_jobs_group_only_with_the_same_pick_of_layers(tmp_path):
+    jobs = plan_eeg(tmp_path, small_cohort(tmp_path), ["last_layer"], [0, 1])  # 3 subjects x 2 seeds
+    picks = {1: ("spatial",), 2: ("spatial",), 3: ("pointwise",)}
+    jobs = [dataclasses.replace(j, strategy="sparse", layers=picks[j.subject]) for j in jobs]
+    groups = group_jobs(jobs, _settings(tmp_path)[0], force=True)
+    assert sorted(len(g) for g in groups) == [2, 4]
+    assert all(len({j.layers for j in g}) == 1 for g in groups)
+
+
 def test_rows_come_back_in_the_jobs_order(tmp_path):
     jobs = plan_eeg(tmp_path, small_cohort(tmp_path), ["none", "last_layer"], [0, 1])
     groups = group_jobs(jobs, _settings(tmp_path)[0], force=True)
