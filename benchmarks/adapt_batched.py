@@ -96,7 +96,8 @@ def markdown(rows, args, load_before, load_after, seconds) -> str:
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
         "# Batched fine-tuning of K tasks (`adapt_many`) against K sequential fast-loop calls", "",
-        f"Produced by `python benchmarks/adapt_batched.py --epochs {args.epochs} --repeats {args.repeats} --ks {args.ks}` on "
+        f"Produced by `python benchmarks/adapt_batched.py --epochs {args.epochs} --repeats {args.repeats} --ks {args.ks} "
+        f"--strategies {args.strategies}` on "
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (repo at {sha}), {seconds:.0f} s.", "",
         f"**Machine load** (1/5/15-min load average, {os.cpu_count()} cores shared with other jobs): before "
         f"{' / '.join(f'{v:.2f}' for v in load_before)}, after {' / '.join(f'{v:.2f}' for v in load_after)}. "
