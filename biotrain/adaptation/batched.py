@@ -56,6 +56,7 @@ from .fast_conv import fast_temporal_convs
 from .fast_loop import CachedFeatures, frozen_prefix, per_sample_model
 from .finetune import AdaptInfo, FinetuneConfig, adapt, schedule_of
 from .lean_sgd import LeanSGD
+from .precision import after_step, emulated, round_tensors, scaled_loss, store_gradients
 from .schedule import set_lr
 from .stacked import stack_models, stackable, unstack_into
 from .training import as_tensor
@@ -112,7 +113,8 @@ def adapt_many(models: list[nn.Module], Xs: list[np.ndarray], ys: list[np.ndarra
     # full, edge, bias: one wide model; edge's micro-batches are one pass only where every layer is per sample
     stacked = (s is not None and s.trains in STACKED_TRAINS and stackable(models[0])
                and (not s.host_micro_batch or per_sample_model(models[0])))
-    supported = s is not None and ((s.trains == "classifier" and not s.train_mode) or stacked)  # last_layer or stacked
+    # last_layer (vmap: fp32 only) or stacked
+    supported = s is not None and ((s.trains == "classifier" and not s.train_mode and cfg.precision == "fp32") or stacked)
     if not supported or cfg.host_loop != "fast" or not (force or batching_pays(models[0], strategy)):
         return [adapt(m, X, y, strategy, cfg, s) for m, X, y, s in zip(models, Xs, ys, seeds)]
     if s.host_micro_batch and cfg.batch_size % cfg.micro_batch:
@@ -151,11 +153,12 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
     schedules = [schedule_of(n, strategy, cfg, s) for s in seeds]
     labels = torch.stack([torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in ys], dim=1)  # (n, K)
     tasks = torch.arange(K)
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    loss_fn, scale = scaled_loss(nn.CrossEntropyLoss(reduction="sum"), cfg.precision)
     steps = 0
     with ExitStack() as contexts:
         for m in [wide, *models]:  # the models compute their own frozen prefixes (below)
             contexts.enter_context(fast_temporal_convs(m))
+            contexts.enter_context(emulated(m, cfg.precision))
         forward = _wide_forward(wide, models, Xs, set(trainable), row.train_mode)
         for epochs in zip(*schedules):  # the same n: every task's epoch has the same batch sizes
             wide.train(row.train_mode)
@@ -166,13 +169,16 @@ def _adapt_stacked(models, Xs, ys, strategy, cfg, seeds) -> list[AdaptInfo]:
                 out = forward(batch)  # (b, K, classes)
                 loss = loss_fn(out.reshape(-1, out.shape[-1]), labels[batch, tasks].reshape(-1)) / len(batch)
                 loss.backward()  # the sum of the K tasks' losses: slice k of every gradient is task k's
+                store_gradients(trainable.values(), cfg.precision, scale)
                 opt.step()
+                after_step(wide, opt, cfg.precision)
                 steps += 1
     unstack_into(wide, models)
     for m in models:
         m.train(row.train_mode)
         if row.trains == "adapters":
             merge_adapters(m)
+            round_tensors(m.parameters(), cfg.precision)
     seconds = (time.perf_counter() - start) / K
     return [AdaptInfo(n_calib=n, optimizer_steps=steps, train_seconds=seconds) for _ in models]
 

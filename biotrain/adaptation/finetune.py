@@ -16,6 +16,7 @@ from ..strategy_table import NORM_OF, STRATEGY_NAMES, STRATEGY_TABLE, has_batchn
 from .fast_conv import fast_temporal_convs
 from .fast_loop import HOST_LOOPS, fast_gradients
 from .lean_sgd import LeanSGD
+from .precision import after_step, check_precision, emulated, round_tensors, scaled_loss, store_gradients
 from .schedule import BatchSchedule, set_lr
 from .training import as_tensor
 
@@ -36,6 +37,7 @@ class FinetuneConfig:
     sparse_budget_kb: float = 160.0  # sparse: peak L2 of the step the chosen layers must fit (kB = 1000 B)
     lora_rank: int = 4  # lora: the adapters' rank (per layer at most min(rows, columns) of its weight)
     sparse_layers: tuple[str, ...] | None = None  # sparse: the layers picked for this job under the budget
+    precision: str = "fp32"  # fp32, or bf16/fp16 emulated as the device stores them (precision.py)
 
 
 @dataclass
@@ -77,6 +79,7 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
     if s.trains == "layers" and cfg.sparse_layers is None:
         raise ValueError(f"strategy {strategy!r} needs FinetuneConfig.sparse_layers (picked under adapt.sparse.budget_kb)")
 
+    check_precision(cfg.precision)
     start = time.perf_counter()
     if s.trains == "adapters":
         add_adapters(model, cfg.lora_rank, seed)  # merged back into the weights below
@@ -84,13 +87,14 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
     fast = cfg.host_loop == "fast"
     sgd = LeanSGD if fast else torch.optim.SGD  # the same update, bit for bit (lean_sgd.py)
     opt = sgd(list(trainable.values()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    loss_fn, scale = scaled_loss(nn.CrossEntropyLoss(reduction="sum"), cfg.precision)
     xs, ys = as_tensor(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
     micro = cfg.micro_batch if s.host_micro_batch else cfg.batch_size
     fast_step = fast_gradients(model, xs, ys, strategy, loss_fn, set(trainable)) if fast else None
     steps = 0
-    # fast: long depthwise convolutions take their gradients as forward convolutions (fast_conv.py)
-    with fast_temporal_convs(model) if fast else nullcontext():
+    # fast: long depthwise convolutions take their gradients as forward convolutions (fast_conv.py);
+    # bf16/fp16: every stored value rounded (precision.py)
+    with fast_temporal_convs(model) if fast else nullcontext(), emulated(model, cfg.precision):
         for epoch in schedule_of(len(ys), strategy, cfg, seed):
             # last_layer keeps the frozen backbone's BatchNorm statistics (eval mode);
             # full uses batch statistics; edge's GroupNorm has none.
@@ -105,10 +109,14 @@ def adapt(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: str, cfg: Fi
                         idx = batch[j:j + micro]
                         loss = loss_fn(model(xs[idx]), ys[idx]) / len(batch)
                         loss.backward()
+                        store_gradients(trainable.values(), cfg.precision)  # the 16-bit accumulator
+                store_gradients(trainable.values(), cfg.precision, scale)
                 opt.step()
+                after_step(model, opt, cfg.precision)
                 steps += 1
     if s.trains == "adapters":
         merge_adapters(model)  # inference runs the plain model: nothing extra
+        round_tensors(model.parameters(), cfg.precision)  # the merged weights, stored as the rest
     for p in model.parameters():
         p.requires_grad_(True)
     return AdaptInfo(n_calib=len(y), optimizer_steps=steps, train_seconds=time.perf_counter() - start)
