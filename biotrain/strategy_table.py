@@ -98,6 +98,36 @@ STRATEGY_TABLE: dict[str, Strategy] = {
 }
 
 STRATEGY_NAMES = tuple(STRATEGY_TABLE)  # in the table's order: the order of every report
+
+# The number format a strategy trains in: fp32, or a 16-bit type emulated as the device stores it
+# (adaptation/precision.py). A study names a 16-bit run ``<strategy>@<precision>`` (``edge@bf16``).
+PRECISIONS = ("fp32", "bf16", "fp16")
+STRATEGY_SPECS = STRATEGY_NAMES + tuple(f"{name}@{p}" for name in STRATEGY_NAMES if STRATEGY_TABLE[name].costed
+                                        for p in PRECISIONS[1:])
+
+
+def parse_strategy(spec: str) -> tuple[str, str]:
+    """``"edge@bf16"`` -> ``("edge", "bf16")``; a bare name trains in fp32."""
+    if spec not in STRATEGY_SPECS:
+        raise ValueError(f"strategy {spec!r} is not supported; use one of {list(STRATEGY_SPECS)}")
+    name, _, precision = spec.partition("@")
+    return name, precision or "fp32"
+
+
+def strategy_label(name: str, precision: str) -> str:
+    """The name results, metrics and reports use: the strategy, with ``@precision`` unless fp32."""
+    return name if precision == "fp32" else f"{name}@{precision}"
+
+
+def label_order(labels) -> list[str]:
+    """Distinct known labels in report order: the table's order, each strategy's fp32 run before
+    its 16-bit ones."""
+    def key(label):
+        name, _, precision = label.partition("@")
+        return STRATEGY_NAMES.index(name), PRECISIONS.index(precision or "fp32")
+    return sorted((label for label in set(labels) if label in STRATEGY_SPECS), key=key)
+
+
 NORM_OF = {name: s.norm for name, s in STRATEGY_TABLE.items()}
 # the strategies with a training step, which the device backend costs
 COSTED_STRATEGIES = tuple(name for name, s in STRATEGY_TABLE.items() if s.costed)

@@ -21,7 +21,7 @@ def main() -> None:
         summary += pretrain_folds(w.X, w.y, len(w.class_names), folds, model.name, model.kwargs, config.norms,
                                   config.pretrain, config.seed, paths.models, modality, config.pretrain_workers,
                                   sfreq=w.sfreq,
-                                  score_epochs=config.pretrain_score_epochs if "sparse" in config.strategies else None)
+                                  score_epochs=config.pretrain_score_epochs if "sparse" in config.strategy_names else None)
     write_json(paths.models / "summary.json", summary)
 
 

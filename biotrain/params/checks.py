@@ -13,7 +13,7 @@ from typing import Any
 
 from ..data.spec import EOG_DATASETS
 from ..errors import UserError
-from ..strategy_table import STRATEGY_NAMES
+from ..strategy_table import STRATEGY_SPECS
 from .arguments import check_constructor, check_datasets, nearest
 from .declarations import PARAMS, Param, section_keys
 from .kinds import Mapping
@@ -249,7 +249,7 @@ def _strategy_rules(c: _Checker, _datasets: bool) -> None:
     grid = (c.value("sweep.grid") if "sweep" in c.params else None) or {}
     grid = grid if isinstance(grid, dict) else {}
     grid_strategies = grid.get("strategy") if isinstance(grid.get("strategy"), list) else []
-    studied = set(strategies) | set(grid_strategies)
+    studied = {str(spec).partition("@")[0] for spec in [*strategies, *grid_strategies]}  # edge@bf16 -> edge
     if not studied & {"lora", "sparse"}:
         return
     from ..models.layers import max_rank
@@ -294,9 +294,9 @@ def _sweep_rules(c: _Checker, _datasets: bool) -> None:
     except ValueError as err:
         c.problems.append(("sweep.grid", str(err)))
         return
-    bad = [p["strategy"] for p in points if "strategy" in p and p["strategy"] not in STRATEGY_NAMES]
+    bad = [p["strategy"] for p in points if "strategy" in p and p["strategy"] not in STRATEGY_SPECS]
     if bad:
-        c.fail("sweep.grid.strategy", sorted(set(bad)), f"values from {list(STRATEGY_NAMES)}")
+        c.fail("sweep.grid.strategy", sorted(set(map(str, bad))), f"values from {list(STRATEGY_SPECS)}")
     for key in ("lr", "epochs", "batch_size", "micro_batch", "sparse_budget_kb"):
         if any(key in p and not (isinstance(p[key], (int, float)) and p[key] > 0) for p in points):
             c.fail(f"sweep.grid.{key}", grid[key], "positive numbers")
@@ -308,6 +308,10 @@ def _device_rules(c: _Checker, _datasets: bool) -> None:
     """device: a backend that exists, and constants the chip model knows."""
     if c.value("device.backend") == "gap9-board":
         c.fail("device.backend", "gap9-board", "'gap9-sim' (the board backend is not implemented yet)")
+    sixteen = [s for s in c.value("adapt.strategies") or [] if "@" in str(s)]
+    if sixteen and c.value("device.execute") not in (None, "host"):
+        c.fail("device.execute", c.value("device.execute"), f"'host' while adapt.strategies trains in 16 bits {sixteen} "
+                                                            "(the exported program runs fp32 steps)")
     constants = c.value("device.constants")
     if isinstance(constants, dict):
         from ..device import load_constants

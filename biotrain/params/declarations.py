@@ -20,7 +20,7 @@ from typing import Any
 
 from ..adaptation.fast_loop import HOST_LOOPS
 from ..data.spec import MODALITIES
-from ..strategy_table import STRATEGY_NAMES
+from ..strategy_table import STRATEGY_SPECS
 from ..study.config import RUNNERS, DeviceConfig, RunnerConfig, StudyConfig
 from ..study.jobs import GRID_KEYS
 from .kinds import Choice, IdList, Int, IntList, Kind, Mapping, Names, Number, Positive, Subset, Text
@@ -159,7 +159,8 @@ PARAMS: tuple[Param, ...] = (
           "sparse: fine-tuning epochs of each layer-scoring probe (a contribution analysis on the pretraining "
           "pool, run when adapt.strategies includes sparse)", ("pretrain",)),
     # adapt: strategies and fine-tuning
-    Param("adapt.strategies", Subset(STRATEGY_NAMES), REQUIRED, "strategies of biotrain/strategy_table.py",
+    Param("adapt.strategies", Subset(STRATEGY_SPECS), REQUIRED, "strategies of biotrain/strategy_table.py; "
+          "<strategy>@bf16 or @fp16 trains it in 16 bits (docs/adaptation.md)",
           ("pretrain", "adapt")),  # pretrain: which normalizations need base models
     Param("adapt.seeds", IntList(0), REQUIRED, "one fine-tuning run per seed", ("adapt",)),
     Param("adapt.epochs", Int(1), REQUIRED, "fine-tuning epochs (cosine schedule)", ("adapt",)),

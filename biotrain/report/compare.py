@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..strategy_table import STRATEGY_NAMES
+from ..strategy_table import label_order
 from .device import all_fit, fits_cell
 
 REFERENCE = "none"  # never trains: zero gain at zero cost, the point the others are measured from
@@ -45,7 +45,7 @@ def most_common_layers(df: pd.DataFrame) -> tuple[str, int, int] | None:
 
 
 def strategy_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per modality and strategy (in ``STRATEGY_NAMES`` order) with the table's numbers.
+    """One row per modality and strategy (in the table's order, 16-bit runs after their fp32 run) with the table's numbers.
 
     Costs are means over every row of the strategy (each row is one calibration session, day 1 or
     longitudinal): trained parameters, peak L2 of a step (kB), energy of a session (mJ); they vary
@@ -56,7 +56,7 @@ def strategy_summary(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for modality in sorted(df["modality"].unique()):
         m = df[df["modality"] == modality]
-        for strategy in [s for s in STRATEGY_NAMES if s in set(m["strategy"])]:
+        for strategy in label_order(m["strategy"]):
             g = m[m["strategy"] == strategy]
             fits = all_fit(g["device_fits_on_chip"]) if "device_fits_on_chip" in g.columns else np.nan
             rows.append({

@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..strategy_table import STRATEGY_NAMES  # noqa: E402
-from .study import COLORS, MARKERS, _legend_above, _save  # noqa: E402
+from ..strategy_table import label_order  # noqa: E402
+from .study import COLORS, _legend_above, _save, color_of, marker_of  # noqa: E402
 
 DEVICE_COLUMNS = ("device_fits_on_chip", "device_peak_l2_bytes", "device_samples_per_s")
 
@@ -49,7 +49,7 @@ def device_table(df: pd.DataFrame) -> pd.DataFrame:
         calib_time_s=("device_calib_time_s", "mean"),
         calib_energy_mj=("device_calib_energy_mj", "mean"),
     ).reset_index()
-    order = {s: i for i, s in enumerate(STRATEGY_NAMES)}
+    order = {s: i for i, s in enumerate(label_order(agg["strategy"]))}
     return agg.sort_values(["modality", "strategy"], key=lambda c: c.map(order) if c.name == "strategy" else c)
 
 
@@ -139,8 +139,8 @@ def plot_pareto(table: pd.DataFrame, path: Path, l2_budget: int, dpi: int) -> No
 
 def _point_style(strategy: str, fits: bool) -> dict:
     """A strategy's marker in the Pareto panels: its colour and shape, hollow when it does not fit."""
-    color = COLORS.get(strategy, "black")
-    return {"marker": MARKERS.get(strategy, "o"), "s": 70, "zorder": 3, "linewidths": 1.2,
+    color = color_of(strategy)
+    return {"marker": marker_of(strategy), "s": 70, "zorder": 3, "linewidths": 1.2,
             "facecolors": color if fits else "none", "edgecolors": color}
 
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..strategy_table import STRATEGY_NAMES  # noqa: E402
+from ..strategy_table import label_order  # noqa: E402
 from ..data.order import natural_key  # noqa: E402
 from ..io import atomic_path, write_text  # noqa: E402
 from .summary import SCENARIOS  # noqa: E402
@@ -28,8 +28,24 @@ COLORS = {"none": "#9e9e9e", "last_layer": "#4c72b0", "full": "#dd8452", "edge":
 MARKERS = {"none": "o", "last_layer": "s", "full": "^", "edge": "h", "bias": "D", "sparse": "P", "lora": "v"}
 
 
+# a 16-bit run (``edge@bf16``) wears its strategy's colour and marker, its bars hatched
+HATCHES = {"fp32": None, "bf16": "//", "fp16": "xx"}
+
+
+def color_of(label: str) -> str:
+    return COLORS.get(label.partition("@")[0], "black")
+
+
+def marker_of(label: str) -> str:
+    return MARKERS.get(label.partition("@")[0], "o")
+
+
+def hatch_of(label: str) -> str | None:
+    return HATCHES.get(label.partition("@")[2] or "fp32")
+
+
 def _strategies(df: pd.DataFrame) -> list[str]:
-    return [s for s in STRATEGY_NAMES if s in set(df["strategy"])]
+    return label_order(df["strategy"])
 
 
 def _save(fig, path: Path, dpi: int) -> None:
@@ -75,7 +91,7 @@ def plot_accuracy(df: pd.DataFrame, metrics: dict, path: Path, dpi: int) -> None
                 means.append(100 * m["acc_mean"] if m else np.nan)
                 stds.append(100 * m["acc_std"] if m and _has_spread(seeds, modality, strategy) else np.nan)
             x = np.arange(len(SCENARIOS)) + (k - (len(strategies) - 1) / 2) * width
-            ax.bar(x, means, width, yerr=stds, capsize=3, label=strategy, color=COLORS.get(strategy),
+            ax.bar(x, means, width, yerr=stds, capsize=3, label=strategy, color=color_of(strategy), hatch=hatch_of(strategy),
                    error_kw={"elinewidth": 1})
             for xi, mi in zip(x, means):
                 if mi == mi:
@@ -101,7 +117,7 @@ def gain_table(df: pd.DataFrame) -> pd.DataFrame:
     if "none" not in acc:
         return pd.DataFrame()
     gains = acc.sub(acc["none"], axis=0).drop(columns="none") * 100
-    return gains[[s for s in STRATEGY_NAMES if s in gains.columns]]
+    return gains[label_order(gains.columns)]
 
 
 def plot_gain(df: pd.DataFrame, path: Path, dpi: int) -> None:
@@ -117,10 +133,10 @@ def plot_gain(df: pd.DataFrame, path: Path, dpi: int) -> None:
         for k, strategy in enumerate(g.columns):
             x = np.arange(len(g)) + (k - (len(g.columns) - 1) / 2) * width
             values = g[strategy].to_numpy()
-            ax.bar(x, values, width, label=strategy, color=COLORS.get(strategy))
+            ax.bar(x, values, width, label=strategy, color=color_of(strategy), hatch=hatch_of(strategy))
             zero = np.isclose(values, 0)  # a zero-height bar is invisible: mark it on the axis
             if zero.any():
-                ax.scatter(x[zero], values[zero], marker="D", s=18, color=COLORS.get(strategy),
+                ax.scatter(x[zero], values[zero], marker="D", s=18, color=color_of(strategy),
                            edgecolors="black", linewidths=0.5, zorder=3)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(g)), [str(s) for s in g.index])
@@ -171,8 +187,8 @@ def plot_sessions(df: pd.DataFrame, path: Path, dpi: int) -> None:
         for k, strategy in enumerate(strategies):
             c = curve[(curve["modality"] == modality) & (curve["strategy"] == strategy)]
             dodge = (k - (len(strategies) - 1) / 2) * 0.06  # error bars side by side, not on one x
-            ax.errorbar(c["session_index"] + dodge, 100 * c["mean"], yerr=100 * c["std"].fillna(0), marker=MARKERS.get(strategy, "o"),
-                        capsize=3, label=strategy, color=COLORS.get(strategy), clip_on=False)
+            ax.errorbar(c["session_index"] + dodge, 100 * c["mean"], yerr=100 * c["std"].fillna(0), marker=marker_of(strategy),
+                        capsize=3, label=strategy, color=color_of(strategy), clip_on=False)
         ax.set_xlabel("session (day 1, then longitudinal: each starts from the previous one's model)", fontsize=8)
         ax.set_ylabel("test accuracy after adaptation (%)")
         ax.set_ylim(0, 105)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..strategy_table import STRATEGY_NAMES
+from ..strategy_table import label_order
 from .summary import SCENARIOS, summarize
 
 SCENARIO_NAMES = {"day1": "day 1", "longitudinal": "longitudinal"}
@@ -29,7 +29,7 @@ def accuracy_table(df: pd.DataFrame, metrics: dict | None = None) -> str:
     """
     metrics = metrics if metrics is not None else summarize(df)
     seeds = df.groupby(["modality", "strategy"])["seed"].nunique().to_dict()
-    strategies = [s for s in STRATEGY_NAMES if s in set(df["strategy"])]
+    strategies = label_order(df["strategy"])
     models = df.groupby("modality")["model"].first().to_dict() if "model" in df else {}
     lines = ["| modality | scenario | " + " | ".join(strategies) + " |", "|---|---|" + "---|" * len(strategies)]
     for modality in sorted(metrics):

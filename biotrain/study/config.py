@@ -16,10 +16,10 @@ from typing import Any
 from ..adaptation.finetune import FinetuneConfig
 from ..adaptation.training import PretrainConfig
 from ..data.spec import WindowSpec
-from ..strategy_table import STRATEGY_TABLE
+from ..strategy_table import STRATEGY_TABLE, parse_strategy
 
 # the fine-tuning settings params.yaml sets (and a sweep may vary); sparse_layers is picked per job
-FINETUNE_KEYS = tuple(f.name for f in fields(FinetuneConfig) if f.name != "sparse_layers")
+FINETUNE_KEYS = tuple(f.name for f in fields(FinetuneConfig) if f.name not in ("sparse_layers", "precision"))  # per job, not params
 # where the nested ones live under adapt in params.yaml
 FINETUNE_PARAMS = {"sparse_budget_kb": ("sparse", "budget_kb"), "lora_rank": ("lora", "rank")}
 
@@ -116,9 +116,14 @@ class StudyConfig:
     report_dpi: int = 120
 
     @property
+    def strategy_names(self) -> set[str]:
+        """The table's strategies studied, whatever their precision (``edge@bf16`` -> ``edge``)."""
+        return {parse_strategy(spec)[0] for spec in self.strategies}
+
+    @property
     def norms(self) -> list[str]:
         """The normalizations the base models need: one per norm the strategies use."""
-        return sorted({STRATEGY_TABLE[s].norm for s in self.strategies})
+        return sorted({STRATEGY_TABLE[s].norm for s in self.strategy_names})
 
     def for_sweep(self) -> StudyConfig:
         """The same study tracked in the sweep's own MLflow experiment (``sweep-<name>``)."""

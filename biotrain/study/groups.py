@@ -29,7 +29,7 @@ def batch_key(job: Job, settings: AdaptSettings) -> str | None:
     if finetune.host_loop != "fast" or not on_host or model is None or not batching_pays(model.__name__, job.strategy):
         return None
     point = {k: v for k, v in job.grid.items() if k != "seed"}
-    return json.dumps([job.modality, job.dataset, job.model, job.strategy, job.longitudinal, point, job.layers],
+    return json.dumps([job.modality, job.dataset, job.model, job.label, job.longitudinal, point, job.layers],
                       sort_keys=True, default=str)
 
 

@@ -11,14 +11,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..adaptation.finetune import FinetuneConfig
-from ..strategy_table import NORM_OF
+from ..strategy_table import NORM_OF, parse_strategy, strategy_label
 from .config import FINETUNE_KEYS, StudyConfig
 from .paths import StudyPaths
 
 # what a sweep may vary: the job's strategy and seed, a fine-tuning setting, or the calibration size
 GRID_KEYS = ("strategy", "seed", "lr", "epochs", "momentum", "weight_decay", "batch_size", "micro_batch", "calib_size",
              "host_loop", "sparse_budget_kb", "lora_rank")
-TAG_KEYS = ("dataset", "modality", "model", "subject", "strategy", "seed")
+TAG_KEYS = ("dataset", "modality", "model", "subject", "strategy", "precision", "seed")
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,16 @@ class Job:
     data_digest: str = ""
     inputs_digest: str = ""
     layers: tuple[str, ...] | None = None  # sparse: the layers picked for this job (study.layer_pick)
+    precision: str = "fp32"  # the number format it trains in (strategy_table.PRECISIONS)
+
+    @property
+    def label(self) -> str:
+        """The strategy as results name it: ``edge``, or ``edge@bf16`` for a 16-bit run."""
+        return strategy_label(self.strategy, self.precision)
 
     def finetune(self, study: FinetuneConfig) -> FinetuneConfig:
-        """The study's fine-tuning settings, overridden by this job's grid point (and its layers)."""
-        cfg = replace(study, **{k: v for k, v in self.grid.items() if k in FINETUNE_KEYS})
+        """The study's fine-tuning settings, overridden by this job's grid point (its layers, its precision)."""
+        cfg = replace(study, **{k: v for k, v in self.grid.items() if k in FINETUNE_KEYS}, precision=self.precision)
         return replace(cfg, sparse_layers=self.layers) if self.layers is not None else cfg
 
     @property
@@ -59,12 +65,13 @@ class Job:
     def context(self) -> dict:
         """What names this job in result rows and MLflow tags (grid keys included)."""
         context = {k: getattr(self, k) for k in TAG_KEYS}
+        context["strategy"] = self.label
         if self.layers is not None:
             context["layers"] = "+".join(self.layers + ("classifier",))
         return {**context, **{k: v for k, v in self.grid.items() if k not in context}}
 
     def run_name(self, scenario: str) -> str:
-        return f"{self.modality}-s{self.subject}-{scenario}-{self.strategy}-seed{self.seed}"
+        return f"{self.modality}-s{self.subject}-{scenario}-{self.label}-seed{self.seed}"
 
 
 def expand_grid(grid: dict) -> list[dict]:
@@ -92,14 +99,15 @@ def plan_study(config: StudyConfig, paths: StudyPaths, folds: dict[str, list[dic
             data_digest = f"{_digest(windows)}-{_digest(splits)}"
             for fold in folds[modality]:
                 subject = int(fold["subject"])
-                for strategy in strategies:
+                for label in strategies:
+                    strategy, precision = parse_strategy(label)
                     pretrained = str(paths.pretrained(modality, NORM_OF[strategy], subject))
                     for seed in seeds:
                         jobs.append(Job(
                             modality=modality, dataset=config.data.dataset, model=spec.model.name, subject=subject,
                             strategy=strategy, seed=int(seed), windows=windows, splits=splits, pretrained=pretrained,
                             longitudinal=bool(fold["longitudinal"]), grid=dict(point), data_digest=data_digest,
-                            inputs_digest=f"{data_digest}-{_digest(pretrained)}"))
+                            inputs_digest=f"{data_digest}-{_digest(pretrained)}", precision=precision))
     from .layer_pick import pick_layers  # reads base models and costs steps: only when sparse is studied
 
     return pick_layers(jobs, config.finetune, config.device)

@@ -42,7 +42,7 @@ def open_parent_run(tracking: TrackingConfig, jobs: list[Job], settings: AdaptSe
         tags={"dataset": ",".join(sorted({j.dataset for j in jobs})),
               "modality": ",".join(sorted({j.modality for j in jobs})), "kind": "flow"},
         params={**asdict(settings.finetune), "n_jobs": len(jobs),
-                "strategies": ",".join(dict.fromkeys(j.strategy for j in jobs)),
+                "strategies": ",".join(dict.fromkeys(j.label for j in jobs)),
                 "seeds": ",".join(str(s) for s in dict.fromkeys(j.seed for j in jobs))},
     )
     return tracker, ParentRun(run_id, tracker.experiment_id, tracking), resumed

@@ -55,8 +55,9 @@ def chip_costs(spec: dict, strategy: str, finetune, device: DeviceConfig | None)
 
     ``adapt.micro_batch`` applies where the strategy micro-batches (``edge``); the others take
     the strategy table's device batching. ``sparse`` is costed with this job's layers
-    (``finetune.sparse_layers``), ``lora`` with its rank."""
-    if device is None:
+    (``finetune.sparse_layers``), ``lora`` with its rank. A 16-bit run has no chip cost yet: its
+    device columns stay empty rather than show the fp32 step's."""
+    if device is None or finetune.precision != "fp32":  # the chip model costs fp32 steps
         return {}
     s = STRATEGY_TABLE[strategy]
     micro = finetune.micro_batch if s.host_micro_batch else None

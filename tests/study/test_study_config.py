@@ -46,7 +46,8 @@ def test_sweep_is_tracked_in_its_own_experiment():
 def test_fine_tuning_keys_are_written_once():
     """The declarations, the sweep grid and the settings all follow FinetuneConfig's fields (each a
     required key: the adapt stage's outputs depend on it by name)."""
-    assert set(FINETUNE_KEYS) == {f.name for f in dataclasses.fields(FinetuneConfig)} - {"sparse_layers"}
+    # per job, not params: the picked layers, and the precision a strategy label names (edge@bf16)
+    assert set(FINETUNE_KEYS) == {f.name for f in dataclasses.fields(FinetuneConfig)} - {"sparse_layers", "precision"}
     assert set(FINETUNE_KEYS) <= set(GRID_KEYS)
     for key in FINETUNE_KEYS:
         assert BY_KEY["adapt." + ".".join(FINETUNE_PARAMS.get(key, (key,)))].required

@@ -40,6 +40,23 @@ def test_a_sweep_point_replaces_the_studys_strategy_and_fine_tuning(tmp_path):
     assert jobs[0].context()["lr"] in (1e-3, 2e-3)  # grid keys are tags of the job's runs
 
 
+def test_a_16_bit_strategy_is_a_job_of_its_own_labelled_with_its_precision(tmp_path):
+    cohort = _cohort(tmp_path, n_subjects=2)
+    jobs = _plan(tmp_path, cohort, ["full", "full@bf16"], [0])
+    bf16 = [j for j in jobs if j.precision == "bf16"]
+    assert len(bf16) == 2 and {j.strategy for j in jobs} == {"full"} and {j.label for j in bf16} == {"full@bf16"}
+    assert bf16[0].context()["strategy"] == "full@bf16" and bf16[0].context()["precision"] == "bf16"
+    settings, tracking = _settings(f"sqlite:///{tmp_path / 'mlflow.db'}", "bf16")
+    assert bf16[0].finetune(settings.finetune).precision == "bf16"
+    assert "full@bf16" in bf16[0].run_name("day1")
+    _, parent, _ = open_parent_run(tracking, jobs, settings, "bf16")
+    rows = {j.label: run_job(j, settings, ChildRuns(parent, settings))[0] for j in jobs if j.subject == bf16[0].subject}
+    assert rows["full@bf16"]["strategy"] == "full@bf16" and rows["full@bf16"]["precision"] == "bf16"
+    assert rows["full"]["precision"] == "fp32"
+    with pytest.raises(ValueError, match=r"adapt.strategies.*edge@fp8"):
+        _plan(tmp_path, cohort, ["edge@fp8"], [0])
+
+
 def test_unknown_grid_key_is_named():
     with pytest.raises(ValueError, match=r"\['lrr'\] are not sweepable"):
         expand_grid({"lrr": [1]})
