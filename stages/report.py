@@ -12,6 +12,7 @@ from biotrain.errors import TrackingError
 from biotrain.params import load_study
 from biotrain.report.compare import comparison_section
 from biotrain.report.device import device_section
+from biotrain.report.precision import precision_section
 from biotrain.report.study import write_report
 from biotrain.tracking import attach_report
 from stages.common import run_main, stage_args
@@ -24,7 +25,7 @@ def main() -> None:
     metrics = json.loads(Path(args.metrics).read_text())
     l2_budget = load_constants(config.device.constants)["l2_budget_bytes"]
     device = device_section(df, args.reports, l2_budget, config.report_dpi)
-    path = write_report(df, metrics, args.reports, dpi=config.report_dpi, extra_sections=[device, comparison_section(df)])
+    path = write_report(df, metrics, args.reports, dpi=config.report_dpi, extra_sections=[device, comparison_section(df), precision_section(df)])
     # the run the adapt stage recorded these results in
     run_id = json.loads(Path(args.run_file).read_text())["mlflow_run_id"]
     try:
