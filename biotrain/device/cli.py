@@ -11,7 +11,7 @@ import json
 import sys
 
 from ..adaptation.finetune import FinetuneConfig
-from ..strategy_table import COSTED_STRATEGIES
+from ..strategy_table import COSTED_STRATEGIES, PRECISIONS
 from .constants import default_program, load_constants, programs
 from .strategy_options import add_strategy_options, strategy_choice
 
@@ -68,6 +68,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--micro-batch", type=int, default=None)
     p.add_argument("--accum", type=int, default=None)
     p.add_argument("--backend", default="gap9-sim", choices=["gap9-sim", "gap9-board"])
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                   help="the step's number format: bf16/fp16 stores its tensors in 2 bytes and runs kernels at "
+                        "gap9.yaml's simd16_speedup_* (docs/adaptation.md says what is 16-bit)")
     p.add_argument("--program", default=None, metavar="|".join(programs()),
                    help="which program is costed: paper-toolchain (reproduces the published figures, the "
                         "toolchain's L2 im2col placement) or exported (this project's program); default: "
@@ -124,7 +127,7 @@ def _run_estimate(args: argparse.Namespace) -> int:
     except TypeError as exc:  # an unknown model argument given with --set
         raise ValueError(f"--set: {exc} (device constants are the keys of gap9.yaml)") from None
     kw = dict(batch_size=args.batch_size, micro_batch=args.micro_batch, accum=args.accum, backend=args.backend,
-              constants=overrides, program=args.program)
+              constants=overrides, program=args.program, precision=args.precision)
 
     def peak_of(layers):  # the sparse step's peak L2 with these layers, as this estimate plans it
         return estimate_step(model, "sparse", **kw, check=False, layers=layers).peak_l2_bytes
@@ -166,7 +169,8 @@ def format_table(d: dict) -> str:
     rows = [
         ("model / strategy", f"{d['model_name']} / {d['strategy']} (batch {d['batch_size']} = "
                              f"{d['accum']} x micro-batch {d['micro_batch']})"),
-        ("program", d["program"]),
+        ("program", d["program"] + ("" if d.get("precision", "fp32") == "fp32" else
+                                    f", {d['precision']} (16-bit tensors, SIMD kernel rates; no plan check)")),
         *([("trains", f"classifier + {', '.join(d['layers']) or 'no other layer'}"
             + (f" (picked under {d['layer_selection']['budget_kb']:g} kB)" if d.get("layer_selection") else ""))]
           if d.get("layers") is not None else []),

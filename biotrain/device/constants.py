@@ -79,7 +79,7 @@ def load_constants(overrides: dict | None = None, program: str | None = None) ->
 
 MAX_CORES = 8  # BRIEF section 5: 8 compute cores (+1 orchestrating)
 POSITIVE = ("power_train_mw", "freq_mhz", "voltage_v", "n_cores", "dma_bytes_per_cycle", "l3_bytes_per_cycle", "l1_budget_bytes",
-            "l2_budget_bytes")
+            "l2_budget_bytes", "simd16_speedup_mac", "simd16_speedup_elementwise", "simd16_speedup_norm")
 
 
 def validate(consts: dict) -> None:

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from .memory import StepGraph
+from .sixteen import speedup
 from .tiling import TilePlan, plan_tile
 
 MAC_KEYS = {
@@ -108,11 +109,12 @@ def work_cycles(w, c: dict) -> tuple[float, float]:
     share = math.ceil(par / n) / par  # the busiest core's share of the work
     loops = (w.macs or w.elems) / max(1, int(w.inner))
     ovh = float(c.get(f"loop_overhead_cycles_{counter_kind(w.kind)}", c["loop_overhead_cycles"]))
+    simd = speedup(w.kind, bool(w.macs), c)  # 16-bit: the 2-lane SIMD rates (sixteen.py)
     if w.macs:
         rows = w.rows * float(c.get(f"row_overhead_cycles_{counter_kind(w.kind)}", 0.0))
-        return share * (w.macs / per_core_mac_rate(w.kind, c) + loops * ovh + rows), 0.0
+        return share * (w.macs / per_core_mac_rate(w.kind, c) + loops * ovh + rows) / simd, 0.0
     cpe = float(c[ELEM_KEYS.get(w.kind, "cycles_per_elem_elementwise")])
-    return share * (w.elems * cpe + loops * ovh), float(w.elems)
+    return share * (w.elems * cpe + loops * ovh) / simd, float(w.elems)
 
 
 CHAINABLE = ("elementwise", "optimizer", "act_fwd", "act_bwd", "loss", "copy")
@@ -146,7 +148,8 @@ def op_cost(graph: StepGraph, rec, c: dict, chained: bool = False) -> OpCost:
         compute += cyc
         elem_ops += el
     compute += call_cycles(k.kind, c)
-    copies = k.im2col_elems * float(c["cycles_per_elem_im2col"]) + k.transpose_elems * float(c["cycles_per_elem_transpose"])
+    copies = (k.im2col_elems * float(c["cycles_per_elem_im2col"]) + k.transpose_elems * float(c["cycles_per_elem_transpose"])) \
+        / speedup("copy", False, c)
     compute += copies / n
     dma = tile.l2_l1_bytes / float(c["dma_bytes_per_cycle"])
     l3 = tile.l3_bytes / float(c["l3_bytes_per_cycle"])

@@ -15,6 +15,7 @@ from .constants import load_constants
 from .cost import step_cost
 from .energy import energy_breakdown_mj, power_model
 from .memory import breakdown_at, build_graph, dominant_at, plan_memory
+from .sixteen import check_precision, narrow
 from .spill import spill_frozen
 from .stream import stream_frozen
 
@@ -83,6 +84,7 @@ class DeviceEstimate:
     layers: list | None = None  # sparse: the layers trained besides the classifier (models.layers names)
     rank: int | None = None  # lora: the adapters' rank (per layer at most min(rows, columns) of its weight)
     adapted: list | None = None  # lora: the modules with an adapter
+    precision: str = "fp32"  # bf16/fp16: the tensors docs/adaptation.md lists take 2 bytes, kernels the SIMD rates
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -155,6 +157,7 @@ def estimate_step(
     optimize: bool = True,
     layers: tuple[str, ...] | None = None,
     rank: int | None = None,
+    precision: str = "fp32",
 ) -> DeviceEstimate:
     """Capture, plan and cost one training step of ``batch_size`` samples of ``model``.
 
@@ -178,10 +181,11 @@ def estimate_step(
     _check_request(backend, strategy)
     check_strategy_args(model, strategy, layers, rank)
     c = load_constants(constants, program)  # an unknown program is one error naming the choices
+    c["precision"] = check_precision(precision)
     session = _session(c, batch_size, session_samples, epochs)
     model = with_strategy_layers(model, strategy, rank)
     step = capture_step(model, strategy, batch_size, micro_batch, accum, remat=optimize, layers=layers)
-    graph = build_graph(step, rewrites=optimize, l2_scratch=bool(c["l2_im2col"]))
+    graph = narrow(build_graph(step, rewrites=optimize, l2_scratch=bool(c["l2_im2col"])), precision)
     streams = bool(step.frozen and optimize and c["frozen_stream"])
     stream = stream_frozen(graph, int(c["frozen_stream_tiles"])) if streams else None
     spilled = spill_frozen(graph, int(c["l2_budget_bytes"]), int(c["l3_staging_bytes"])) if step.frozen else 0
@@ -191,7 +195,8 @@ def estimate_step(
     fits_l2 = plan.peak <= int(c["l2_budget_bytes"])
     fits_l1 = cost.l1_fits and cost.peak_l1_bytes <= int(c["l1_budget_bytes"])
     n_train = sum(p.numel() for n, p in model.named_parameters() if n in set(step.trainable))
-    plan_check = _plan_check(model, graph, plan, check, cost.macs <= int(c["check_max_macs"]))
+    plan_check = _plan_check(model, graph, plan, False if precision != "fp32" else check,
+                             cost.macs <= int(c["check_max_macs"]))
     per_tile = _per_tile_peak(step, graph, plan, optimize, solver, c, streams) if c["l2_im2col"] else None
     return DeviceEstimate(
         backend=backend, model=type(model).__name__, strategy=strategy, batch_size=batch_size,
@@ -202,7 +207,7 @@ def estimate_step(
         constants=dict(c), **_memory_fields(graph, plan, cost, c, fits_l2, fits_l1),
         **_time_and_energy_fields(plan, cost, c, batch_size, session, fits_l2, fits_l1), **_work_fields(cost, c),
         program=c["program"], peak_l2_bytes_per_tile_im2col=per_tile,
-        estimate_s=round(time.perf_counter() - t0, 3), **_strategy_fields(model, step),
+        estimate_s=round(time.perf_counter() - t0, 3), **_strategy_fields(model, step), precision=precision,
     )
 
 
@@ -221,7 +226,7 @@ def _per_tile_peak(program, graph, plan, optimize: bool, solver: str, c: dict, s
     lowers this placement's peak), as in the step itself."""
     if not any(s.kind == "scratch" for s in graph.storages):
         return int(plan.peak)
-    tiled = build_graph(program, rewrites=optimize, l2_scratch=False)
+    tiled = narrow(build_graph(program, rewrites=optimize, l2_scratch=False), c["precision"])
     if streamed:
         stream_frozen(tiled, int(c["frozen_stream_tiles"]))
     if program.frozen:

@@ -27,18 +27,18 @@ _LOCK = threading.Lock()  # graph capture uses process-wide tracing state: one e
 
 @lru_cache(maxsize=64)
 def _cached(spec_json: str, strategy: str, batch_size: int, micro_batch: int | None, backend: str, constants_json: str,
-            program: str | None, layers: tuple[str, ...] | None, rank: int | None) -> tuple:
+            program: str | None, layers: tuple[str, ...] | None, rank: int | None, precision: str) -> tuple:
     spec = json.loads(spec_json)
     model = model_from_spec(spec)
     est = estimate_step(model, strategy, batch_size=batch_size, micro_batch=micro_batch, backend=backend,
                         constants=json.loads(constants_json) or None, program=program, check=False,
-                        layers=layers, rank=rank).to_dict()
+                        layers=layers, rank=rank, precision=precision).to_dict()
     return tuple((k, est.get(k)) for k in FIELDS) + (("message", est.get("message")),)
 
 
 def step_costs(spec: dict, strategy: str, batch_size: int = 8, micro_batch: int | None = None,
                backend: str = "gap9-sim", constants: dict | None = None, program: str | None = None,
-               layers: tuple[str, ...] | None = None, rank: int | None = None) -> dict:
+               layers: tuple[str, ...] | None = None, rank: int | None = None, precision: str = "fp32") -> dict:
     """Chip cost of one training step of ``strategy`` (``{}`` for ``none``, which never trains).
 
     ``spec`` is a checkpoint's model spec (name, n_chans, n_times, n_outputs, norm, sfreq, kwargs).
@@ -46,6 +46,7 @@ def step_costs(spec: dict, strategy: str, batch_size: int = 8, micro_batch: int 
     throughput and energy are None: the chip could never deliver them. ``program``: which costed
     program (``gap9.yaml``; None: its default). ``layers``: what ``sparse`` trains (this job's pick);
     ``rank``: ``lora``'s rank; both are part of the cache key (a job's figures are its own step's).
+    ``precision``: the step's number format (``sixteen.py``).
     """
     if strategy == "none":
         return {}
@@ -55,7 +56,7 @@ def step_costs(spec: dict, strategy: str, batch_size: int = 8, micro_batch: int 
         layers = tuple(layers) if trains == "layers" and layers is not None else None
         rank = int(rank) if trains == "adapters" and rank is not None else None
         return dict(_cached(key, strategy, int(batch_size), micro_batch, backend,
-                            json.dumps(constants or {}, sort_keys=True), program, layers, rank))
+                            json.dumps(constants or {}, sort_keys=True), program, layers, rank, precision))
 
 
 def calibration_costs(costs: dict, n_calib: int, epochs: int) -> dict:

@@ -35,7 +35,7 @@ def pick_layers(jobs: list, finetune: FinetuneConfig, device: DeviceConfig | Non
 
         def peak_of(chosen: tuple[str, ...]) -> int:
             costs = step_costs(spec, job.strategy, cfg.batch_size, None, device.backend, device.constants,
-                               device.program, layers=tuple(sorted(chosen)))
+                               device.program, layers=tuple(sorted(chosen)), precision=job.precision)
             return int(costs["peak_l2_bytes"])
 
         key = "sweep.grid.sparse_budget_kb" if "sparse_budget_kb" in job.grid else "adapt.sparse.budget_kb"

@@ -55,16 +55,15 @@ def chip_costs(spec: dict, strategy: str, finetune, device: DeviceConfig | None)
 
     ``adapt.micro_batch`` applies where the strategy micro-batches (``edge``); the others take
     the strategy table's device batching. ``sparse`` is costed with this job's layers
-    (``finetune.sparse_layers``), ``lora`` with its rank. A 16-bit run has no chip cost yet: its
-    device columns stay empty rather than show the fp32 step's."""
-    if device is None or finetune.precision != "fp32":  # the chip model costs fp32 steps
+    (``finetune.sparse_layers``), ``lora`` with its rank, a 16-bit run in its precision."""
+    if device is None:
         return {}
     s = STRATEGY_TABLE[strategy]
     micro = finetune.micro_batch if s.host_micro_batch else None
     layers = finetune.sparse_layers if s.trains == "layers" else None  # this job's pick (adapt.sparse)
     rank = finetune.lora_rank if s.trains == "adapters" else None
     return step_costs(spec, strategy, finetune.batch_size, micro, device.backend, device.constants, device.program,
-                      layers=layers, rank=rank)
+                      layers=layers, rank=rank, precision=finetune.precision)
 
 
 def executor(job: Job, device: DeviceConfig | None):
