@@ -37,6 +37,7 @@ def report_kind(kernel_kind: str) -> str:
 
 VIEW_OPS = {"view", "_unsafe_view", "t", "detach", "alias", "expand", "permute", "transpose", "unsqueeze",
             "squeeze", "slice", "select", "reshape"}
+RED_MAX = 256  # kernels.h BT_RED_MAX: partial sums per core of a parallel norm reduction
 EW = {"add": "EW_ADD", "sub": "EW_SUB", "mul": "EW_MUL", "div": "EW_DIV"}
 
 
@@ -294,6 +295,12 @@ class StepCodegen:
                 raise UnsupportedOp(f"{node.name}: addmm with beta/alpha != 1")
             bias = torch.broadcast_to(A(0).idx, tuple(out.idx.shape))
             return f"k_addmm({T(out)}, {T(bias)}, {T(A(1))}, {T(A(2))})"
+        if name in ("native_group_norm", "native_group_norm_backward"):
+            xs = node.args[1 if name.endswith("backward") else 0].meta["val"].shape
+            need = xs[0] * (2 * xs[1] if name.endswith("backward") else A(6))  # (n, channel) x 2 | (n, group)
+            if need > RED_MAX:
+                raise UnsupportedOp(f"{node.name}: GroupNorm of {tuple(xs)} needs {need} partial sums per core, "
+                                    f"the kernels hold {RED_MAX} (kernels.h BT_RED_MAX)")
         if name == "native_group_norm":
             x, gm, bt = A(0), A(1), A(2)
             if gm is None or bt is None:

@@ -25,7 +25,7 @@ from ..execute import persistent_state
 from ..memory import MemoryPlan, StepGraph, build_graph, plan_memory
 from .codegen import KINDS, StepCodegen
 
-STATIC_FILES = ("kernels.c", "kernels.h", "prof.h", "rtl.h", "main.c", "Makefile")
+STATIC_FILES = ("kernels.c", "kernels.h", "prof.h", "rtl.h", "main.c", "cores.c", "start.S", "Makefile")
 GAP9_FILES = ("Makefile.gap9", "gap9_main.c", "README.md")
 
 
@@ -161,7 +161,8 @@ def _step_h(program, cg: StepCodegen, table: list[dict], sample_floats: int) -> 
         "float bt_train_step(run_t *r, const int32_t *idx, int n);", "",
         "/* main.c: the training loop in parts (the GAP9 entry point runs bt_run_steps on the cluster) */",
         "void bt_load_inputs(void);", "void bt_run_steps(void);", "int bt_check_losses(void);",
-        "void bt_write_outputs(void);", "void bt_exit(int code);", "void fail(const char *what, int code);", "",
+        "void bt_write_outputs(void);", "void bt_exit(int code);",
+        "void bt_start_workers(void); /* cores.c: release the other cores once the inputs are loaded */", "void fail(const char *what, int code);", "",
         "#endif", "",
     ]
     return "\n".join(lines)

@@ -12,12 +12,34 @@
 #define V(t, i) ((t).p[(i) * (t).s[3]])             /* element i of a 1-D tensor */
 #define M2(t, i, j) ((t).p[(i) * (t).s[2] + (j) * (t).s[3]]) /* element (i, j) of a 2-D tensor */
 
-/* this core's share of the outer three dimensions, all of the last */
+/* index (i0..i3) of flat element e of a tensor of sizes d */
+static inline void unflat(const int d[4], int e, int *i0, int *i1, int *i2, int *i3) {
+    *i3 = e % d[3];
+    e /= d[3];
+    *i2 = e % d[2];
+    e /= d[2];
+    *i1 = e % d[1];
+    *i0 = e / d[1];
+}
+
+/* the next index in row-major order (no division per element) */
+static inline int next4(const int d[4], int *i0, int *i1, int *i2, int *i3) {
+    if (++*i3 < d[3]) return 1;
+    *i3 = 0;
+    if (++*i2 < d[2]) return 1;
+    *i2 = 0;
+    if (++*i1 < d[1]) return 1;
+    *i1 = 0;
+    ++*i0;
+    return 1;
+}
+
+/* this core's share of all the elements of t, flattened: balanced to one element whatever the shape */
 #define FOR4P(t) \
-    BT_CHUNK((t).d[0] * (t).d[1] * (t).d[2], o_lo, o_hi); \
-    for (int o_ = o_lo, i0, i1, i2; o_ < o_hi && (i0 = o_ / ((t).d[1] * (t).d[2]), i1 = (o_ / (t).d[2]) % (t).d[1], \
-                                                 i2 = o_ % (t).d[2], 1); o_++) \
-        for (int i3 = 0; i3 < (t).d[3]; i3++)
+    BT_CHUNK(NUMEL(t), e_lo, e_hi); \
+    int i0, i1, i2, i3; \
+    unflat((t).d, e_lo, &i0, &i1, &i2, &i3); \
+    for (int e_ = e_lo; e_ < e_hi; e_++, next4((t).d, &i0, &i1, &i2, &i3))
 
 #define FOR4(t) \
     for (int i0 = 0; i0 < (t).d[0]; i0++) \
@@ -101,203 +123,213 @@ void k_i64_add(int64_t *p, int n, int64_t v) {
 
 void k_conv2d(ten_t y, ten_t x, ten_t w, const ten_t *bias, int sh, int sw, int ph, int pw, int dh, int dw,
               int groups) {
-    const int N = y.d[0], Co = y.d[1], Ho = y.d[2], Wo = y.d[3], H = x.d[2], W = x.d[3];
-    const int cig = w.d[1], cog = Co / groups, Kh = w.d[2], Kw = w.d[3];
-    BT_CHUNK(Co, co_lo, co_hi);
-    for (int n = 0; n < N; n++)
-        for (int co = co_lo; co < co_hi; co++) {
-            const int c0 = (co / cog) * cig;
-            for (int oh = 0; oh < Ho; oh++)
-                for (int ow = 0; ow < Wo; ow++) {
-                    float acc = bias ? V(*bias, co) : 0.0f;
-                    for (int ci = 0; ci < cig; ci++)
-                        for (int kh = 0; kh < Kh; kh++) {
-                            const int ih = oh * sh - ph + kh * dh;
-                            if (ih < 0 || ih >= H) continue;
-                            for (int kw = 0; kw < Kw; kw++) {
-                                const int iw = ow * sw - pw + kw * dw;
-                                if (iw < 0 || iw >= W) continue;
-                                acc += AT(x, n, c0 + ci, ih, iw) * AT(w, co, ci, kh, kw);
-                            }
-                        }
-                    AT(y, n, co, oh, ow) = acc;
+    const int H = x.d[2], W = x.d[3], cig = w.d[1], cog = y.d[1] / groups, Kh = w.d[2], Kw = w.d[3];
+    FOR4P(y) { /* every output element is independent: the cores share them all */
+        const int n = i0, co = i1, oh = i2, ow = i3, c0 = (co / cog) * cig;
+        float acc = bias ? V(*bias, co) : 0.0f;
+        for (int ci = 0; ci < cig; ci++)
+            for (int kh = 0; kh < Kh; kh++) {
+                const int ih = oh * sh - ph + kh * dh;
+                if (ih < 0 || ih >= H) continue;
+                for (int kw = 0; kw < Kw; kw++) {
+                    const int iw = ow * sw - pw + kw * dw;
+                    if (iw < 0 || iw >= W) continue;
+                    acc += AT(x, n, c0 + ci, ih, iw) * AT(w, co, ci, kh, kw);
                 }
-        }
-}
-
-/* Weight and bias gradient of output channel co. */
-static void conv_bwd_weight(ten_t dy, ten_t x, ten_t *dwt, int acc_dw, ten_t *db, int acc_db, int co, int c0,
-                            int sh, int sw, int ph, int pw, int dh, int dw) {
-    const int N = dy.d[0], Ho = dy.d[2], Wo = dy.d[3], H = x.d[2], W = x.d[3];
-    if (dwt)
-        for (int ci = 0; ci < dwt->d[1]; ci++)
-            for (int kh = 0; kh < dwt->d[2]; kh++)
-                for (int kw = 0; kw < dwt->d[3]; kw++) {
-                    float acc = 0.0f;
-                    for (int n = 0; n < N; n++)
-                        for (int oh = 0; oh < Ho; oh++) {
-                            const int ih = oh * sh - ph + kh * dh;
-                            if (ih < 0 || ih >= H) continue;
-                            for (int ow = 0; ow < Wo; ow++) {
-                                const int iw = ow * sw - pw + kw * dw;
-                                if (iw < 0 || iw >= W) continue;
-                                acc += AT(dy, n, co, oh, ow) * AT(x, n, c0 + ci, ih, iw);
-                            }
-                        }
-                    if (acc_dw) AT(*dwt, co, ci, kh, kw) += acc;
-                    else AT(*dwt, co, ci, kh, kw) = acc;
-                }
-    if (db) {
-        float acc = 0.0f;
-        for (int n = 0; n < N; n++)
-            for (int oh = 0; oh < Ho; oh++)
-                for (int ow = 0; ow < Wo; ow++) acc += AT(dy, n, co, oh, ow);
-        if (acc_db) V(*db, co) += acc;
-        else V(*db, co) = acc;
+            }
+        AT(y, n, co, oh, ow) = acc;
     }
 }
 
-/* Input gradient of input channel c0 + ci (group g): a gather over the output gradient. */
-static void conv_bwd_input(ten_t dy, ten_t w, ten_t dx, int g, int cog, int c0, int ci,
-                           int sh, int sw, int ph, int pw, int dh, int dw) {
-    const int N = dy.d[0], Ho = dy.d[2], Wo = dy.d[3], H = dx.d[2], W = dx.d[3], Kh = w.d[2], Kw = w.d[3];
+/* Weight gradient element (co, ci, kh, kw); c0: the first input channel of co's group. */
+static void conv_bwd_weight(ten_t dy, ten_t x, ten_t *dwt, int acc_dw, int co, int ci, int kh, int kw, int c0,
+                            int sh, int sw, int ph, int pw, int dh, int dw) {
+    const int N = dy.d[0], Ho = dy.d[2], Wo = dy.d[3], H = x.d[2], W = x.d[3];
+    float acc = 0.0f;
     for (int n = 0; n < N; n++)
-        for (int ih = 0; ih < H; ih++)
-            for (int iw = 0; iw < W; iw++) {
-                float acc = 0.0f;
-                for (int co = g * cog; co < (g + 1) * cog; co++)
-                    for (int kh = 0; kh < Kh; kh++) {
-                        const int th = ih + ph - kh * dh;
-                        if (th < 0 || th % sh) continue;
-                        const int oh = th / sh;
-                        if (oh >= Ho) continue;
-                        for (int kw = 0; kw < Kw; kw++) {
-                            const int tw = iw + pw - kw * dw;
-                            if (tw < 0 || tw % sw) continue;
-                            const int ow = tw / sw;
-                            if (ow >= Wo) continue;
-                            acc += AT(dy, n, co, oh, ow) * AT(w, co, ci, kh, kw);
-                        }
-                    }
-                AT(dx, n, c0 + ci, ih, iw) = acc;
+        for (int oh = 0; oh < Ho; oh++) {
+            const int ih = oh * sh - ph + kh * dh;
+            if (ih < 0 || ih >= H) continue;
+            for (int ow = 0; ow < Wo; ow++) {
+                const int iw = ow * sw - pw + kw * dw;
+                if (iw < 0 || iw >= W) continue;
+                acc += AT(dy, n, co, oh, ow) * AT(x, n, c0 + ci, ih, iw);
             }
+        }
+    if (acc_dw) AT(*dwt, co, ci, kh, kw) += acc;
+    else AT(*dwt, co, ci, kh, kw) = acc;
 }
 
-/* Group by group: the weight (and bias) gradient of a group first, then the input gradient of its
- * input channels, so dx may overwrite x (the depthwise case the planner allows). With one group,
- * the cores share the output channels, meet, then share the input channels. */
+/* Bias gradient of output channel co. */
+static void conv_bwd_bias(ten_t dy, ten_t *db, int acc_db, int co) {
+    const int N = dy.d[0], Ho = dy.d[2], Wo = dy.d[3];
+    float acc = 0.0f;
+    for (int n = 0; n < N; n++)
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++) acc += AT(dy, n, co, oh, ow);
+    if (acc_db) V(*db, co) += acc;
+    else V(*db, co) = acc;
+}
+
+/* Input gradient element (n, c0 + ci, ih, iw) (group g): a gather over the output gradient. */
+static void conv_bwd_input(ten_t dy, ten_t w, ten_t dx, int g, int cog, int c0, int ci, int n, int ih, int iw,
+                           int sh, int sw, int ph, int pw, int dh, int dw) {
+    const int Ho = dy.d[2], Wo = dy.d[3], Kh = w.d[2], Kw = w.d[3];
+    float acc = 0.0f;
+    for (int co = g * cog; co < (g + 1) * cog; co++)
+        for (int kh = 0; kh < Kh; kh++) {
+            const int th = ih + ph - kh * dh;
+            if (th < 0 || th % sh) continue;
+            const int oh = th / sh;
+            if (oh >= Ho) continue;
+            for (int kw = 0; kw < Kw; kw++) {
+                const int tw = iw + pw - kw * dw;
+                if (tw < 0 || tw % sw) continue;
+                const int ow = tw / sw;
+                if (ow >= Wo) continue;
+                acc += AT(dy, n, co, oh, ow) * AT(w, co, ci, kh, kw);
+            }
+        }
+    AT(dx, n, c0 + ci, ih, iw) = acc;
+}
+
+/* The weight and bias gradients first (the cores share their elements), a barrier, then the input
+ * gradient (the cores share its elements): dx may overwrite x (the depthwise case the planner
+ * allows) because no core writes dx before every core has read x. */
 void k_conv2d_bwd(ten_t dy, ten_t x, ten_t w, ten_t *dx, ten_t *dwt, int acc_dw, ten_t *db, int acc_db,
                   int sh, int sw, int ph, int pw, int dh, int dw, int groups) {
     const int Co = dy.d[1], cig = w.d[1], cog = Co / groups;
-    if (groups > 1) {
-        BT_CHUNK(groups, g_lo, g_hi);
-        for (int g = g_lo; g < g_hi; g++) {
-            for (int co = g * cog; co < (g + 1) * cog; co++)
-                conv_bwd_weight(dy, x, dwt, acc_dw, db, acc_db, co, g * cig, sh, sw, ph, pw, dh, dw);
-            if (dx)
-                for (int ci = 0; ci < cig; ci++) conv_bwd_input(dy, w, *dx, g, cog, g * cig, ci, sh, sw, ph, pw, dh, dw);
-        }
-        return;
+    if (dwt) {
+        FOR4P(*dwt) conv_bwd_weight(dy, x, dwt, acc_dw, i0, i1, i2, i3, (i0 / cog) * cig, sh, sw, ph, pw, dh, dw);
     }
-    {
+    if (db) {
         BT_CHUNK(Co, co_lo, co_hi);
-        for (int co = co_lo; co < co_hi; co++) conv_bwd_weight(dy, x, dwt, acc_dw, db, acc_db, co, 0, sh, sw, ph, pw, dh, dw);
+        for (int co = co_lo; co < co_hi; co++) conv_bwd_bias(dy, db, acc_db, co);
     }
+    if (!dx) return;
     BT_BARRIER();
-    if (dx) {
-        BT_CHUNK(cig, ci_lo, ci_hi);
-        for (int ci = ci_lo; ci < ci_hi; ci++) conv_bwd_input(dy, w, *dx, 0, cog, 0, ci, sh, sw, ph, pw, dh, dw);
+    FOR4P(*dx) {
+        const int g = i1 / cig;
+        conv_bwd_input(dy, w, *dx, g, cog, g * cig, i1 - g * cig, i0, i2, i3, sh, sw, ph, pw, dh, dw);
     }
 }
 
 void k_mm(ten_t y, ten_t a, ten_t b, int acc) {
-    const int M = y.d[2], Nn = y.d[3], K = a.d[3];
-    BT_CHUNK(M, r_lo, r_hi);
-    for (int i = r_lo; i < r_hi; i++)
-        for (int j = 0; j < Nn; j++) {
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += M2(a, i, k) * M2(b, k, j);
-            if (acc) M2(y, i, j) += s;
-            else M2(y, i, j) = s;
-        }
+    const int Nn = y.d[3], K = a.d[3];
+    BT_CHUNK(y.d[2] * Nn, e_lo, e_hi); /* the cores share the output elements */
+    for (int e = e_lo; e < e_hi; e++) {
+        const int i = e / Nn, j = e % Nn;
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) s += M2(a, i, k) * M2(b, k, j);
+        if (acc) M2(y, i, j) += s;
+        else M2(y, i, j) = s;
+    }
 }
 
 void k_addmm(ten_t y, ten_t bias_bc, ten_t a, ten_t b) {
-    const int M = y.d[2], Nn = y.d[3], K = a.d[3];
-    BT_CHUNK(M, r_lo, r_hi);
-    for (int i = r_lo; i < r_hi; i++)
-        for (int j = 0; j < Nn; j++) {
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += M2(a, i, k) * M2(b, k, j);
-            M2(y, i, j) = M2(bias_bc, i, j) + s;
-        }
+    const int Nn = y.d[3], K = a.d[3];
+    BT_CHUNK(y.d[2] * Nn, e_lo, e_hi);
+    for (int e = e_lo; e < e_hi; e++) {
+        const int i = e / Nn, j = e % Nn;
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) s += M2(a, i, k) * M2(b, k, j);
+        M2(y, i, j) = M2(bias_bc, i, j) + s;
+    }
 }
 
+/* Parallel reductions: every core sums its share of the elements into its own row of partial
+ * sums; after a barrier every core adds the rows in core order (the same total on every core).
+ * Two banks alternate, so a core may start the next reduction while others still read the last. */
+static float bt_red[2][BT_NCORES][BT_RED_MAX];
+
+static float *red_begin(int bank, int n) {
+    float *part = bt_red[bank][BT_CORE()];
+    for (int i = 0; i < n; i++) part[i] = 0.0f;
+    return part;
+}
+
+static void red_total(int bank, int n, float *tot) {
+    BT_BARRIER(); /* every core's partial sums are written */
+    for (int i = 0; i < n; i++) {
+        float t = 0.0f;
+        for (int c = 0; c < BT_NCORES; c++) t += bt_red[bank][c][i];
+        tot[i] = t;
+    }
+}
+
+/* Statistics per (sample, group) over its channels and positions, two passes (mean, then the
+ * centred variance) as the single-core kernel did; the cores share the elements in every pass. */
 void k_group_norm(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t mean, ten_t rstd, int groups, float eps) {
-    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3], cpg = C / groups;
-    const float cnt = (float)(cpg * H * W);
-    BT_CHUNK(groups, g_lo, g_hi); /* one group (the edge model's GroupNorm): one core */
-    for (int n = 0; n < N; n++)
-        for (int g = g_lo; g < g_hi; g++) {
-            float s = 0.0f, q = 0.0f;
-            for (int c = g * cpg; c < (g + 1) * cpg; c++)
-                for (int h = 0; h < H; h++)
-                    for (int w = 0; w < W; w++) s += AT(x, n, c, h, w);
-            const float mu = s / cnt;
-            for (int c = g * cpg; c < (g + 1) * cpg; c++)
-                for (int h = 0; h < H; h++)
-                    for (int w = 0; w < W; w++) {
-                        const float d = AT(x, n, c, h, w) - mu;
-                        q += d * d;
-                    }
-            const float r = 1.0f / sqrtf(q / cnt + eps);
-            M2(mean, n, g) = mu;
-            M2(rstd, n, g) = r;
-            for (int c = g * cpg; c < (g + 1) * cpg; c++) {
-                const float ga = V(gamma, c), be = V(beta, c);
-                for (int h = 0; h < H; h++)
-                    for (int w = 0; w < W; w++) AT(y, n, c, h, w) = (AT(x, n, c, h, w) - mu) * r * ga + be;
-            }
+    const int N = x.d[0], C = x.d[1], cpg = C / groups, S = N * groups;
+    const float cnt = (float)(cpg * x.d[2] * x.d[3]);
+    float mu[BT_RED_MAX], r[BT_RED_MAX];
+    {
+        float *part = red_begin(0, S);
+        FOR4P(x) part[i0 * groups + i1 / cpg] += AT(x, i0, i1, i2, i3);
+    }
+    red_total(0, S, mu);
+    for (int i = 0; i < S; i++) mu[i] /= cnt;
+    {
+        float *part = red_begin(1, S);
+        FOR4P(x) {
+            const float d = AT(x, i0, i1, i2, i3) - mu[i0 * groups + i1 / cpg];
+            part[i0 * groups + i1 / cpg] += d * d;
         }
+    }
+    red_total(1, S, r);
+    for (int i = 0; i < S; i++) r[i] = 1.0f / sqrtf(r[i] / cnt + eps);
+    BT_SERIAL for (int i = 0; i < S; i++) {
+        M2(mean, i / groups, i % groups) = mu[i];
+        M2(rstd, i / groups, i % groups) = r[i];
+    }
+    FOR4P(y) { /* y may overwrite x: every core has read all of x for the statistics */
+        const int k = i0 * groups + i1 / cpg;
+        AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - mu[k]) * r[k] * V(gamma, i1) + V(beta, i1);
+    }
 }
 
+/* Per (sample, channel): sum dy and sum dy * xhat (the cores share the elements), then the
+ * parameter gradients and the per-group means, then dx (the cores share its elements). */
 void k_group_norm_bwd(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma, ten_t *dx, ten_t *dgamma,
                       int acc_g, ten_t *dbeta, int acc_b, int groups) {
-    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3], cpg = C / groups;
-    const float cnt = (float)(cpg * H * W);
-    BT_CHUNK(groups, g_lo, g_hi); /* a core owns the channels of its groups */
-    (void)C;
-    if (dgamma && !acc_g) for (int c = g_lo * cpg; c < g_hi * cpg; c++) V(*dgamma, c) = 0.0f;
-    if (dbeta && !acc_b) for (int c = g_lo * cpg; c < g_hi * cpg; c++) V(*dbeta, c) = 0.0f;
-    for (int n = 0; n < N; n++)
-        for (int g = g_lo; g < g_hi; g++) {
-            const float mu = M2(mean, n, g), r = M2(rstd, n, g);
-            float sa = 0.0f, sb = 0.0f; /* sums of dxhat and dxhat * xhat over the group */
-            for (int c = g * cpg; c < (g + 1) * cpg; c++) {
-                const float ga = V(gamma, c);
-                float sdy = 0.0f, sdyx = 0.0f;
-                for (int h = 0; h < H; h++)
-                    for (int w = 0; w < W; w++) {
-                        const float gy = AT(dy, n, c, h, w), xh = (AT(x, n, c, h, w) - mu) * r;
-                        sdy += gy;
-                        sdyx += gy * xh;
-                    }
-                sa += ga * sdy;
-                sb += ga * sdyx;
-                if (dgamma) V(*dgamma, c) += sdyx;
-                if (dbeta) V(*dbeta, c) += sdy;
-            }
-            if (!dx) continue;
-            const float ma = sa / cnt, mb = sb / cnt;
-            for (int c = g * cpg; c < (g + 1) * cpg; c++) {
-                const float ga = V(gamma, c);
-                for (int h = 0; h < H; h++)
-                    for (int w = 0; w < W; w++) {
-                        const float xh = (AT(x, n, c, h, w) - mu) * r;
-                        AT(*dx, n, c, h, w) = r * (ga * AT(dy, n, c, h, w) - ma - xh * mb);
-                    }
-            }
+    const int N = x.d[0], C = x.d[1], cpg = C / groups, NC = N * C;
+    const float cnt = (float)(cpg * x.d[2] * x.d[3]);
+    float tot[BT_RED_MAX], ma[BT_RED_MAX], mb[BT_RED_MAX];
+    {
+        float *part = red_begin(0, 2 * NC);
+        FOR4P(dy) {
+            const int g = i1 / cpg, k = i0 * C + i1;
+            const float gy = AT(dy, i0, i1, i2, i3), xh = (AT(x, i0, i1, i2, i3) - M2(mean, i0, g)) * M2(rstd, i0, g);
+            part[k] += gy;
+            part[NC + k] += gy * xh;
         }
+    }
+    red_total(0, 2 * NC, tot); /* tot[n*C + c] = sum dy, tot[NC + n*C + c] = sum dy * xhat */
+    BT_SERIAL for (int c = 0; c < C; c++) {
+        float sg = 0.0f, sb = 0.0f;
+        for (int n = 0; n < N; n++) {
+            sg += tot[NC + n * C + c];
+            sb += tot[n * C + c];
+        }
+        if (dgamma) V(*dgamma, c) = (acc_g ? V(*dgamma, c) : 0.0f) + sg;
+        if (dbeta) V(*dbeta, c) = (acc_b ? V(*dbeta, c) : 0.0f) + sb;
+    }
+    if (!dx) return;
+    for (int n = 0; n < N; n++)
+        for (int g = 0; g < groups; g++) {
+            float sa = 0.0f, sb = 0.0f;
+            for (int c = g * cpg; c < (g + 1) * cpg; c++) {
+                sa += V(gamma, c) * tot[n * C + c];
+                sb += V(gamma, c) * tot[NC + n * C + c];
+            }
+            ma[n * groups + g] = sa / cnt;
+            mb[n * groups + g] = sb / cnt;
+        }
+    FOR4P(*dx) { /* dx may overwrite dy or x: every core has read them for the sums */
+        const int g = i1 / cpg, k = i0 * groups + g;
+        const float r = M2(rstd, i0, g), xh = (AT(x, i0, i1, i2, i3) - M2(mean, i0, g)) * r;
+        AT(*dx, i0, i1, i2, i3) = r * (V(gamma, i1) * AT(dy, i0, i1, i2, i3) - ma[k] - xh * mb[k]);
+    }
 }
 
 void k_batch_norm_train(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t *rmean, ten_t *rvar, ten_t smean,
@@ -413,14 +445,23 @@ void k_avg_pool(ten_t y, ten_t x, int kh, int kw, int sh, int sw, float divisor,
     }
 }
 
+/* A gather: each input element sums the output gradients of the windows that cover it, so the
+ * cores share the input elements without racing even when windows overlap. */
 void k_avg_pool_bwd(ten_t dx, ten_t dy, int kh, int kw, int sh, int sw, float divisor) {
-    BT_SERIAL {} else return; /* overlapping windows would race: one core */
     const float inv = 1.0f / divisor;
-    FOR4(dx) AT(dx, i0, i1, i2, i3) = 0.0f;
-    FOR4(dy) {
-        const float g = AT(dy, i0, i1, i2, i3) * inv;
-        for (int a = 0; a < kh; a++)
-            for (int b = 0; b < kw; b++) AT(dx, i0, i1, i2 * sh + a, i3 * sw + b) += g;
+    const int Ho = dy.d[2], Wo = dy.d[3];
+    FOR4P(dx) {
+        float s = 0.0f;
+        for (int a = 0; a < kh; a++) {
+            const int th = i2 - a;
+            if (th < 0 || th % sh || th / sh >= Ho) continue;
+            for (int b = 0; b < kw; b++) {
+                const int tw = i3 - b;
+                if (tw < 0 || tw % sw || tw / sw >= Wo) continue;
+                s += AT(dy, i0, i1, th / sh, tw / sw);
+            }
+        }
+        AT(dx, i0, i1, i2, i3) = s * inv;
     }
 }
 

@@ -16,26 +16,50 @@ typedef struct {
     int s[4];   /* strides, in elements */
 } ten_t;
 
-/* SPMD over the cores of a cluster (GAP9 build): every core runs the whole step, each kernel takes
- * its share of the outer loop (BT_CHUNK), and the cores meet at a barrier after each kernel. On one
- * core (host, rv32) the share is the whole loop and the barrier does nothing. */
+/* SPMD over the cores of a cluster: every core runs the whole step, each kernel takes its share of
+ * a flattened loop (BT_CHUNK: contiguous, sizes differ by at most one), and the cores meet at a
+ * barrier after each kernel (prof.h's PROF) and wherever a kernel reads what other cores wrote.
+ * BT_NCORES is compile-time (one build per core count): GAP9 8 cluster cores; rv32 under qemu
+ * 1..8 harts (-DBT_NCORES=N, cores.c starts them); host and RTL 1. -DBT_SOLO_CORE=k: the
+ * build of an N-core program in which one hart runs only core k's share, barriers compiled out, to
+ * count (qemu) or time (RTL) that share alone: the kernels' control flow does not depend on the
+ * data, so its counts are core k's in the N-core run (its results are not the step's). */
+#ifndef BT_NCORES
 #if defined(BT_GAP9)
-#include "pmsis.h"
 #define BT_NCORES 8
-#define BT_CORE() ((int)pi_core_id())
-#define BT_BARRIER() pi_cl_team_barrier()
 #else
 #define BT_NCORES 1
-#define BT_CORE() 0
-#define BT_BARRIER() \
-    do { \
-    } while (0)
 #endif
+#endif
+#if BT_NCORES < 1 || BT_NCORES > 8
+#error "BT_NCORES: 1 to 8 cores (a GAP9 cluster has 8 compute cores)"
+#endif
+#if defined(BT_SOLO_CORE)
+#define BT_CORE() (BT_SOLO_CORE)
+#elif defined(BT_GAP9)
+#include "pmsis.h"
+#define BT_CORE() ((int)pi_core_id())
+#elif defined(BT_RV32)
+#define BT_CORE() bt_core_id()
+static inline int bt_core_id(void) {
+    uint32_t h;
+    __asm__ volatile("csrr %0, mhartid" : "=r"(h));
+    return (int)h;
+}
+#else
+#if BT_NCORES > 1
+#error "the host build runs one core: BT_NCORES must be 1 (multi-core runs are the rv32 build on qemu -smp N)"
+#endif
+#define BT_CORE() 0
+#endif
+void bt_barrier(void); /* cores.c: every core waits until all have arrived */
+#define BT_BARRIER() bt_barrier()
 #define BT_CHUNK(n, lo, hi) \
-    const int bt_c_##lo = ((n) + BT_NCORES - 1) / BT_NCORES; \
-    const int lo = BT_CORE() * bt_c_##lo < (n) ? BT_CORE() * bt_c_##lo : (n); \
-    const int hi = lo + bt_c_##lo < (n) ? lo + bt_c_##lo : (n)
+    const int bt_n_##lo = (n), bt_q_##lo = bt_n_##lo / BT_NCORES, bt_r_##lo = bt_n_##lo % BT_NCORES; \
+    const int lo = BT_CORE() * bt_q_##lo + (BT_CORE() < bt_r_##lo ? BT_CORE() : bt_r_##lo); \
+    const int hi = lo + bt_q_##lo + (BT_CORE() < bt_r_##lo ? 1 : 0)
 #define BT_SERIAL if (BT_CORE() == 0)
+#define BT_RED_MAX 256 /* partial sums per core of a parallel reduction (norm statistics: codegen checks) */
 
 #define AT(t, a, b, c, e) ((t).p[(a) * (t).s[0] + (b) * (t).s[1] + (c) * (t).s[2] + (e) * (t).s[3]])
 #define NUMEL(t) ((t).d[0] * (t).d[1] * (t).d[2] * (t).d[3])
