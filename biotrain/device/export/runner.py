@@ -137,10 +137,13 @@ def read_profile(path: Path, kinds: list[str]) -> dict:
     by_kind = np.frombuffer(data, np.uint64, k * c, pos).reshape(k, c)
     pos += 8 * k * c
     per_core = np.frombuffer(data, np.uint64, cores * (k + 1), pos).reshape(cores, k + 1)
+    pos += 8 * cores * (k + 1)
+    l1 = np.frombuffer(data, np.uint64, 3, pos).tolist() if len(data) >= pos + 24 else [0, 0, 0]
     return {"instret": per[:, 0].tolist(), "cycles": per[:, 1].tolist(),
             "by_kind": {kinds[i]: dict(zip(COUNTERS, map(int, by_kind[i]))) for i in range(k)},
             "per_core": [{**{kinds[i]: int(row[i]) for i in range(k)}, "barrier_wait": int(row[k])}
-                         for row in per_core]}
+                         for row in per_core],
+            "l1": {"bytes": int(l1[0]), "touched_bytes": int(l1[1]), "dma_bytes": int(l1[2])}}
 
 
 def solo_counts(project: Path, cores: int, kinds: list[str]) -> list[dict]:
@@ -168,7 +171,7 @@ def solo_counts(project: Path, cores: int, kinds: list[str]) -> list[dict]:
 def core_balance(per_core: list[dict]) -> tuple[dict, dict]:
     """Per kernel kind: the busiest core's instructions over the mean of the cores (1.0 = even),
     and the kind's share of all the cores' kernel instructions (``barrier_wait`` is apart)."""
-    kinds = [k for k in per_core[0] if k != "barrier_wait"]
+    kinds = [k for k in per_core[0] if k not in ("barrier_wait", "dma")]  # dma: core 0 plays the DMA engine
     total = sum(row[k] for row in per_core for k in kinds)
     balance, share = {}, {}
     for k in kinds:
@@ -327,6 +330,10 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
                                     if target == "rtl" else None),
         "memory_latency_cycles": {"instruction": latency[0], "data": latency[1]} if target == "rtl" else None,
         "cores": cores,
+        "l1_bytes": prof["l1"]["bytes"] if meta.get("l1") else 0,
+        "l1_touched_bytes": prof["l1"]["touched_bytes"],
+        "l1_budget_bytes": (meta.get("l1") or {}).get("budget_bytes"),
+        "dma_bytes_per_step": prof["l1"]["dma_bytes"] / n,
         "per_core_instructions": per_core,
         "core_balance": balance,
         "kind_share": share,

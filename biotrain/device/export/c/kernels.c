@@ -47,6 +47,30 @@ static inline int next4(const int d[4], int *i0, int *i1, int *i2, int *i3) {
             for (int i2 = 0; i2 < (t).d[2]; i2++) \
                 for (int i3 = 0; i3 < (t).d[3]; i3++)
 
+uint64_t bt_dma_bytes;
+uint32_t bt_l1_touched;
+
+/* the highest byte of bt_l1 a view reaches, + 1 (0 outside L1) */
+static uint32_t l1_end(ten_t t) {
+    const uint8_t *p = (const uint8_t *)t.p;
+    if (p < bt_l1 || p >= bt_l1 + bt_l1_bytes || NUMEL(t) == 0) return 0; /* an L2 view */
+    int last = 0;
+    for (int k = 0; k < 4; k++) last += (t.d[k] - 1) * t.s[k];
+    return (uint32_t)(p - bt_l1) + 4u * (uint32_t)last + 4u;
+}
+
+/* The DMA stand-in: one core copies a strided 4-D view (a 1-D/2-D transfer of the cluster DMA);
+ * dimensions broadcast in the destination (stride 0) are copied once. */
+void bt_dma(ten_t dst, ten_t src) {
+    for (int k = 0; k < 4; k++)
+        if (dst.s[k] == 0) dst.d[k] = src.d[k] = 1;
+    FOR4(dst) AT(dst, i0, i1, i2, i3) = AT(src, i0, i1, i2, i3);
+    bt_dma_bytes += 4u * (uint32_t)NUMEL(dst);
+    const uint32_t e = l1_end(dst) > l1_end(src) ? l1_end(dst) : l1_end(src);
+    if (e > bt_l1_touched) bt_l1_touched = e;
+    if (e > bt_l1_bytes) fail("a tile reaches beyond the L1 region (BT_L1_BYTES): the L1 plan is broken", 18);
+}
+
 void k_fill(ten_t y, float v) { FOR4P(y) AT(y, i0, i1, i2, i3) = v; }
 
 void k_copy(ten_t y, ten_t x) { FOR4P(y) AT(y, i0, i1, i2, i3) = AT(x, i0, i1, i2, i3); }
@@ -257,176 +281,185 @@ static void red_total(int bank, int n, float *tot) {
     }
 }
 
-/* Statistics per (sample, group) over its channels and positions, two passes (mean, then the
- * centred variance) as the single-core kernel did; the cores share the elements in every pass. */
-void k_group_norm(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t mean, ten_t rstd, int groups, float eps) {
-    const int N = x.d[0], C = x.d[1], cpg = C / groups, S = N * groups;
-    const float cnt = (float)(cpg * x.d[2] * x.d[3]);
-    float mu[BT_RED_MAX], r[BT_RED_MAX];
-    {
-        float *part = red_begin(0, S);
-        FOR4P(x) part[i0 * groups + i1 / cpg] += AT(x, i0, i1, i2, i3);
-    }
-    red_total(0, S, mu);
-    for (int i = 0; i < S; i++) mu[i] /= cnt;
-    {
-        float *part = red_begin(1, S);
+/* Normalisation, in passes over tiles of the time axis (codegen streams each pass's tiles through
+ * L1; untiled, a pass is one call with first = last = 1). The statistics are per (sample, group)
+ * for GroupNorm (groups > 0) and per channel over the batch for BatchNorm (groups = 0); full_w is
+ * the whole time length (a tile holds part of it). The totals of a pass are kept per core between
+ * its calls (bt_st), every core holding the same values. */
+static float bt_st[2][BT_NCORES][BT_RED_MAX];
+
+static inline int stat_of(int n, int c, int C, int groups) { return groups > 0 ? n * groups + c / (C / groups) : c; }
+static inline int n_stats(int N, int C, int groups) { return groups > 0 ? N * groups : C; }
+static inline float stat_count(ten_t x, int groups, int full_w) {
+    return (float)((groups > 0 ? x.d[1] / groups : x.d[0]) * x.d[2] * full_w);
+}
+
+/* pass 0: sums of x; pass 1: sums of the centred squares; pass 2: y = (x - mean) * rstd * gamma + beta.
+ * GroupNorm writes mean and rstd (per sample and group) after pass 1. */
+static void norm_fwd_pass(ten_t y, ten_t x, ten_t gamma, ten_t beta, int groups, float eps, int full_w, int pass,
+                          int first, int last) {
+    const int N = x.d[0], C = x.d[1], S = n_stats(N, C, groups), me = BT_CORE();
+    float *mu = bt_st[0][me], *r = bt_st[1][me];
+    if (pass < 2) {
+        float *part = first ? red_begin(pass, S) : bt_red[pass][me];
         FOR4P(x) {
-            const float d = AT(x, i0, i1, i2, i3) - mu[i0 * groups + i1 / cpg];
-            part[i0 * groups + i1 / cpg] += d * d;
+            const int k = stat_of(i0, i1, C, groups);
+            const float v = AT(x, i0, i1, i2, i3);
+            part[k] += pass == 0 ? v : (v - mu[k]) * (v - mu[k]);
         }
+        if (!last) return;
+        const float cnt = stat_count(x, groups, full_w);
+        red_total(pass, S, pass == 0 ? mu : r);
+        for (int i = 0; i < S; i++) {
+            if (pass == 0) mu[i] /= cnt;
+            else r[i] = r[i] / cnt; /* the biased variance, until the caller has used it */
+        }
+        return;
     }
-    red_total(1, S, r);
-    for (int i = 0; i < S; i++) r[i] = 1.0f / sqrtf(r[i] / cnt + eps);
+    FOR4P(y) { /* y may overwrite x: element by element, after the statistics */
+        const int k = stat_of(i0, i1, C, groups);
+        AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - mu[k]) * r[k] * V(gamma, i1) + V(beta, i1);
+    }
+    (void)eps;
+}
+
+void k_group_norm(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t mean, ten_t rstd, int groups, float eps,
+                  int full_w, int pass, int first, int last) {
+    norm_fwd_pass(y, x, gamma, beta, groups, eps, full_w, pass, first, last);
+    if (pass != 1 || !last) return;
+    const int S = n_stats(x.d[0], x.d[1], groups);
+    float *mu = bt_st[0][BT_CORE()], *r = bt_st[1][BT_CORE()];
+    for (int i = 0; i < S; i++) r[i] = 1.0f / sqrtf(r[i] + eps);
     BT_SERIAL for (int i = 0; i < S; i++) {
         M2(mean, i / groups, i % groups) = mu[i];
         M2(rstd, i / groups, i % groups) = r[i];
     }
-    FOR4P(y) { /* y may overwrite x: every core has read all of x for the statistics */
-        const int k = i0 * groups + i1 / cpg;
-        AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - mu[k]) * r[k] * V(gamma, i1) + V(beta, i1);
-    }
-}
-
-/* Per (sample, channel): sum dy and sum dy * xhat (the cores share the elements), then the
- * parameter gradients and the per-group means, then dx (the cores share its elements). */
-void k_group_norm_bwd(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma, ten_t *dx, ten_t *dgamma,
-                      int acc_g, ten_t *dbeta, int acc_b, int groups) {
-    const int N = x.d[0], C = x.d[1], cpg = C / groups, NC = N * C;
-    const float cnt = (float)(cpg * x.d[2] * x.d[3]);
-    float tot[BT_RED_MAX], ma[BT_RED_MAX], mb[BT_RED_MAX];
-    {
-        float *part = red_begin(0, 2 * NC);
-        FOR4P(dy) {
-            const int g = i1 / cpg, k = i0 * C + i1;
-            const float gy = AT(dy, i0, i1, i2, i3), xh = (AT(x, i0, i1, i2, i3) - M2(mean, i0, g)) * M2(rstd, i0, g);
-            part[k] += gy;
-            part[NC + k] += gy * xh;
-        }
-    }
-    red_total(0, 2 * NC, tot); /* tot[n*C + c] = sum dy, tot[NC + n*C + c] = sum dy * xhat */
-    BT_SERIAL for (int c = 0; c < C; c++) {
-        float sg = 0.0f, sb = 0.0f;
-        for (int n = 0; n < N; n++) {
-            sg += tot[NC + n * C + c];
-            sb += tot[n * C + c];
-        }
-        if (dgamma) V(*dgamma, c) = (acc_g ? V(*dgamma, c) : 0.0f) + sg;
-        if (dbeta) V(*dbeta, c) = (acc_b ? V(*dbeta, c) : 0.0f) + sb;
-    }
-    if (!dx) return;
-    for (int n = 0; n < N; n++)
-        for (int g = 0; g < groups; g++) {
-            float sa = 0.0f, sb = 0.0f;
-            for (int c = g * cpg; c < (g + 1) * cpg; c++) {
-                sa += V(gamma, c) * tot[n * C + c];
-                sb += V(gamma, c) * tot[NC + n * C + c];
-            }
-            ma[n * groups + g] = sa / cnt;
-            mb[n * groups + g] = sb / cnt;
-        }
-    FOR4P(*dx) { /* dx may overwrite dy or x: every core has read them for the sums */
-        const int g = i1 / cpg, k = i0 * groups + g;
-        const float r = M2(rstd, i0, g), xh = (AT(x, i0, i1, i2, i3) - M2(mean, i0, g)) * r;
-        AT(*dx, i0, i1, i2, i3) = r * (V(gamma, i1) * AT(dy, i0, i1, i2, i3) - ma[k] - xh * mb[k]);
-    }
 }
 
 void k_batch_norm_train(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t *rmean, ten_t *rvar, ten_t smean,
-                        ten_t sinvstd, float momentum, float eps) {
-    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3];
-    const float cnt = (float)(N * H * W);
-    BT_CHUNK(C, c_lo, c_hi);
-    for (int c = c_lo; c < c_hi; c++) {
-        float s = 0.0f, q = 0.0f;
-        for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int w = 0; w < W; w++) s += AT(x, n, c, h, w);
-        const float mu = s / cnt;
-        for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int w = 0; w < W; w++) {
-                    const float d = AT(x, n, c, h, w) - mu;
-                    q += d * d;
-                }
-        const float var = q / cnt, inv = 1.0f / sqrtf(var + eps);
-        V(smean, c) = mu;
-        V(sinvstd, c) = inv;
-        if (rmean) V(*rmean, c) = (1.0f - momentum) * V(*rmean, c) + momentum * mu;
-        if (rvar) V(*rvar, c) = (1.0f - momentum) * V(*rvar, c) + momentum * (cnt > 1.0f ? q / (cnt - 1.0f) : var);
-        const float ga = V(gamma, c), be = V(beta, c);
-        for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int w = 0; w < W; w++) AT(y, n, c, h, w) = (AT(x, n, c, h, w) - mu) * inv * ga + be;
+                        ten_t sinvstd, float momentum, float eps, int full_w, int pass, int first, int last) {
+    norm_fwd_pass(y, x, gamma, beta, 0, eps, full_w, pass, first, last);
+    if (pass != 1 || !last) return;
+    const int C = x.d[1];
+    const float cnt = stat_count(x, 0, full_w);
+    float *mu = bt_st[0][BT_CORE()], *r = bt_st[1][BT_CORE()];
+    for (int c = 0; c < C; c++) {
+        const float var = r[c];
+        BT_SERIAL {
+            V(smean, c) = mu[c];
+            V(sinvstd, c) = 1.0f / sqrtf(var + eps);
+            if (rmean) V(*rmean, c) = (1.0f - momentum) * V(*rmean, c) + momentum * mu[c];
+            if (rvar) V(*rvar, c) = (1.0f - momentum) * V(*rvar, c) + momentum * (cnt > 1.0f ? var * cnt / (cnt - 1.0f) : var);
+        }
+        r[c] = 1.0f / sqrtf(var + eps);
     }
 }
 
 void k_batch_norm_eval(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t rmean, ten_t rvar, float eps) {
-    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3];
-    BT_CHUNK(C, c_lo, c_hi);
-    for (int c = c_lo; c < c_hi; c++) {
-        const float mu = V(rmean, c), inv = 1.0f / sqrtf(V(rvar, c) + eps), ga = V(gamma, c), be = V(beta, c);
-        for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int w = 0; w < W; w++) AT(y, n, c, h, w) = (AT(x, n, c, h, w) - mu) * inv * ga + be;
+    FOR4P(y) {
+        const float inv = 1.0f / sqrtf(V(rvar, i1) + eps);
+        AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - V(rmean, i1)) * inv * V(gamma, i1) + V(beta, i1);
     }
 }
 
-/* One channel's BatchNorm parameter gradients: sum dy (shift) and sum dy * xhat (scale), written or
- * accumulated; x is read only with read_x (a frozen norm without a trained scale gets x for its shape). */
-static void bn_param_grads(ten_t dy, ten_t x, int c, float mu, float inv, int read_x, ten_t *dgamma, int acc_g,
-                           ten_t *dbeta, int acc_b, float *sdy_out, float *sdyx_out) {
-    const int N = dy.d[0], H = dy.d[2], W = dy.d[3];
-    float sdy = 0.0f, sdyx = 0.0f;
-    for (int n = 0; n < N; n++)
-        for (int h = 0; h < H; h++)
-            for (int w = 0; w < W; w++) {
-                const float gy = AT(dy, n, c, h, w);
-                sdy += gy;
-                if (read_x) sdyx += gy * (AT(x, n, c, h, w) - mu) * inv;
+/* Backward, pass 0: per (sample, channel) (GroupNorm) or per channel (BatchNorm) sum dy and
+ * sum dy * xhat, then the parameter gradients (core 0) and, per statistic, the two means dx needs;
+ * pass 1: dx. mean/rstd: per (sample, group) or per channel (mu_c, rstd_c as 1-D tensors). */
+static void norm_bwd_pass(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma, ten_t *dx, ten_t *dgamma,
+                          int acc_g, ten_t *dbeta, int acc_b, int groups, int full_w, int pass, int first, int last) {
+    const int N = x.d[0], C = x.d[1], P = groups > 0 ? N * C : C, me = BT_CORE();
+#define BT_MU(n, c) (groups > 0 ? M2(mean, n, (c) / (C / groups)) : V(mean, c))
+#define BT_RS(n, c) (groups > 0 ? M2(rstd, n, (c) / (C / groups)) : V(rstd, c))
+    float *ma = bt_st[0][me], *mb = bt_st[1][me];
+    if (pass == 0) {
+        float *part = first ? red_begin(0, 2 * P) : bt_red[0][me];
+        FOR4P(dy) {
+            const int k = groups > 0 ? i0 * C + i1 : i1;
+            const float gy = AT(dy, i0, i1, i2, i3), xh = (AT(x, i0, i1, i2, i3) - BT_MU(i0, i1)) * BT_RS(i0, i1);
+            part[k] += gy;
+            part[P + k] += gy * xh;
+        }
+        if (!last) return;
+        float tot[2 * BT_RED_MAX];
+        red_total(0, 2 * P, tot); /* tot[k] = sum dy, tot[P + k] = sum dy * xhat */
+        const int NN = groups > 0 ? N : 1;
+        BT_SERIAL for (int c = 0; c < C; c++) {
+            float sg = 0.0f, sb = 0.0f;
+            for (int n = 0; n < NN; n++) {
+                sg += tot[P + n * C + c];
+                sb += tot[n * C + c];
             }
-    if (dgamma) { if (acc_g) V(*dgamma, c) += sdyx; else V(*dgamma, c) = sdyx; }
-    if (dbeta) { if (acc_b) V(*dbeta, c) += sdy; else V(*dbeta, c) = sdy; }
-    *sdy_out = sdy;
-    *sdyx_out = sdyx;
+            if (dgamma) V(*dgamma, c) = (acc_g ? V(*dgamma, c) : 0.0f) + sg;
+            if (dbeta) V(*dbeta, c) = (acc_b ? V(*dbeta, c) : 0.0f) + sb;
+        }
+        const float cnt = stat_count(x, groups, full_w);
+        if (groups > 0) {
+            for (int n = 0; n < N; n++)
+                for (int g = 0; g < groups; g++) {
+                    float sa = 0.0f, sb = 0.0f;
+                    for (int c = g * (C / groups); c < (g + 1) * (C / groups); c++) {
+                        sa += V(gamma, c) * tot[n * C + c];
+                        sb += V(gamma, c) * tot[P + n * C + c];
+                    }
+                    ma[n * groups + g] = sa / cnt;
+                    mb[n * groups + g] = sb / cnt;
+                }
+        } else {
+            for (int c = 0; c < C; c++) {
+                ma[c] = tot[c] / cnt;
+                mb[c] = tot[P + c] / cnt;
+            }
+        }
+        return;
+    }
+    if (!dx) return;
+    FOR4P(*dx) { /* dx may overwrite dy or x: element by element, after the sums */
+        const float r = BT_RS(i0, i1), xh = (AT(x, i0, i1, i2, i3) - BT_MU(i0, i1)) * r, ga = V(gamma, i1);
+        const float gy = AT(dy, i0, i1, i2, i3);
+        if (groups > 0) {
+            const int k = stat_of(i0, i1, C, groups);
+            AT(*dx, i0, i1, i2, i3) = r * (ga * gy - ma[k] - xh * mb[k]);
+        } else {
+            AT(*dx, i0, i1, i2, i3) = ga * r * (gy - ma[i1] - xh * mb[i1]);
+        }
+    }
+#undef BT_MU
+#undef BT_RS
+}
+
+void k_group_norm_bwd(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma, ten_t *dx, ten_t *dgamma,
+                      int acc_g, ten_t *dbeta, int acc_b, int groups, int full_w, int pass, int first, int last) {
+    norm_bwd_pass(dy, x, mean, rstd, gamma, dx, dgamma, acc_g, dbeta, acc_b, groups, full_w, pass, first, last);
 }
 
 void k_batch_norm_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t smean, ten_t sinvstd, ten_t *dx, ten_t *dgamma,
-                      int acc_g, ten_t *dbeta, int acc_b) {
-    const int N = x.d[0], C = x.d[1], H = x.d[2], W = x.d[3];
-    const float cnt = (float)(N * H * W);
-    BT_CHUNK(C, c_lo, c_hi);
-    for (int c = c_lo; c < c_hi; c++) {
-        const float mu = V(smean, c), inv = V(sinvstd, c), ga = V(gamma, c);
-        float sdy, sdyx;
-        bn_param_grads(dy, x, c, mu, inv, 1, dgamma, acc_g, dbeta, acc_b, &sdy, &sdyx);
-        if (!dx) continue;
-        const float ma = sdy / cnt, mb = sdyx / cnt;
-        for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int w = 0; w < W; w++) {
-                    const float xh = (AT(x, n, c, h, w) - mu) * inv;
-                    AT(*dx, n, c, h, w) = ga * inv * (AT(dy, n, c, h, w) - ma - xh * mb);
-                }
-    }
+                      int acc_g, ten_t *dbeta, int acc_b, int full_w, int pass, int first, int last) {
+    norm_bwd_pass(dy, x, smean, sinvstd, gamma, dx, dgamma, acc_g, dbeta, acc_b, 0, full_w, pass, first, last);
 }
 
 /* Frozen (eval-mode) BatchNorm backward: the running statistics normalise, so dx = dy * gamma * rstd
- * with no reduction; x is read only for the scale's gradient (sum dy * xhat). */
+ * with no reduction (pass 1); pass 0 sums the parameter gradients (x read only for the scale's). */
 void k_batch_norm_eval_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t rmean, ten_t rvar, ten_t *dx, ten_t *dgamma,
-                           int acc_g, ten_t *dbeta, int acc_b, float eps) {
-    const int N = dy.d[0], C = dy.d[1], H = dy.d[2], W = dy.d[3];
-    BT_CHUNK(C, c_lo, c_hi);
-    for (int c = c_lo; c < c_hi; c++) {
-        const float mu = V(rmean, c), inv = 1.0f / sqrtf(V(rvar, c) + eps), ga = V(gamma, c);
-        float sdy, sdyx;
-        if (dgamma || dbeta) bn_param_grads(dy, x, c, mu, inv, dgamma != 0, dgamma, acc_g, dbeta, acc_b, &sdy, &sdyx);
-        if (!dx) continue;
-        const float s = ga * inv;
-        for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int w = 0; w < W; w++) AT(*dx, n, c, h, w) = s * AT(dy, n, c, h, w);
+                           int acc_g, ten_t *dbeta, int acc_b, float eps, int pass, int first, int last) {
+    const int C = dy.d[1], me = BT_CORE();
+    if (pass == 0) {
+        float *part = first ? red_begin(0, 2 * C) : bt_red[0][me];
+        FOR4P(dy) {
+            const float gy = AT(dy, i0, i1, i2, i3);
+            part[i1] += gy;
+            if (dgamma) part[C + i1] += gy * (AT(x, i0, i1, i2, i3) - V(rmean, i1)) / sqrtf(V(rvar, i1) + eps);
+        }
+        if (!last) return;
+        float tot[2 * BT_RED_MAX];
+        red_total(0, 2 * C, tot);
+        BT_SERIAL for (int c = 0; c < C; c++) {
+            if (dgamma) V(*dgamma, c) = (acc_g ? V(*dgamma, c) : 0.0f) + tot[C + c];
+            if (dbeta) V(*dbeta, c) = (acc_b ? V(*dbeta, c) : 0.0f) + tot[c];
+        }
+        return;
     }
+    if (!dx) return;
+    FOR4P(*dx) AT(*dx, i0, i1, i2, i3) = V(gamma, i1) / sqrtf(V(rvar, i1) + eps) * AT(dy, i0, i1, i2, i3);
 }
 
 /* average pools multiply by the reciprocal of the window: one division per call, not per

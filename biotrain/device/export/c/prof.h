@@ -15,7 +15,7 @@
 #include "kernels.h"
 
 enum { K_CONV_FWD, K_CONV_BWD, K_DW_FWD, K_DW_BWD, K_LINEAR_FWD, K_LINEAR_BWD, K_NORM_FWD, K_NORM_BWD,
-       K_ELEMENTWISE, K_DATA, BT_N_KINDS };
+       K_ELEMENTWISE, K_DATA, K_DMA, BT_N_KINDS };
 enum { C_INSTRET, C_CYCLES, C_LD_STALL, C_JMP_STALL, C_FPU_STALL, C_IMISS, BT_N_COUNTERS };
 
 extern uint64_t bt_prof[BT_N_KINDS][BT_N_COUNTERS];     /* core 0's counters, barrier included */
@@ -82,13 +82,13 @@ void bt_trace_add(uint32_t instructions);
 /* around every kernel call of the step: every core counts its own instructions (the barrier's
  * apart), core 0 also all its counters; then the cores wait for each other (the next kernel may
  * read any core's share of this one's output) */
-#define PROF(k, call) \
+#define PROF(k, ...) \
     do { \
         uint32_t bt_c0_[BT_N_COUNTERS], bt_c1_[BT_N_COUNTERS]; \
         const int bt_me_ = BT_CORE(); \
         const uint32_t bt_w0_ = bt_wait_instr[bt_me_]; \
         bt_counters(bt_c0_); \
-        call; \
+        __VA_ARGS__; \
         BT_BARRIER(); \
         bt_counters(bt_c1_); \
         const uint32_t bt_w_ = bt_wait_instr[bt_me_] - bt_w0_; \
