@@ -35,8 +35,9 @@ def add_commands(dsub, parse_sets) -> None:
                      help="rtl: cycles from an instruction fetch to its data (1 = single-cycle L1-like memory)")
     run.add_argument("--data-latency", type=int, default=1, metavar="CYCLES",
                      help="rtl: cycles from a load to its data (1 = L1-like; more for an L2-like memory)")
-    run.add_argument("--cores", type=int, default=1,
-                     help="qemu: run on N cores (harts of -smp N, 1..8; one build per N); other targets: 1")
+    run.add_argument("--cores", type=int, default=None,
+                     help="qemu: run on N cores (harts of -smp N, 1..8; one build per N; default 1); host, rtl: 1; "
+                          "gap9: 8")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=lambda a: _guard(_run, a))
 

@@ -731,6 +731,20 @@ def _emit_stage(cg, k, st, views, bufs, where, nt, tw, caps, resident, res_view)
             lines.append(f"bt_dma({l2}, {l1v});" if out else f"bt_dma({l1v}, {l2});")
         return " ".join(lines)
 
+    if nt == 1:  # one tile: straight-line code, the windows as constants
+        w0 = {i: v for i, v in enumerate(table[0])}
+        sub = lambda text: __import__("re").sub(r"\b(wn|w)\[(\d+)\]", lambda m: str(w0[int(m.group(2))]),  # noqa: E731
+                                                 text).replace("wn_s", "0").replace("w_s", "0")
+        fetch = copies("w", False)
+        if fetch:
+            L.append(f"    PROF(K_DMA, BT_SERIAL {{ {sub(fetch)} }});")
+        decl = " ".join(f"ten_t bt_v{i} = {view_of(i, 'w')};" for i in used if f"@{i}@" in st.call)
+        call = _subst(st.call, {i: f"bt_v{i}" for i in used}, {kk: f"w[{c}]" for kk, c in tok_col.items()})
+        L.append(f"    {{ {sub(decl)} PROF(K_{k}, {sub(call)}); }}")
+        back = copies("w", True)
+        if back:
+            L.append(f"    PROF(K_DMA, BT_SERIAL {{ {sub(back)} }});")
+        return _moved(tiles, streamed, bufs, used, idle, st, views)
     name = f"bt_w{len(cg.l1_calls)}_{len(L)}"
     L.append("    {")
     L.append(f"        static const int32_t {name}[{nt}][{len(table[0])}] = {{"
@@ -753,6 +767,11 @@ def _emit_stage(cg, k, st, views, bufs, where, nt, tw, caps, resident, res_view)
         L.append(f"            PROF(K_DMA, BT_SERIAL {{ {back} }});")
     L.append("        }")
     L.append("    }")
+    return _moved(tiles, streamed, bufs, used, idle, st, views)
+
+
+def _moved(tiles, streamed, bufs, used, idle, st, views) -> int:
+    """Bytes the stage's streamed windows move (in and out)."""
     moved = 0
     for (w0, w1, wins) in tiles:
         for b in streamed:

@@ -34,9 +34,12 @@ TOL = 1e-4
 MAX_CORES = 8  # a GAP9 cluster's compute cores; qemu's virt machine runs that many harts
 
 
-def check_cores(target: str, cores: int) -> None:
-    """``cores`` must be one the target can run: 1..8 on qemu (harts of ``-smp``), 1 elsewhere
-    (the host build is one thread, the RTL testbench one CV32E40P core, GAP9 always 8)."""
+def check_cores(target: str, cores: int | None) -> int:
+    """The core count to run (None: the target's own: 8 on GAP9, else 1); it must be one the
+    target can run: 1..8 on qemu (harts of ``-smp``), 1 on the host (one thread) and the RTL
+    testbench (one CV32E40P core), 8 on GAP9."""
+    if cores is None:
+        return MAX_CORES if target in ("gap9-board", "gap9-gvsoc") else 1
     if target == "qemu":
         if not 1 <= cores <= MAX_CORES:
             raise ValueError(f"--cores {cores}: qemu runs 1 to {MAX_CORES} cores (harts of -smp N)")
@@ -46,6 +49,7 @@ def check_cores(target: str, cores: int) -> None:
     elif cores != 1:
         raise ValueError(f"--cores {cores}: target {target} runs one core; multi-core runs are --target qemu "
                          f"(1 to {MAX_CORES} cores)")
+    return cores
 
 
 class ToolMissing(RuntimeError):
@@ -259,7 +263,7 @@ def compare_states(got: dict, ref: dict) -> dict:
 
 
 def run_project(project, target: str = "host", steps: int | None = None, tol: float = TOL, model=None,
-                latency: tuple[int, int] = (1, 1), cores: int = 1, per_core: bool = True) -> dict:
+                latency: tuple[int, int] = (1, 1), cores: int | None = None, per_core: bool = True) -> dict:
     """Build, run, read back and compare; the JSON result of ``biotrain device run``.
 
     Counters, one meaning per key: ``instructions_per_step`` (retired instructions, every target
@@ -275,7 +279,7 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
     skips them, and the per-core keys are None)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; use one of {list(TARGETS)}")
-    check_cores(target, cores)
+    cores = check_cores(target, cores)
     project = Path(project)
     meta = json.loads((project / "meta.json").read_text())
     schedule = read_schedule(project / "schedule.bin")
@@ -307,7 +311,7 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
     n = max(len(schedule), 1)
     per_kind = {k: {c: v / n for c, v in cs.items()} for k, cs in prof["by_kind"].items()}
     stall_keys = ("load_stalls", "jump_stalls", "fpu_stalls", "fetch_waits")
-    rows = solo if solo is not None else (prof["per_core"] if counted and cores == 1 else None)
+    rows = solo if solo is not None else (prof["per_core"] if counted and (cores == 1 or target.startswith("gap9")) else None)
     per_core = [{k: v / n for k, v in row.items()} for row in rows] if rows else None
     balance, share = core_balance(per_core) if per_core else (None, None)
     return {

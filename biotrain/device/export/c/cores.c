@@ -15,6 +15,7 @@
 
 #include "step.h"
 
+uint64_t bt_prof[BT_N_KINDS][BT_N_COUNTERS];
 uint64_t bt_core_prof[BT_NCORES][BT_N_KINDS + 1]; /* instructions per core: every kind, then barrier_wait */
 uint32_t bt_wait_instr[BT_NCORES];                /* instructions spent in bt_barrier, per core */
 
@@ -93,3 +94,20 @@ void bt_worker_main(int hart) {
 #if BT_NCORES == 1 || defined(BT_SOLO_CORE) || !defined(BT_RV32) || defined(BT_GAP9)
 void bt_start_workers(void) {}
 #endif
+
+void bt_prof_begin(bt_prof_t *p) {
+    p->wait = bt_wait_instr[BT_CORE()];
+    bt_counters(p->c);
+}
+
+void bt_prof_end(bt_prof_t *p, int kind) {
+    uint32_t c1[BT_N_COUNTERS];
+    const int me = BT_CORE();
+    BT_BARRIER();
+    bt_counters(c1);
+    const uint32_t w = bt_wait_instr[me] - p->wait;
+    bt_core_prof[me][kind] += (uint32_t)(c1[C_INSTRET] - p->c[C_INSTRET]) - w;
+    bt_core_prof[me][BT_N_KINDS] += w;
+    BT_TRACE((uint32_t)(c1[C_INSTRET] - p->c[C_INSTRET]));
+    BT_SERIAL for (int i = 0; i < BT_N_COUNTERS; i++) bt_prof[kind][i] += (uint32_t)(c1[i] - p->c[i]);
+}

@@ -17,7 +17,6 @@
 #include "rtl.h"
 #endif
 
-uint64_t bt_prof[BT_N_KINDS][BT_N_COUNTERS];
 
 static float *g_x;     /* samples, BT_SAMPLE_FLOATS floats each */
 static int64_t *g_y;   /* labels */

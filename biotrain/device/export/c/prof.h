@@ -81,21 +81,20 @@ void bt_trace_add(uint32_t instructions);
 
 /* around every kernel call of the step: every core counts its own instructions (the barrier's
  * apart), core 0 also all its counters; then the cores wait for each other (the next kernel may
- * read any core's share of this one's output) */
+ * read any core's share of this one's output). Out of line (cores.c): the generated step has
+ * hundreds of these. */
+typedef struct {
+    uint32_t c[BT_N_COUNTERS];
+    uint32_t wait;
+} bt_prof_t;
+void bt_prof_begin(bt_prof_t *p);
+void bt_prof_end(bt_prof_t *p, int kind);
 #define PROF(k, ...) \
     do { \
-        uint32_t bt_c0_[BT_N_COUNTERS], bt_c1_[BT_N_COUNTERS]; \
-        const int bt_me_ = BT_CORE(); \
-        const uint32_t bt_w0_ = bt_wait_instr[bt_me_]; \
-        bt_counters(bt_c0_); \
+        bt_prof_t bt_p_; \
+        bt_prof_begin(&bt_p_); \
         __VA_ARGS__; \
-        BT_BARRIER(); \
-        bt_counters(bt_c1_); \
-        const uint32_t bt_w_ = bt_wait_instr[bt_me_] - bt_w0_; \
-        bt_core_prof[bt_me_][k] += (uint32_t)(bt_c1_[C_INSTRET] - bt_c0_[C_INSTRET]) - bt_w_; \
-        bt_core_prof[bt_me_][BT_N_KINDS] += bt_w_; \
-        BT_TRACE((uint32_t)(bt_c1_[C_INSTRET] - bt_c0_[C_INSTRET])); \
-        BT_SERIAL for (int bt_i_ = 0; bt_i_ < BT_N_COUNTERS; bt_i_++) bt_prof[k][bt_i_] += (uint32_t)(bt_c1_[bt_i_] - bt_c0_[bt_i_]); \
+        bt_prof_end(&bt_p_, k); \
     } while (0)
 
 #endif
