@@ -658,11 +658,11 @@ def emit_l1_call(cg: StepCodegen, kind: str, stages: list, views: list, outputs:
         budget = int(cfg["budget"])
         if only and not any(o in st.call for o in only.split(",")):
             budget = 10**9
-        nt, tw, caps, total = L1.tile_stage(st, views, bufs, where, resident, budget,
-                                            bool(cfg["double_buffer"]))
+        nt, tw, spt, caps, total = L1.tile_stage(st, views, bufs, where, resident, budget,
+                                                 bool(cfg["double_buffer"]))
         peak = max(peak, total)
         tiles.append(nt)
-        moved += _emit_stage(cg, k, st, views, bufs, where, nt, tw, caps, resident, res_view)
+        moved += _emit_stage(cg, k, st, views, bufs, where, (nt, tw, spt), caps, resident, res_view)
     outs = res_copies(True)
     if outs:
         L.append(f"    PROF(K_DMA, BT_SERIAL {{ {' '.join(outs)} }});")
@@ -671,8 +671,11 @@ def emit_l1_call(cg: StepCodegen, kind: str, stages: list, views: list, outputs:
     cg.l1_calls.append({"kernel": kind, "tiles": tiles, "l1_bytes": int(peak), "dma_bytes": int(moved)})
 
 
-def _emit_stage(cg, k, st, views, bufs, where, nt, tw, caps, resident, res_view) -> int:
-    """One stage's loop over its tiles; returns the bytes its streamed windows move."""
+def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view) -> int:
+    """One stage's loop over its tiles (``tiling``: count, width, samples per tile); returns the
+    bytes its streamed windows move. Every view's window per tile is a row of a table:
+    (first sample, end sample, first column, end column), then the tile's tokens."""
+    nt, tw, spt = tiling
     L = cg.lines
     if st.driver is None:
         vexpr = {i: res_view(i) if bufs[where[i]].resident else None for i in range(len(views))}
@@ -682,17 +685,18 @@ def _emit_stage(cg, k, st, views, bufs, where, nt, tw, caps, resident, res_view)
         L.append(f"    PROF(K_{k}, {call});")
         return 0
     used = sorted({int(x) for x in __import__("re").findall(r"@(\d+)@", st.call)} | {st.driver})
-    tiles = L1.tile_windows(st, views, nt, tw)
-    cols, row = {}, []
-    for i in used:  # every used view's window [lo, hi) per tile
-        cols[i] = len(cols) * 2
-    tok_col = {kk: 2 * len(cols) + j for j, kk in enumerate(st.toks)}
+    tiles = L1.tile_windows(st, views, nt, tw, spt)
+    cols = {}
+    for i in used:  # every used view's window per tile
+        cols[i] = len(cols) * 4
+    tok_col = {kk: 4 * len(cols) + j for j, kk in enumerate(st.toks)}
     table = []
     for t, (w0, w1, wins) in enumerate(tiles):
-        lo = lambda i, wins=wins: wins.get(i, (0, 0))[0]  # noqa: E731
+        lo = lambda i, wins=wins: wins.get(i, (0, 0, 0, 0))[2]  # noqa: E731
         r = []
         for i in used:
-            r += list(wins.get(i, (0, _width(views[i]))))
+            n0 = int(views[i].shape[0]) if views[i].dim() == 4 else 1
+            r += list(wins.get(i, (0, n0, 0, _width(views[i]))))
         r += [int(f(t, nt, w0, w1, lo)) for f in st.toks.values()]
         table.append(r)
     # a streamed buffer this stage has no window for is an argument the pass does not touch (a
@@ -704,6 +708,10 @@ def _emit_stage(cg, k, st, views, bufs, where, nt, tw, caps, resident, res_view)
         slot_off[b] = o
         o += caps[b] * (2 if nt > 1 else 1)
 
+    def win(v, i, w):
+        c = cols[i]
+        return f"bt_win4({v}, {w}[{c}], {w}[{c + 1}], {w}[{c + 2}], {w}[{c + 3}])"
+
     def view_of(i, w):
         b = where[i]
         if i in idle:
@@ -711,12 +719,15 @@ def _emit_stage(cg, k, st, views, bufs, where, nt, tw, caps, resident, res_view)
         if bufs[b].resident:
             v = res_view(i)
             mp = st.maps.get(i)
-            return v if (i != st.driver and (mp is None or mp[0] == "whole")) else f"bt_win({v}, {w}[{cols[i]}], {w}[{cols[i] + 1}])"
+            return v if (i != st.driver and (mp is None or mp[0] == "whole")) else win(v, i, w)
         t = views[i]
-        width = caps[b] // 4  # not used for strides: the slot's own compact strides follow
-        d, s, _ = L1.compact(t.shape, t.stride(), _cap_width(t, caps[b]))
-        d[3] = f"{w}[{cols[i] + 1}] - {w}[{cols[i]}]"
-        del width
+        c = cols[i]
+        widest = max(r[c + 3] - r[c + 2] for r in table)
+        most = max(r[c + 1] - r[c] for r in table)
+        d, s, n = L1.compact(t.shape, t.stride(), widest, most if t.dim() == 4 else None)
+        assert L1._al(4 * n) <= caps[b], "a slot smaller than its widest window"
+        d[0] = f"{w}[{c + 1}] - {w}[{c}]"
+        d[3] = f"{w}[{c + 3}] - {w}[{c + 2}]"
         return _l1t(f"BT_SLOT({slot_off[b]}, {caps[b]}, {w}_s)", d, s)
 
     def copies(w, out: bool) -> str:
@@ -726,7 +737,7 @@ def _emit_stage(cg, k, st, views, bufs, where, nt, tw, caps, resident, res_view)
             if not (buf.copy_out if out else buf.copy_in):
                 continue
             i = next(j for j in buf.vids if j in used and j not in idle)
-            l2 = f"bt_win({cg.ten(views[i])}, {w}[{cols[i]}], {w}[{cols[i] + 1}])"
+            l2 = win(cg.ten(views[i]), i, w)
             l1v = view_of(i, w)
             lines.append(f"bt_dma({l2}, {l1v});" if out else f"bt_dma({l1v}, {l2});")
         return " ".join(lines)
@@ -777,13 +788,8 @@ def _moved(tiles, streamed, bufs, used, idle, st, views) -> int:
         for b in streamed:
             buf = bufs[b]
             i = next(j for j in buf.vids if j in used and j not in idle)
-            lo, hi = wins.get(i, (0, 0)) if i != st.driver else (w0, w1)
-            per_col = L1.compact(views[i].shape, views[i].stride(), 1)[2]
-            moved += 4 * per_col * (hi - lo) * (int(buf.copy_in) + int(buf.copy_out))
+            n0, n1, lo, hi = wins[i]
+            t = views[i]
+            per = L1.compact(t.shape, t.stride(), 1, 1 if t.dim() == 4 else None)[2]
+            moved += 4 * per * (n1 - n0) * (hi - lo) * (int(buf.copy_in) + int(buf.copy_out))
     return moved
-
-
-def _cap_width(t, cap_bytes: int) -> int:
-    """The column capacity of a slot of ``cap_bytes`` for view ``t``."""
-    per_col = L1.compact(t.shape, t.stride(), 1)[2]
-    return max(1, (cap_bytes // 4) // per_col)

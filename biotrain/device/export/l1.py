@@ -60,13 +60,15 @@ def window(m, w0: int, w1: int) -> tuple[int, int] | None:
     raise ValueError(f"unknown time map {m!r}")
 
 
-def compact(shape, stride, width: int | None = None) -> tuple[list[int], list[int], int]:
+def compact(shape, stride, width: int | None = None, samples: int | None = None) -> tuple[list[int], list[int], int]:
     """4-D sizes and strides of a compact L1 copy of a view (broadcast dimensions stay stride 0;
-    ``width``: room for that many columns in the last dimension); and its element count."""
+    ``width``/``samples``: room for that many columns / samples); and its element count."""
     d = [1] * (4 - len(shape)) + list(shape)
     s = [0] * (4 - len(stride)) + list(stride)
     if width is not None:
         d[3] = width
+    if samples is not None:
+        d[0] = samples
     out, n = [0] * 4, 1
     for k in (3, 2, 1, 0):
         if s[k] == 0 and d[k] > 1:
@@ -155,47 +157,66 @@ def _al(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
+def _batched(stage: Stage, views: list, i: int) -> bool:
+    """Whether view i takes the driver's sample block (an activation of the same batch)."""
+    d = views[stage.driver]
+    t = views[i]
+    if i != stage.driver and stage.maps.get(i, ("whole",))[0] == "whole":
+        return False
+    return t.dim() == 4 and d.dim() == 4 and int(t.shape[0]) == int(d.shape[0]) and t.stride(0) != 0
+
+
 def tile_stage(stage: Stage, views: list, bufs: list, where: dict, resident_bytes: int, budget: int,
                double_buffer: bool = True):
-    """Pick the stage's number of tiles: the smallest whose resident bytes + streamed slots fit the
-    budget. Returns (n tiles, tile width, slot bytes per streamed buffer id, L1 bytes)."""
+    """Pick the stage's tiles: the whole batch split along time into the fewest tiles whose
+    resident bytes + streamed slots fit the budget; when none does (a wide halo over a batch),
+    blocks of fewer samples. Returns (tiles, tile width, samples per tile, slot bytes per
+    streamed buffer id, L1 bytes)."""
     if stage.driver is None:
-        return 1, None, {}, resident_bytes
-    W = int(views[stage.driver].shape[-1])
+        return 1, None, None, {}, resident_bytes
+    d = views[stage.driver]
+    W, B = int(d.shape[-1]), (int(d.shape[0]) if d.dim() == 4 else 1)
     streamed = sorted({where[i] for i in stage.maps if not bufs[where[i]].resident}
                       | ({where[stage.driver]} if not bufs[where[stage.driver]].resident else set()))
     best = None
-    for nt in range(1, W + 1):
-        tw = -(-W // nt)
-        tw = -(-tw // stage.align) * stage.align
-        nt_eff = -(-W // tw)
-        if best is not None and nt_eff == best[0]:
-            continue
-        caps = {}
-        for b in streamed:
-            i = next(j for j in bufs[b].vids if j == stage.driver or j in stage.maps)
-            m = stage.maps[i] if i != stage.driver else ("same",)
-            width = max(hi - lo for lo, hi in (window(m, w0, min(W, w0 + tw)) for w0 in range(0, W, tw)))
-            t = views[i]
-            caps[b] = _al(4 * compact(t.shape, t.stride(), width)[2])
-        slots = 2 if (nt_eff > 1 and double_buffer) else 1
-        total = resident_bytes + slots * sum(caps.values())
-        best = (nt_eff, tw, caps, total)
-        if total <= budget:
-            return best
+    for spt in sorted({-(-B // nb) for nb in range(1, B + 1)}, reverse=True):
+        nb = -(-B // spt)
+        for nt in range(1, W + 1):
+            tw = -(-W // nt)
+            tw = -(-tw // stage.align) * stage.align
+            nt_eff = -(-W // tw)
+            if best is not None and (nt_eff * nb, spt) == (best[0], best[2]):
+                continue
+            caps = {}
+            for b in streamed:
+                i = next(j for j in bufs[b].vids if j == stage.driver or j in stage.maps)
+                m = stage.maps[i] if i != stage.driver else ("same",)
+                width = max(hi - lo for lo, hi in (window(m, w0, min(W, w0 + tw)) for w0 in range(0, W, tw)))
+                t = views[i]
+                caps[b] = _al(4 * compact(t.shape, t.stride(), width, spt if _batched(stage, views, i) else None)[2])
+            slots = 2 if (nt_eff * nb > 1 and double_buffer) else 1
+            total = resident_bytes + slots * sum(caps.values())
+            best = (nt_eff * nb, tw, spt, caps, total)
+            if total <= budget:
+                return best
     return best
 
 
-def tile_windows(stage: Stage, views: list, nt: int, tw: int):
-    """Per tile: (w0, w1, {view id: (lo, hi)})."""
-    W = int(views[stage.driver].shape[-1])
+def tile_windows(stage: Stage, views: list, nt: int, tw: int, spt: int):
+    """Per tile: (w0, w1, {view id: (n0, n1, lo, hi)}): sample blocks outside, time tiles inside."""
+    d = views[stage.driver]
+    W, B = int(d.shape[-1]), (int(d.shape[0]) if d.dim() == 4 else 1)
     out = []
-    for t in range(nt):
-        w0, w1 = t * tw, min(W, (t + 1) * tw)
-        wins = {}
-        for i in stage.maps:
-            m = stage.maps[i]
-            wins[i] = (0, int(views[i].shape[-1])) if m[0] == "whole" else window(m, w0, w1)
-        wins[stage.driver] = (w0, w1)
-        out.append((w0, w1, wins))
-    return out
+    for s0 in range(0, B, spt):
+        s1 = min(B, s0 + spt)
+        for w0 in range(0, W, tw):
+            w1 = min(W, w0 + tw)
+            wins = {}
+            for i in list(stage.maps) + [stage.driver]:
+                t = views[i]
+                n = (s0, s1) if _batched(stage, views, i) else (0, int(t.shape[0]) if t.dim() == 4 else 1)
+                m = ("same",) if i == stage.driver else stage.maps[i]
+                tm = (0, int(t.shape[-1]) if t.dim() else 1) if m[0] == "whole" else window(m, w0, w1)
+                wins[i] = (*n, *tm)
+            out.append((w0, w1, wins))
+    return out[:nt] if len(out) >= nt else out

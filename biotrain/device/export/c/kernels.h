@@ -63,15 +63,16 @@ void bt_barrier(void); /* cores.c: every core waits until all have arrived */
 
 /* L1 tiles (codegen, l1.py): the cluster's shared L1 is bt_l1 (BT_L1_BYTES, step.c); a kernel's
  * operands are copied there from the L2 arena and back by the DMA stand-in bt_dma (core 0; on
- * GAP9 the cluster DMA). bt_win: columns [lo, hi) of a view; BT_SLOT: slot s (0, 1) of a
+ * GAP9 the cluster DMA). bt_win4: samples [n0, n1) and columns [lo, hi) of a view; BT_SLOT: slot s (0, 1) of a
  * double-buffered window. -DBT_L1_FAULT_OVERLAP (tests only) makes slot 1 overlap slot 0. */
 extern uint8_t bt_l1[];
 extern const uint32_t bt_l1_bytes; /* its size (step.c) */
 void fail(const char *what, int code); /* main.c: report and end the program */
 #define L1T(off, d0, d1, d2, d3, s0, s1, s2, s3) \
     ((ten_t){(float *)(bt_l1 + (off)), {d0, d1, d2, d3}, {s0, s1, s2, s3}})
-static inline ten_t bt_win(ten_t v, int lo, int hi) {
-    v.p += lo * v.s[3];
+static inline ten_t bt_win4(ten_t v, int n0, int n1, int lo, int hi) {
+    v.p += n0 * v.s[0] + lo * v.s[3];
+    v.d[0] = n1 - n0;
     v.d[3] = hi - lo;
     return v;
 }
