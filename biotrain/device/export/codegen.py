@@ -412,6 +412,9 @@ class StepCodegen:
                     f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {A(8)}, "
                     f"{int(x.idx.shape[-1])}, $pass$, $first$, $last$)")
             return self._norm_bwd(call, dy_, x_, dx_, True)
+        if name in ("native_batch_norm", "native_batch_norm_backward") and 2 * int(node.args[1].meta["val"].shape[1]) > RED_MAX:
+            raise UnsupportedOp(f"{node.name}: BatchNorm of {int(node.args[1].meta['val'].shape[1])} channels needs "
+                                f"more partial sums per core than the kernels hold ({RED_MAX}, kernels.h BT_RED_MAX)")
         if name == "native_batch_norm":
             x, gm, bt, rm, rv, training, mom, eps = [A(i) for i in range(8)]
             if gm is None or bt is None:

@@ -46,6 +46,9 @@ def check_cores(target: str, cores: int | None) -> int:
     elif target in ("gap9-board", "gap9-gvsoc"):
         if cores != MAX_CORES:
             raise ValueError(f"--cores {cores}: the GAP9 build always runs on the cluster's {MAX_CORES} cores")
+    elif target == "rtl":
+        if not 1 <= cores <= MAX_CORES:
+            raise ValueError(f"--cores {cores}: rtl times each core's share of a 1 to {MAX_CORES}-core program alone")
     elif cores != 1:
         raise ValueError(f"--cores {cores}: target {target} runs one core; multi-core runs are --target qemu "
                          f"(1 to {MAX_CORES} cores)")
@@ -115,7 +118,8 @@ def execute(project: Path, target: str, timeout_s: float = 7200.0, latency: tupl
         from ..rtl import simulator
 
         sim = simulator(log=lambda msg: print(f"biotrain device: {msg}", file=sys.stderr, flush=True))
-        cmd = [str(sim), "build/rtl/prog.elf", "--ilat", str(latency[0]), "--dlat", str(latency[1])]
+        elf = "build/rtl" + ("" if solo is None else f"-c{cores}-solo{solo}") + "/prog.elf"
+        cmd = [str(sim), elf, "--ilat", str(latency[0]), "--dlat", str(latency[1])]
     else:
         platform = "board" if target == "gap9-board" else "gvsoc"
         cmd = ["make", "-f", "gap9/Makefile.gap9", "run", f"platform={platform}"]
@@ -169,6 +173,18 @@ def solo_counts(project: Path, cores: int, kinds: list[str]) -> list[dict]:
     busiest = np.max(np.stack(traces), axis=0)
     for row, tr in zip(rows, traces):
         row["barrier_wait"] = int((busiest - tr).sum())
+    return rows
+
+
+def rtl_core_cycles(project: Path, cores: int, kinds: list[str], latency: tuple[int, int]) -> list[dict]:
+    """Every core's cycles per kernel kind on the CV32E40P RTL, for the whole run: core k's share
+    of the N-core program alone (``SOLO=k``: the core id compiled in, the barriers compiled out).
+    Its state is not the step's (the one-core run is the proof); its cycles are core k's."""
+    rows = []
+    for k in range(cores):
+        build(project, "rtl", cores, solo=k)
+        execute(project, "rtl", latency=latency, cores=cores, solo=k)
+        rows.append({kk: v["cycles"] for kk, v in read_profile(project / "profile.bin", kinds)["by_kind"].items()})
     return rows
 
 
@@ -272,7 +288,8 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
     the instruction count again); per kernel kind, per step: ``instructions_per_step_by_kind``,
     ``cycles_per_step_by_kind`` and, on ``rtl``, ``stalls_per_step_by_kind`` (load-use, jump,
     FPU stalls and instruction-fetch waits, from the core's event counters). These are core 0's.
-    ``cores`` (qemu: 1..8 harts): ``per_core_instructions`` is per core, per step, every kind's
+    ``cores`` (qemu: 1..8 harts; rtl: ``per_core_cycles``, each core's share of an N-core program
+    timed alone, the proof being the one-core run): ``per_core_instructions`` is per core, per step, every kind's
     instructions with the barrier's apart (``barrier_wait``); ``core_balance`` per kind is the
     busiest core over the mean, ``kind_share`` each kind's part of all the cores' instructions. On
     qemu with several cores they come from one solo run per core (``solo_counts``; ``per_core=False``
@@ -292,8 +309,10 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
         write_schedule(project / "schedule.bin", schedule)
     t0 = time.perf_counter()
     solo = solo_counts(project, cores, meta["kinds"]) if target == "qemu" and cores > 1 and per_core else None
-    build(project, target, cores)
-    execute(project, target, latency=latency, cores=cores)
+    rtl_rows = rtl_core_cycles(project, cores, meta["kinds"], latency) if target == "rtl" and cores > 1 else None
+    run_cores = 1 if target == "rtl" else cores  # the RTL proof is the one-core program
+    build(project, target, run_cores)
+    execute(project, target, latency=latency, cores=run_cores)
     seconds = time.perf_counter() - t0
     table = meta["states"]
     init = read_state(project / "init_state.bin", table)
@@ -339,6 +358,7 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
         "l1_budget_bytes": (meta.get("l1") or {}).get("budget_bytes"),
         "dma_bytes_per_step": prof["l1"]["dma_bytes"] / n,
         "per_core_instructions": per_core,
+        "per_core_cycles": [{k: v / n for k, v in row.items()} for row in rtl_rows] if rtl_rows else None,
         "core_balance": balance,
         "kind_share": share,
         "seconds": round(seconds, 3),

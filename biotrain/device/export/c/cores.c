@@ -109,5 +109,9 @@ void bt_prof_end(bt_prof_t *p, int kind) {
     bt_core_prof[me][kind] += (uint32_t)(c1[C_INSTRET] - p->c[C_INSTRET]) - w;
     bt_core_prof[me][BT_N_KINDS] += w;
     BT_TRACE((uint32_t)(c1[C_INSTRET] - p->c[C_INSTRET]));
+#if defined(BT_SOLO_CORE) /* the only core running: its own counters are the books */
+    for (int i = 0; i < BT_N_COUNTERS; i++) bt_prof[kind][i] += (uint32_t)(c1[i] - p->c[i]);
+#else
     BT_SERIAL for (int i = 0; i < BT_N_COUNTERS; i++) bt_prof[kind][i] += (uint32_t)(c1[i] - p->c[i]);
+#endif
 }

@@ -59,12 +59,33 @@ static uint32_t l1_end(ten_t t) {
     return (uint32_t)(p - bt_l1) + 4u * (uint32_t)last + 4u;
 }
 
-/* The DMA stand-in: one core copies a strided 4-D view (a 1-D/2-D transfer of the cluster DMA);
- * dimensions broadcast in the destination (stride 0) are copied once. */
+#if defined(BT_GAP9)
+/* The cluster DMA: one 1-D transfer per row of contiguous columns between L2 (ext) and L1 (loc),
+ * then wait for all of them; a view without contiguous rows is copied by the core. */
+static int dma_rows(ten_t dst, ten_t src) {
+    if (dst.s[3] != 1 || src.s[3] != 1) return 0;
+    const int to_l1 = l1_end(dst) != 0;
+    const ten_t loc = to_l1 ? dst : src, ext = to_l1 ? src : dst;
+    pi_cl_dma_cmd_t cmd;
+    for (int i0 = 0; i0 < dst.d[0]; i0++)
+        for (int i1 = 0; i1 < dst.d[1]; i1++)
+            for (int i2 = 0; i2 < dst.d[2]; i2++)
+                pi_cl_dma_cmd((uint32_t)&AT(ext, i0, i1, i2, 0), (uint32_t)&AT(loc, i0, i1, i2, 0),
+                              4u * (uint32_t)dst.d[3], to_l1 ? PI_CL_DMA_DIR_EXT2LOC : PI_CL_DMA_DIR_LOC2EXT, &cmd);
+    pi_cl_dma_flush();
+    return 1;
+}
+#endif
+
+/* The DMA stand-in: one core (the orchestrating one, core 0) copies a strided 4-D view; on GAP9
+ * the cluster DMA moves it. Dimensions broadcast in the destination (stride 0) are copied once. */
 void bt_dma(ten_t dst, ten_t src) {
     for (int k = 0; k < 4; k++)
         if (dst.s[k] == 0) dst.d[k] = src.d[k] = 1;
-    FOR4(dst) AT(dst, i0, i1, i2, i3) = AT(src, i0, i1, i2, i3);
+#if defined(BT_GAP9)
+    if (!dma_rows(dst, src))
+#endif
+        FOR4(dst) AT(dst, i0, i1, i2, i3) = AT(src, i0, i1, i2, i3);
     bt_dma_bytes += 4u * (uint32_t)NUMEL(dst);
     const uint32_t e = l1_end(dst) > l1_end(src) ? l1_end(dst) : l1_end(src);
     if (e > bt_l1_touched) bt_l1_touched = e;
@@ -287,6 +308,7 @@ static void red_total(int bank, int n, float *tot) {
  * the whole time length (a tile holds part of it). The totals of a pass are kept per core between
  * its calls (bt_st), every core holding the same values. */
 static float bt_st[2][BT_NCORES][BT_RED_MAX];
+static float bt_tot[BT_NCORES][2 * BT_RED_MAX]; /* a pass's totals, per core (not on the small cluster stacks) */
 
 static inline int stat_of(int n, int c, int C, int groups) { return groups > 0 ? n * groups + c / (C / groups) : c; }
 static inline int n_stats(int N, int C, int groups) { return groups > 0 ? N * groups : C; }
@@ -380,7 +402,7 @@ static void norm_bwd_pass(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma
             part[P + k] += gy * xh;
         }
         if (!last) return;
-        float tot[2 * BT_RED_MAX];
+        float *tot = bt_tot[me];
         red_total(0, 2 * P, tot); /* tot[k] = sum dy, tot[P + k] = sum dy * xhat */
         const int NN = groups > 0 ? N : 1;
         BT_SERIAL for (int c = 0; c < C; c++) {
@@ -450,7 +472,7 @@ void k_batch_norm_eval_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t rmean, ten_t rv
             if (dgamma) part[C + i1] += gy * (AT(x, i0, i1, i2, i3) - V(rmean, i1)) / sqrtf(V(rvar, i1) + eps);
         }
         if (!last) return;
-        float tot[2 * BT_RED_MAX];
+        float *tot = bt_tot[me];
         red_total(0, 2 * C, tot);
         BT_SERIAL for (int c = 0; c < C; c++) {
             if (dgamma) V(*dgamma, c) = (acc_g ? V(*dgamma, c) : 0.0f) + tot[C + c];
