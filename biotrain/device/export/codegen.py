@@ -15,6 +15,7 @@ re-fetched into a second slot before the first layer's backward.
 from __future__ import annotations
 
 import operator
+import re
 
 import torch
 
@@ -655,13 +656,8 @@ def emit_l1_call(cg: StepCodegen, kind: str, stages: list, views: list, outputs:
     if ins:
         L.append(f"    PROF(K_DMA, BT_SERIAL {{ {' '.join(ins)} }});")
     peak, moved, tiles = resident, 0, []
-    import os
-    only = os.environ.get("BT_DEBUG_TILE")
     for st in stages:
-        budget = int(cfg["budget"])
-        if only and not any(o in st.call for o in only.split(",")):
-            budget = 10**9
-        nt, tw, spt, caps, total = L1.tile_stage(st, views, bufs, where, resident, budget,
+        nt, tw, spt, caps, total = L1.tile_stage(st, views, bufs, where, resident, int(cfg["budget"]),
                                                  bool(cfg["double_buffer"]))
         peak = max(peak, total)
         tiles.append(nt)
@@ -687,7 +683,7 @@ def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view)
         call = _subst(st.call, vexpr, {kk: f(0, 1, 0, 1, lambda i: 0) for kk, f in st.toks.items()})
         L.append(f"    PROF(K_{k}, {call});")
         return 0
-    used = sorted({int(x) for x in __import__("re").findall(r"@(\d+)@", st.call)} | {st.driver})
+    used = sorted({int(x) for x in re.findall(r"@(\d+)@", st.call)} | {st.driver})
     tiles = L1.tile_windows(st, views, nt, tw, spt)
     cols = {}
     for i in used:  # every used view's window per tile
@@ -747,7 +743,7 @@ def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view)
 
     if nt == 1:  # one tile: straight-line code, the windows as constants
         w0 = {i: v for i, v in enumerate(table[0])}
-        sub = lambda text: __import__("re").sub(r"\b(wn|w)\[(\d+)\]", lambda m: str(w0[int(m.group(2))]),  # noqa: E731
+        sub = lambda text: re.sub(r"\b(wn|w)\[(\d+)\]", lambda m: str(w0[int(m.group(2))]),  # noqa: E731
                                                  text).replace("wn_s", "0").replace("w_s", "0")
         fetch = copies("w", False)
         if fetch:
