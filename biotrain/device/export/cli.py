@@ -112,6 +112,9 @@ def _run(args) -> int:
         if res["instructions_per_step"]:
             print(f"instructions per step: {res['instructions_per_step']}")
             print("by kernel kind: " + ", ".join(f"{k} {v:.0f}" for k, v in res["instructions_per_step_by_kind"].items() if v))
+        if res["l1_budget_bytes"]:
+            print(f"L1: the kernels' tiles ran in {res['l1_bytes']} B (highest byte reached {res['l1_touched_bytes']}) "
+                  f"of a {res['l1_budget_bytes']} B budget; DMA {res['dma_bytes_per_step']:.0f} B per step")
         if res["core_balance"] and res["cores"] > 1:
             print(f"{res['cores']} cores, busiest / mean by kernel kind (share of the step): " + ", ".join(
                 f"{k} {b:.2f} ({res['kind_share'][k]:.0%})" for k, b in res["core_balance"].items()))

@@ -413,9 +413,11 @@ class StepCodegen:
                     f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {A(8)}, "
                     f"{int(x.idx.shape[-1])}, $pass$, $first$, $last$)")
             return self._norm_bwd(call, dy_, x_, dx_, True)
-        if name in ("native_batch_norm", "native_batch_norm_backward") and 2 * int(node.args[1].meta["val"].shape[1]) > RED_MAX:
-            raise UnsupportedOp(f"{node.name}: BatchNorm of {int(node.args[1].meta['val'].shape[1])} channels needs "
-                                f"more partial sums per core than the kernels hold ({RED_MAX}, kernels.h BT_RED_MAX)")
+        if name in ("native_batch_norm", "native_batch_norm_backward"):
+            ch = int(node.args[1 if name.endswith("backward") else 0].meta["val"].shape[1])
+            if 2 * ch > RED_MAX:
+                raise UnsupportedOp(f"{node.name}: BatchNorm of {ch} channels needs more partial sums per core than "
+                                    f"the kernels hold ({RED_MAX}, kernels.h BT_RED_MAX)")
         if name == "native_batch_norm":
             x, gm, bt, rm, rv, training, mom, eps = [A(i) for i in range(8)]
             if gm is None or bt is None:
@@ -614,10 +616,7 @@ def emit_l1_call(cg: StepCodegen, kind: str, stages: list, views: list, outputs:
     """The call through L1: resident buffers in, every stage's tile loop (double-buffered
     streamed windows, fetched and written back by core 0), resident buffers out."""
     cfg = cg.l1
-    bufs, where = L1.plan_buffers(views, outputs, bool(read), stages, int(cfg["small"]), _state_range(cg, rec))
-    for b in bufs:  # only the read outputs need their L2 contents first
-        if any(i in outputs for i in b.vids) and not any(i in read or i not in outputs for i in b.vids) and not b.block:
-            b.copy_in = False
+    bufs, where = L1.plan_buffers(views, outputs, read, stages, int(cfg["small"]), _state_range(cg, rec))
     off = 0
     for b in bufs:
         if b.resident:

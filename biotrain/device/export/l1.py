@@ -108,11 +108,13 @@ def _elems(t: torch.Tensor) -> set:
     return set(t.reshape(-1).tolist()) if t.numel() < 2_000_000 else set(range(*_range(t)))
 
 
-def plan_buffers(views: list, outputs: set, read_outputs: bool, stages: list, small_bytes: int,
+def plan_buffers(views: list, outputs: set, read: set, stages: list, small_bytes: int,
                  state_elems) -> tuple[list[Buf], dict]:
     """Group the call's views into L1 buffers: identical views share one, overlapping ones form a
     block (resident, staged as their element range). ``outputs``: view ids the kernel writes;
-    ``read_outputs``: it also reads them (accumulation, a border-only write)."""
+    ``read``: outputs it also reads (an accumulation, a border-only write, running statistics).
+    A buffer is copied in unless the kernel only writes it (a block always is: its range has bytes
+    no view of it covers); it is written back when the kernel writes it."""
     groups: dict = {}
     for i, t in enumerate(views):
         groups.setdefault(_key(t), []).append(i)
@@ -140,7 +142,7 @@ def plan_buffers(views: list, outputs: set, read_outputs: bool, stages: list, sm
         ids = m["ids"]
         t = views[ids[0]]
         written = any(i in outputs for i in ids)
-        pure_out = all(i in outputs for i in ids) and not read_outputs
+        pure_out = not m["block"] and all(i in outputs and i not in read for i in ids)
         maps = [("same",) if i == st.driver else st.maps[i] for st in stages for i in ids
                 if st.driver is not None and (i in st.maps or i == st.driver)]
         nbytes = 4 * (m["hi"] - m["lo"]) if m["block"] else 4 * compact(t.shape, t.stride())[2]
