@@ -749,7 +749,7 @@ def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view)
             L.append(f"    PROF(K_DMA, BT_SERIAL {{ {sub(fetch)} }});")
         decl = " ".join(f"ten_t bt_v{i} = {view_of(i, 'w')};" for i in used if f"@{i}@" in st.call)
         call = _subst(st.call, {i: f"bt_v{i}" for i in used}, {kk: f"w[{c}]" for kk, c in tok_col.items()})
-        L.append(f"    {{ {sub(decl)} PROF(K_{k}, {sub(call)}); }}")
+        L.append(f"    PROF(K_{k}, {sub(decl)} {sub(call)});")  # the views are built inside the count
         back = copies("w", True)
         if back:
             L.append(f"    PROF(K_DMA, BT_SERIAL {{ {sub(back)} }});")
@@ -770,7 +770,7 @@ def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view)
                  f"PROF(K_DMA, BT_SERIAL {{ {fetch0} }}); }}")
     decl = " ".join(f"ten_t bt_v{i} = {view_of(i, 'w')};" for i in used if f"@{i}@" in st.call)
     call = _subst(st.call, {i: f"bt_v{i}" for i in used}, {kk: f"w[{c}]" for kk, c in tok_col.items()})
-    L.append(f"            {{ {decl} PROF(K_{k}, {call}); }}")
+    L.append(f"            PROF(K_{k}, {decl} {call});")
     back = copies("w", True)
     if back:
         L.append(f"            PROF(K_DMA, BT_SERIAL {{ {back} }});")
