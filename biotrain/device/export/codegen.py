@@ -133,15 +133,18 @@ class StepCodegen:
 
     def emit_call(self, kind: str, stages: list, views: list, outputs: set, read: set, rec, comment: str) -> None:
         """One kernel call in stages: on L2 directly, or through its L1 tiles (``l1.py``)."""
-        self.lines.append(f"    /* {comment} */")
-        if self.l1 is None:
-            for st in stages:
+        if self.l1 is None:  # one emit per op (rtl/fit.py's recorder counts them), its other passes after it
+            for j, st in enumerate(stages):
                 W = _width(views[st.driver]) if st.driver is not None else 1
                 wins = {i: (0, _width(views[i])) for i in range(len(views))}
                 call = _subst(st.call, {i: self.ten(t) for i, t in enumerate(views)},
                               {k: f(0, 1, 0, W, lambda i: wins[i][0]) for k, f in st.toks.items()})
-                self.lines.append(f"    PROF(K_{kind.upper()}, {call});")
+                if j == 0:
+                    self.emit(kind, call, comment)
+                else:
+                    self.lines.append(f"    PROF(K_{kind.upper()}, {call});")
             return
+        self.lines.append(f"    /* {comment} */")
         emit_l1_call(self, kind, stages, views, outputs, read, rec)
 
     def generate(self) -> str:

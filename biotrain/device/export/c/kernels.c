@@ -12,34 +12,40 @@
 #define V(t, i) ((t).p[(i) * (t).s[3]])             /* element i of a 1-D tensor */
 #define M2(t, i, j) ((t).p[(i) * (t).s[2] + (j) * (t).s[3]]) /* element (i, j) of a 2-D tensor */
 
-/* index (i0..i3) of flat element e of a tensor of sizes d */
-static inline void unflat(const int d[4], int e, int *i0, int *i1, int *i2, int *i3) {
-    *i3 = e % d[3];
-    e /= d[3];
-    *i2 = e % d[2];
-    e /= d[2];
-    *i1 = e % d[1];
-    *i0 = e / d[1];
+/* The row segment of flat element e of a tensor of sizes d, up to flat element end: its row
+ * (i0, i1, i2) and columns [j0, j1). Divisions once per row, not per element. */
+static inline void seg4(const int d[4], int e, int end, int *i0, int *i1, int *i2, int *j0, int *j1) {
+    const int row = e / d[3];
+    *j0 = e - row * d[3];
+    *j1 = end - row * d[3] < d[3] ? end - row * d[3] : d[3];
+    *i2 = row % d[2];
+    *i1 = (row / d[2]) % d[1];
+    *i0 = row / (d[2] * d[1]);
 }
 
-/* the next index in row-major order (no division per element) */
-static inline int next4(const int d[4], int *i0, int *i1, int *i2, int *i3) {
-    if (++*i3 < d[3]) return 1;
-    *i3 = 0;
-    if (++*i2 < d[2]) return 1;
+/* this core's share of all the elements of t, flattened (balanced to one element whatever the
+ * shape), walked row segment by row segment: FOR_ROWS gives (i0, i1, i2) and columns [j0, j1),
+ * FOR4P every element (i0, i1, i2, i3) */
+/* the next row after (i0, i1, i2): a carry, no division */
+static inline void next_seg(const int d[4], int e, int end, int *i0, int *i1, int *i2, int *j0, int *j1) {
+    *j0 = 0;
+    *j1 = end - e < d[3] ? end - e : d[3];
+    if (++*i2 < d[2]) return;
     *i2 = 0;
-    if (++*i1 < d[1]) return 1;
+    if (++*i1 < d[1]) return;
     *i1 = 0;
     ++*i0;
-    return 1;
 }
 
-/* this core's share of all the elements of t, flattened: balanced to one element whatever the shape */
-#define FOR4P(t) \
+#define FOR_ROWS(t) \
     BT_CHUNK(NUMEL(t), e_lo, e_hi); \
-    int i0, i1, i2, i3; \
-    unflat((t).d, e_lo, &i0, &i1, &i2, &i3); \
-    for (int e_ = e_lo; e_ < e_hi; e_++, next4((t).d, &i0, &i1, &i2, &i3))
+    for (int e_ = e_lo, i0 = 0, i1 = 0, i2 = 0, j0 = 0, j1 = 0, f_ = 1; \
+         e_ < e_hi && ((f_ ? seg4((t).d, e_, e_hi, &i0, &i1, &i2, &j0, &j1) \
+                           : next_seg((t).d, e_, e_hi, &i0, &i1, &i2, &j0, &j1)), 1); \
+         e_ += j1 - j0, f_ = 0)
+#define FOR4P(t) \
+    FOR_ROWS(t) \
+    for (int i3 = j0; i3 < j1; i3++)
 
 #define FOR4(t) \
     for (int i0 = 0; i0 < (t).d[0]; i0++) \
@@ -324,10 +330,19 @@ static void norm_fwd_pass(ten_t y, ten_t x, ten_t gamma, ten_t beta, int groups,
     float *mu = bt_st[0][me], *r = bt_st[1][me];
     if (pass < 2) {
         float *part = first ? red_begin(pass, S) : bt_red[pass][me];
-        FOR4P(x) {
+        FOR_ROWS(x) {
             const int k = stat_of(i0, i1, C, groups);
-            const float v = AT(x, i0, i1, i2, i3);
-            part[k] += pass == 0 ? v : (v - mu[k]) * (v - mu[k]);
+            float acc = 0.0f;
+            if (pass == 0) {
+                for (int i3 = j0; i3 < j1; i3++) acc += AT(x, i0, i1, i2, i3);
+            } else {
+                const float m = mu[k];
+                for (int i3 = j0; i3 < j1; i3++) {
+                    const float v = AT(x, i0, i1, i2, i3) - m;
+                    acc += v * v;
+                }
+            }
+            part[k] += acc;
         }
         if (!last) return;
         const float cnt = stat_count(x, groups, full_w);
@@ -338,9 +353,10 @@ static void norm_fwd_pass(ten_t y, ten_t x, ten_t gamma, ten_t beta, int groups,
         }
         return;
     }
-    FOR4P(y) { /* y may overwrite x: element by element, after the statistics */
+    FOR_ROWS(y) { /* y may overwrite x: element by element, after the statistics */
         const int k = stat_of(i0, i1, C, groups);
-        AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - mu[k]) * r[k] * V(gamma, i1) + V(beta, i1);
+        const float m = mu[k], sc = r[k] * V(gamma, i1), be = V(beta, i1);
+        for (int i3 = j0; i3 < j1; i3++) AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - m) * sc + be;
     }
     (void)eps;
 }
@@ -378,9 +394,9 @@ void k_batch_norm_train(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t *rmean,
 }
 
 void k_batch_norm_eval(ten_t y, ten_t x, ten_t gamma, ten_t beta, ten_t rmean, ten_t rvar, float eps) {
-    FOR4P(y) {
-        const float inv = 1.0f / sqrtf(V(rvar, i1) + eps);
-        AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - V(rmean, i1)) * inv * V(gamma, i1) + V(beta, i1);
+    FOR_ROWS(y) {
+        const float inv = 1.0f / sqrtf(V(rvar, i1) + eps), m = V(rmean, i1), ga = V(gamma, i1), be = V(beta, i1);
+        for (int i3 = j0; i3 < j1; i3++) AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - m) * inv * ga + be;
     }
 }
 
@@ -395,11 +411,17 @@ static void norm_bwd_pass(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma
     float *ma = bt_st[0][me], *mb = bt_st[1][me];
     if (pass == 0) {
         float *part = first ? red_begin(0, 2 * P) : bt_red[0][me];
-        FOR4P(dy) {
+        FOR_ROWS(dy) {
             const int k = groups > 0 ? i0 * C + i1 : i1;
-            const float gy = AT(dy, i0, i1, i2, i3), xh = (AT(x, i0, i1, i2, i3) - BT_MU(i0, i1)) * BT_RS(i0, i1);
-            part[k] += gy;
-            part[P + k] += gy * xh;
+            const float m = BT_MU(i0, i1), rs = BT_RS(i0, i1);
+            float sdy = 0.0f, sdyx = 0.0f;
+            for (int i3 = j0; i3 < j1; i3++) {
+                const float gy = AT(dy, i0, i1, i2, i3);
+                sdy += gy;
+                sdyx += gy * (AT(x, i0, i1, i2, i3) - m) * rs;
+            }
+            part[k] += sdy;
+            part[P + k] += sdyx;
         }
         if (!last) return;
         float *tot = bt_tot[me];
@@ -435,14 +457,20 @@ static void norm_bwd_pass(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma
         return;
     }
     if (!dx) return;
-    FOR4P(*dx) { /* dx may overwrite dy or x: element by element, after the sums */
-        const float r = BT_RS(i0, i1), xh = (AT(x, i0, i1, i2, i3) - BT_MU(i0, i1)) * r, ga = V(gamma, i1);
-        const float gy = AT(dy, i0, i1, i2, i3);
+    FOR_ROWS(*dx) { /* dx may overwrite dy or x: element by element, after the sums */
+        const float r = BT_RS(i0, i1), m = BT_MU(i0, i1), ga = V(gamma, i1);
+        const int k = groups > 0 ? stat_of(i0, i1, C, groups) : i1;
+        const float a = ma[k], b = mb[k];
         if (groups > 0) {
-            const int k = stat_of(i0, i1, C, groups);
-            AT(*dx, i0, i1, i2, i3) = r * (ga * gy - ma[k] - xh * mb[k]);
+            for (int i3 = j0; i3 < j1; i3++) {
+                const float xh = (AT(x, i0, i1, i2, i3) - m) * r;
+                AT(*dx, i0, i1, i2, i3) = r * (ga * AT(dy, i0, i1, i2, i3) - a - xh * b);
+            }
         } else {
-            AT(*dx, i0, i1, i2, i3) = ga * r * (gy - ma[i1] - xh * mb[i1]);
+            for (int i3 = j0; i3 < j1; i3++) {
+                const float xh = (AT(x, i0, i1, i2, i3) - m) * r;
+                AT(*dx, i0, i1, i2, i3) = ga * r * (AT(dy, i0, i1, i2, i3) - a - xh * b);
+            }
         }
     }
 #undef BT_MU
@@ -466,10 +494,16 @@ void k_batch_norm_eval_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t rmean, ten_t rv
     const int C = dy.d[1], me = BT_CORE();
     if (pass == 0) {
         float *part = first ? red_begin(0, 2 * C) : bt_red[0][me];
-        FOR4P(dy) {
-            const float gy = AT(dy, i0, i1, i2, i3);
-            part[i1] += gy;
-            if (dgamma) part[C + i1] += gy * (AT(x, i0, i1, i2, i3) - V(rmean, i1)) / sqrtf(V(rvar, i1) + eps);
+        FOR_ROWS(dy) {
+            const float m = V(rmean, i1), inv = 1.0f / sqrtf(V(rvar, i1) + eps);
+            float sdy = 0.0f, sdyx = 0.0f;
+            for (int i3 = j0; i3 < j1; i3++) {
+                const float gy = AT(dy, i0, i1, i2, i3);
+                sdy += gy;
+                if (dgamma) sdyx += gy * (AT(x, i0, i1, i2, i3) - m) * inv;
+            }
+            part[i1] += sdy;
+            part[C + i1] += sdyx;
         }
         if (!last) return;
         float *tot = bt_tot[me];
@@ -481,7 +515,10 @@ void k_batch_norm_eval_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t rmean, ten_t rv
         return;
     }
     if (!dx) return;
-    FOR4P(*dx) AT(*dx, i0, i1, i2, i3) = V(gamma, i1) / sqrtf(V(rvar, i1) + eps) * AT(dy, i0, i1, i2, i3);
+    FOR_ROWS(*dx) {
+        const float sc = V(gamma, i1) * (1.0f / sqrtf(V(rvar, i1) + eps));
+        for (int i3 = j0; i3 < j1; i3++) AT(*dx, i0, i1, i2, i3) = sc * AT(dy, i0, i1, i2, i3);
+    }
 }
 
 /* average pools multiply by the reciprocal of the window: one division per call, not per
@@ -501,22 +538,34 @@ void k_avg_pool(ten_t y, ten_t x, int kh, int kw, int sh, int sw, float divisor,
 }
 
 /* A gather: each input element sums the output gradients of the windows that cover it, so the
- * cores share the input elements without racing even when windows overlap. */
+ * cores share the input elements without racing. Windows that do not overlap (the models' pools)
+ * cover an element at most once: a row walks its window index without a division per element. */
 void k_avg_pool_bwd(ten_t dx, ten_t dy, int kh, int kw, int sh, int sw, float divisor) {
     const float inv = 1.0f / divisor;
     const int Ho = dy.d[2], Wo = dy.d[3];
-    FOR4P(dx) {
-        float s = 0.0f;
-        for (int a = 0; a < kh; a++) {
-            const int th = i2 - a;
-            if (th < 0 || th % sh || th / sh >= Ho) continue;
-            for (int b = 0; b < kw; b++) {
-                const int tw = i3 - b;
-                if (tw < 0 || tw % sw || tw / sw >= Wo) continue;
-                s += AT(dy, i0, i1, th / sh, tw / sw);
+    FOR_ROWS(dx) {
+        if (kh <= sh && kw <= sw) {
+            const int oh = i2 / sh, in_h = oh < Ho && i2 - oh * sh < kh;
+            int ow = j0 / sw, b = j0 - ow * sw;
+            for (int i3 = j0; i3 < j1; i3++) {
+                AT(dx, i0, i1, i2, i3) = (in_h && ow < Wo && b < kw) ? AT(dy, i0, i1, oh, ow) * inv : 0.0f;
+                if (++b == sw) b = 0, ow++;
             }
+            continue;
         }
-        AT(dx, i0, i1, i2, i3) = s * inv;
+        for (int i3 = j0; i3 < j1; i3++) {
+            float acc = 0.0f;
+            for (int a = 0; a < kh; a++) {
+                const int th = i2 - a;
+                if (th < 0 || th % sh || th / sh >= Ho) continue;
+                for (int b = 0; b < kw; b++) {
+                    const int tw = i3 - b;
+                    if (tw < 0 || tw % sw || tw / sw >= Wo) continue;
+                    acc += AT(dy, i0, i1, th / sh, tw / sw);
+                }
+            }
+            AT(dx, i0, i1, i2, i3) = acc * inv;
+        }
     }
 }
 

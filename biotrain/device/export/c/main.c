@@ -80,14 +80,16 @@ static void write_exact(bt_file f, const void *src, size_t nbytes, const char *w
     if (nbytes && bt_fwrite(src, nbytes, f) != nbytes) fail(what, 12);
 }
 
-/* every core copies its share of the micro-batch (the samples are read-only once loaded) */
+/* every core copies its share of the micro-batch (the samples are read-only once loaded), row by row */
 void load_x(const run_t *r, ten_t dst) {
-    const int per = dst.d[1] * dst.d[2] * dst.d[3];
-    BT_CHUNK(dst.d[0] * per, e_lo, e_hi);
-    for (int e = e_lo; e < e_hi; e++) {
-        const int i = e / per, k = e % per;
-        const int a = k / (dst.d[2] * dst.d[3]), b = (k / dst.d[3]) % dst.d[2], c = k % dst.d[3];
-        AT(dst, i, a, b, c) = g_x[(size_t)r->idx[i] * BT_SAMPLE_FLOATS + k];
+    BT_CHUNK(NUMEL(dst), e_lo, e_hi);
+    for (int e = e_lo; e < e_hi;) {
+        const int row = e / dst.d[3], c0 = e - row * dst.d[3];
+        const int c1 = e_hi - row * dst.d[3] < dst.d[3] ? e_hi - row * dst.d[3] : dst.d[3];
+        const int b = row % dst.d[2], a = (row / dst.d[2]) % dst.d[1], i = row / (dst.d[2] * dst.d[1]);
+        const float *src = g_x + (size_t)r->idx[i] * BT_SAMPLE_FLOATS + ((size_t)a * dst.d[2] + b) * dst.d[3];
+        for (int c = c0; c < c1; c++) AT(dst, i, a, b, c) = src[c];
+        e += c1 - c0;
     }
 }
 
