@@ -57,11 +57,13 @@ def test_per_core_counts_and_balance(tmp_path):
     two = run_project(out, "qemu", cores=2)
     assert two["ok"] and len(two["per_core_instructions"]) == 2
     assert len(one["per_core_instructions"]) == 1 and one["per_core_instructions"][0]["barrier_wait"] == 0
-    for kind in ("conv_fwd", "dw_fwd", "dw_bwd", "norm_fwd", "norm_bwd"):
+    for kind in ("conv_fwd", "conv_bwd", "dw_fwd", "dw_bwd", "norm_fwd", "norm_bwd"):
         per = [row[kind] for row in two["per_core_instructions"]]
         assert min(per) > 0.3 * one["per_core_instructions"][0][kind]  # both cores work
         assert two["core_balance"][kind] <= 1.25
-        assert 0.9 < sum(per) / one["per_core_instructions"][0][kind] < 1.5  # a split, not a copy
+        if kind in ("conv_fwd", "dw_fwd", "dw_bwd"):  # MAC work dominates: a split, not a copy (norms at
+            # this tiny shape are mostly per-call work every core repeats: totals, row set-up)
+            assert 0.9 < sum(per) / one["per_core_instructions"][0][kind] < 1.3
     dma = [row["dma"] for row in two["per_core_instructions"]]
     assert dma[1] < 0.02 * dma[0]  # core 0 plays the DMA engine (core 1 only steps over the copies)
     assert sum(two["kind_share"].values()) == pytest.approx(1.0)

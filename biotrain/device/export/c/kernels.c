@@ -14,25 +14,26 @@
 
 /* The row segment of flat element e of a tensor of sizes d, up to flat element end: its row
  * (i0, i1, i2) and columns [j0, j1). Divisions once per row, not per element. */
-static inline void seg4(const int d[4], int e, int end, int *i0, int *i1, int *i2, int *j0, int *j1) {
-    const int row = e / d[3];
-    *j0 = e - row * d[3];
-    *j1 = end - row * d[3] < d[3] ? end - row * d[3] : d[3];
-    *i2 = row % d[2];
-    *i1 = (row / d[2]) % d[1];
-    *i0 = row / (d[2] * d[1]);
+static inline void seg4(int d1, int d2, int d3, int e, int end, int *i0, int *i1, int *i2, int *j0, int *j1) {
+    const int row = e / d3;
+    *j0 = e - row * d3;
+    *j1 = end - row * d3 < d3 ? end - row * d3 : d3;
+    *i2 = row % d2;
+    *i1 = (row / d2) % d1;
+    *i0 = row / (d2 * d1);
 }
 
 /* this core's share of all the elements of t, flattened (balanced to one element whatever the
  * shape), walked row segment by row segment: FOR_ROWS gives (i0, i1, i2) and columns [j0, j1),
  * FOR4P every element (i0, i1, i2, i3) */
-/* the next row after (i0, i1, i2): a carry, no division */
-static inline void next_seg(const int d[4], int e, int end, int *i0, int *i1, int *i2, int *j0, int *j1) {
+/* the next row after (i0, i1, i2): a carry, no division (sizes by value: the tensor's address is
+ * never taken, so the compiler keeps its pointer and strides in registers) */
+static inline void next_seg(int d1, int d2, int d3, int e, int end, int *i0, int *i1, int *i2, int *j0, int *j1) {
     *j0 = 0;
-    *j1 = end - e < d[3] ? end - e : d[3];
-    if (++*i2 < d[2]) return;
+    *j1 = end - e < d3 ? end - e : d3;
+    if (++*i2 < d2) return;
     *i2 = 0;
-    if (++*i1 < d[1]) return;
+    if (++*i1 < d1) return;
     *i1 = 0;
     ++*i0;
 }
@@ -40,8 +41,8 @@ static inline void next_seg(const int d[4], int e, int end, int *i0, int *i1, in
 #define FOR_ROWS(t) \
     BT_CHUNK(NUMEL(t), e_lo, e_hi); \
     for (int e_ = e_lo, i0 = 0, i1 = 0, i2 = 0, j0 = 0, j1 = 0, f_ = 1; \
-         e_ < e_hi && ((f_ ? seg4((t).d, e_, e_hi, &i0, &i1, &i2, &j0, &j1) \
-                           : next_seg((t).d, e_, e_hi, &i0, &i1, &i2, &j0, &j1)), 1); \
+         e_ < e_hi && ((f_ ? seg4((t).d[1], (t).d[2], (t).d[3], e_, e_hi, &i0, &i1, &i2, &j0, &j1) \
+                           : next_seg((t).d[1], (t).d[2], (t).d[3], e_, e_hi, &i0, &i1, &i2, &j0, &j1)), 1); \
          e_ += j1 - j0, f_ = 0)
 #define FOR4P(t) \
     FOR_ROWS(t) \
