@@ -35,6 +35,9 @@ def add_commands(dsub, parse_sets) -> None:
                      help="rtl: cycles from an instruction fetch to its data (1 = single-cycle L1-like memory)")
     run.add_argument("--data-latency", type=int, default=1, metavar="CYCLES",
                      help="rtl: cycles from a load to its data (1 = L1-like; more for an L2-like memory)")
+    run.add_argument("--cores", type=int, default=None,
+                     help="qemu: run on N cores (harts of -smp N, 1..8; one build per N; default 1); host, rtl: 1; "
+                          "gap9: 8")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=lambda a: _guard(_run, a))
 
@@ -98,7 +101,8 @@ def _run(args) -> int:
             raise ValueError(f"{flag} must be a whole number of cycles >= 1, got {v}")
     if args.target != "rtl" and (args.instr_latency, args.data_latency) != (1, 1):
         raise ValueError(f"--instr-latency/--data-latency set the RTL testbench's memory; target {args.target} has none")
-    res = run_project(args.dir, args.target, steps=args.steps, latency=(args.instr_latency, args.data_latency))
+    res = run_project(args.dir, args.target, steps=args.steps, latency=(args.instr_latency, args.data_latency),
+                      cores=args.cores)
     res.pop("final_state", None)
     if args.json:
         print(json.dumps(res))
@@ -108,6 +112,12 @@ def _run(args) -> int:
         if res["instructions_per_step"]:
             print(f"instructions per step: {res['instructions_per_step']}")
             print("by kernel kind: " + ", ".join(f"{k} {v:.0f}" for k, v in res["instructions_per_step_by_kind"].items() if v))
+        if res["l1_budget_bytes"]:
+            print(f"L1: the kernels' tiles ran in {res['l1_bytes']} B (highest byte reached {res['l1_touched_bytes']}) "
+                  f"of a {res['l1_budget_bytes']} B budget; DMA {res['dma_bytes_per_step']:.0f} B per step")
+        if res["core_balance"] and res["cores"] > 1:
+            print(f"{res['cores']} cores, busiest / mean by kernel kind (share of the step): " + ", ".join(
+                f"{k} {b:.2f} ({res['kind_share'][k]:.0%})" for k, b in res["core_balance"].items()))
         if res["cycles_per_step"]:
             print(f"cycles per step: {res['cycles_per_step']} (IPC {res['ipc']:.2f})")
             print("cycles by kernel kind: " + ", ".join(f"{k} {v:.0f}" for k, v in res["cycles_per_step_by_kind"].items() if v))

@@ -15,14 +15,20 @@ re-fetched into a second slot before the first layer's backward.
 from __future__ import annotations
 
 import operator
+import re
 
 import torch
 
 from ..kernels import return_alias, tensor_outputs
 from ..memory import MemoryPlan, StepGraph
+from ..tiling import STATE_KINDS
+from . import l1 as L1
+from .l1 import Stage
 
 KINDS = ("conv_fwd", "conv_bwd", "dw_fwd", "dw_bwd", "linear_fwd", "linear_bwd", "norm_fwd", "norm_bwd",
-         "elementwise", "data")
+         "elementwise", "data", "dma")  # dma: the DMA stand-in's copies between L2 and L1 (core 0)
+# kernels that are element-wise in time: every view with the output's time length takes the same tile
+TIME_LOCAL = ("k_fill", "k_copy", "k_binary", "k_binary_scalar", "k_relu", "k_threshold_bwd", "k_batch_norm_eval")
 
 
 def report_kind(kernel_kind: str) -> str:
@@ -37,6 +43,7 @@ def report_kind(kernel_kind: str) -> str:
 
 VIEW_OPS = {"view", "_unsafe_view", "t", "detach", "alias", "expand", "permute", "transpose", "unsqueeze",
             "squeeze", "slice", "select", "reshape"}
+RED_MAX = 256  # kernels.h BT_RED_MAX: partial sums per core of a parallel norm reduction
 EW = {"add": "EW_ADD", "sub": "EW_SUB", "mul": "EW_MUL", "div": "EW_DIV"}
 
 
@@ -59,8 +66,13 @@ def _fmt(x: float) -> str:
 
 
 class StepCodegen:
-    def __init__(self, graph: StepGraph, plan: MemoryPlan, prefix: str = ""):
-        self.g, self.plan, self.prefix = graph, plan, prefix
+    def __init__(self, graph: StepGraph, plan: MemoryPlan, prefix: str = "", l1: dict | None = None):
+        """``l1``: {"budget", "small", "double_buffer"} (the L1 tiles, ``l1.py``); None: every kernel
+        reads and writes the L2 arena in place."""
+        self.g, self.plan, self.prefix, self.l1 = graph, plan, prefix, l1
+        self.rec: list | None = None  # views of the call being generated (T() records them)
+        self.l1_bytes = 0  # the largest L1 region any call uses
+        self.l1_calls: list[dict] = []  # per call: kernel, tiles per stage, L1 bytes, DMA bytes
         self.program = graph.program
         sizes = [plan.offsets[s.sid] + s.size for s in graph.storages if s.nbytes]
         self.arena_bytes = max([plan.peak, 8] + sizes)
@@ -89,10 +101,18 @@ class StepCodegen:
         return v.idx.storage_offset() * (4 if v.dtype == torch.float32 else 8)
 
     def T(self, v) -> str:
-        """C expression of a ten_t view."""
+        """C expression of a ten_t view; while a call is generated, a placeholder ``@i@`` for it."""
         t = v.idx if isinstance(v, Val) else v
         if t.dim() > 4:
             raise UnsupportedOp(f"tensor of {t.dim()} dimensions (the C kernels take at most 4)")
+        if self.rec is not None:
+            self.rec.append(t)
+            return f"@{len(self.rec) - 1}@"
+        return self.ten(t)
+
+    @staticmethod
+    def ten(t) -> str:
+        """TEN(...) of an arena view."""
         d = [1] * (4 - t.dim()) + list(t.shape)
         s = [0] * (4 - t.dim()) + list(t.stride())
         off = t.storage_offset() * 4
@@ -110,6 +130,22 @@ class StepCodegen:
         if comment:
             self.lines.append(f"    /* {comment} */")
         self.lines.append(f"    PROF(K_{kind.upper()}, {call});")
+
+    def emit_call(self, kind: str, stages: list, views: list, outputs: set, read: set, rec, comment: str) -> None:
+        """One kernel call in stages: on L2 directly, or through its L1 tiles (``l1.py``)."""
+        if self.l1 is None:  # one emit per op (rtl/fit.py's recorder counts them), its other passes after it
+            for j, st in enumerate(stages):
+                W = _width(views[st.driver]) if st.driver is not None else 1
+                wins = {i: (0, _width(views[i])) for i in range(len(views))}
+                call = _subst(st.call, {i: self.ten(t) for i, t in enumerate(views)},
+                              {k: f(0, 1, 0, W, lambda i: wins[i][0]) for k, f in st.toks.items()})
+                if j == 0:
+                    self.emit(kind, call, comment)
+                else:
+                    self.lines.append(f"    PROF(K_{kind.upper()}, {call});")
+            return
+        self.lines.append(f"    /* {comment} */")
+        emit_l1_call(self, kind, stages, views, outputs, read, rec)
 
     def generate(self) -> str:
         out = []
@@ -256,16 +292,76 @@ class StepCodegen:
             return self._outputs(pi, node, rec, env)  # producers already wrote the interior
         out = self._outputs(pi, node, rec, env)
         kind = report_kind(rec.kernel.kind)
-        call = self._call(name, node, A, out, kind)
+        self.rec, self.mutated = [], set()
+        try:
+            call = self._call(name, node, A, out, kind)
+            views = self.rec
+        finally:
+            self.rec = None
+        stages = call if isinstance(call, list) else [self._auto_stage(call, views)]
+        outs = [o for o in (out if isinstance(out, (list, tuple)) else [out]) if isinstance(o, Val) and o.idx is not None]
+        written = {i for i, t in enumerate(views) if any(t is o.idx for o in outs)}
+        read = {i for i, t in enumerate(views) if any(t is o.idx and o.acc for o in outs)} | self.mutated
+        written |= self.mutated
         self.ops_emitted[name] = self.ops_emitted.get(name, 0) + 1
-        self.emit(kind, call, f"{node.name}: {name}")
-        for o in (out if isinstance(out, (list, tuple)) else [out]):
-            if isinstance(o, Val) and hasattr(o, "full"):
+        self.emit_call(kind, stages, views, written, read, rec, f"{node.name}: {name}")
+        for o in outs:
+            if hasattr(o, "full"):
                 pads = list(o.pads) + [0] * (4 - len(o.pads))
                 H, W = o.full.shape[-2], o.full.shape[-1]
-                self.emit("elementwise", f"k_zero_border({self.T(o.full)}, {pads[2]}, {H - pads[3]}, "
-                                         f"{pads[0]}, {W - pads[1]})", "zero border of the padded buffer")
+                full = o.full
+                st = Stage(f"k_zero_border(@0@, {pads[2]}, {H - pads[3]}, $w0$, $w1$)", 0, {0: ("same",)},
+                           {"w0": lambda t, nt, w0, w1, lo, a=pads[0]: a - w0,
+                            "w1": lambda t, nt, w0, w1, lo, b=W - pads[1]: b - w0})
+                self.emit_call("elementwise", [st], [full], {0}, {0}, rec, "zero border of the padded buffer")
         return out
+
+    def _auto_stage(self, call: str, views: list) -> Stage:
+        """A call with no tiling rule of its own: time-local kernels tile every view of the
+        output's time length alike; any other kernel is one tile."""
+        fname = call.split("(", 1)[0]
+        if fname not in TIME_LOCAL or not views:
+            return Stage(call, None)
+        if views[0].dim() == 0:
+            return Stage(call, None)
+        W = _width(views[0])
+        maps = {i: ("same",) if (t.dim() and _width(t) == W and t.stride(-1) != 0) else ("whole",)
+                for i, t in enumerate(views) if i}
+        return Stage(call, 0, maps)
+
+    def _norm_bwd(self, call: str, dy_: str, x_: str, dx_: str, sums: bool) -> list:
+        """Pass 0 (the sums over dy and x), when there are sums to make; pass 1 (dx), when dx is wanted."""
+        stages = []
+        if sums:
+            stages.append(Stage(call, _vid(dy_), {_vid(x_): ("same",)}, _pass_toks(0)))
+        if dx_ != "NULL":
+            stages.append(Stage(call, _vid(dx_), {_vid(dy_): ("same",), _vid(x_): ("same",)}, _pass_toks(1)))
+        return stages
+
+    def _conv_bwd_stages(self, dy, x, w, dx, dw, db, stride, pad, dil, groups) -> list:
+        """Two loops: the weight and bias gradients over tiles of dy (x with its halo; tiles after
+        the first accumulate), then the input gradient over tiles of dx (dy with its halo)."""
+        T, P = self.T, self.P
+        sw, pw, dlw = stride[1], pad[1], dil[1]
+        kw, W, Wo = int(w.idx.shape[-1]), int(x.idx.shape[-1]), int(dy.idx.shape[-1])
+        common = f"{stride[0]}, {stride[1]}, {pad[0]}, $pw$, {dil[0]}, {dil[1]}, {groups}"
+        stages = []
+        if dw is not None or db is not None:
+            dy_, x_, w_ = T(dy), T(x), T(w)
+            xi = _vid(x_)
+            acc_w, acc_b = int(bool(dw and dw.acc)), int(bool(db and db.acc))
+            call = (f"k_conv2d_bwd({dy_}, {x_}, {w_}, NULL, {P(dw)}, $accw$, {P(db)}, $accb$, {common})")
+            stages.append(Stage(call, _vid(dy_), {xi: ("conv", sw, pw, dlw, kw, W)},
+                                {"pw": lambda t, nt, w0, w1, lo: pw + lo(xi) - w0 * sw,
+                                 "accw": lambda t, nt, w0, w1, lo: acc_w if t == 0 else 1,
+                                 "accb": lambda t, nt, w0, w1, lo: acc_b if t == 0 else 1}))
+        if dx is not None:
+            dy_, w_, dx_ = T(dy), T(w), T(dx)
+            di = _vid(dy_)
+            call = f"k_conv2d_bwd({dy_}, {dy_}, {w_}, &{dx_}, NULL, 0, NULL, 0, {common})"
+            stages.append(Stage(call, _vid(dx_), {di: ("convt", sw, pw, dlw, kw, Wo)},
+                                {"pw": lambda t, nt, w0, w1, lo: pw + w0 - lo(di) * sw}))
+        return stages
 
     def _call(self, name, node, A, out, kind) -> str:
         T, P = self.T, self.P
@@ -274,8 +370,13 @@ class StepCodegen:
             x, w, b, stride, pad, dil, transposed, _op, groups = [A(i) for i in range(9)]
             if transposed or len(stride) != 2:
                 raise UnsupportedOp(f"{node.name}: transposed or non-2-D convolution")
-            return (f"k_conv2d({T(out)}, {T(x)}, {T(w)}, {P(b)}, {stride[0]}, {stride[1]}, {pad[0]}, {pad[1]}, "
+            y_, x_ = T(out), T(x)
+            call = (f"k_conv2d({y_}, {x_}, {T(w)}, {P(b)}, {stride[0]}, {stride[1]}, {pad[0]}, $pw$, "
                     f"{dil[0]}, {dil[1]}, {groups})")
+            xi, kw = _vid(x_), int(w.idx.shape[-1])
+            sw, pw, dw = stride[1], pad[1], dil[1]
+            return [Stage(call, _vid(y_), {xi: ("conv", sw, pw, dw, kw, int(x.idx.shape[-1]))},
+                          {"pw": lambda t, nt, w0, w1, lo: pw + lo(xi) - w0 * sw})]
         if name == "convolution_backward":
             dy, x, w = A(0), A(1), A(2)
             stride, pad, dil, transposed, groups, mask = A(4), A(5), A(6), A(7), A(9), A(10)
@@ -284,9 +385,7 @@ class StepCodegen:
             dx = out[0] if mask[0] else None
             dw = out[1] if mask[1] else None
             db = out[2] if mask[2] else None
-            return (f"k_conv2d_bwd({T(dy)}, {T(x)}, {T(w)}, {P(dx)}, {P(dw)}, {int(bool(dw and dw.acc))}, "
-                    f"{P(db)}, {int(bool(db and db.acc))}, {stride[0]}, {stride[1]}, {pad[0]}, {pad[1]}, "
-                    f"{dil[0]}, {dil[1]}, {groups})")
+            return self._conv_bwd_stages(dy, x, w, dx, dw, db, stride, pad, dil, groups)
         if name == "mm":
             return f"k_mm({T(out)}, {T(A(0))}, {T(A(1))}, {int(out.acc)})"
         if name == "addmm":
@@ -294,35 +393,61 @@ class StepCodegen:
                 raise UnsupportedOp(f"{node.name}: addmm with beta/alpha != 1")
             bias = torch.broadcast_to(A(0).idx, tuple(out.idx.shape))
             return f"k_addmm({T(out)}, {T(bias)}, {T(A(1))}, {T(A(2))})"
+        if name in ("native_group_norm", "native_group_norm_backward"):
+            xs = node.args[1 if name.endswith("backward") else 0].meta["val"].shape
+            need = xs[0] * (2 * xs[1] if name.endswith("backward") else A(6))  # (n, channel) x 2 | (n, group)
+            if need > RED_MAX:
+                raise UnsupportedOp(f"{node.name}: GroupNorm of {tuple(xs)} needs {need} partial sums per core, "
+                                    f"the kernels hold {RED_MAX} (kernels.h BT_RED_MAX)")
         if name == "native_group_norm":
             x, gm, bt = A(0), A(1), A(2)
             if gm is None or bt is None:
                 raise UnsupportedOp(f"{node.name}: GroupNorm without affine parameters")
-            return (f"k_group_norm({T(out[0])}, {T(x)}, {T(gm)}, {T(bt)}, {T(out[1])}, {T(out[2])}, {A(6)}, "
-                    f"{_fmt(A(7))})")
+            y_, x_ = T(out[0]), T(x)
+            call = (f"k_group_norm({y_}, {x_}, {T(gm)}, {T(bt)}, {T(out[1])}, {T(out[2])}, {A(6)}, "
+                    f"{_fmt(A(7))}, {int(x.idx.shape[-1])}, $pass$, $first$, $last$)")
+            return _norm_stages(call, [_vid(x_)] * 2 + [_vid(y_)], [[]] * 2 + [[_vid(x_)]])
         if name == "native_group_norm_backward":
             dy, x, mean, rstd, gm = A(0), A(1), A(2), A(3), A(4)
             mask = A(9)
             dx, dg, db = [out[i] if mask[i] else None for i in range(3)]
-            return (f"k_group_norm_bwd({T(dy)}, {T(x)}, {T(mean)}, {T(rstd)}, {T(gm)}, {P(dx)}, {P(dg)}, "
-                    f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {A(8)})")
+            dy_, x_, dx_ = T(dy), T(x), P(dx)
+            call = (f"k_group_norm_bwd({dy_}, {x_}, {T(mean)}, {T(rstd)}, {T(gm)}, {dx_}, {P(dg)}, "
+                    f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {A(8)}, "
+                    f"{int(x.idx.shape[-1])}, $pass$, $first$, $last$)")
+            return self._norm_bwd(call, dy_, x_, dx_, True)
+        if name in ("native_batch_norm", "native_batch_norm_backward"):
+            ch = int(node.args[1 if name.endswith("backward") else 0].meta["val"].shape[1])
+            if 2 * ch > RED_MAX:
+                raise UnsupportedOp(f"{node.name}: BatchNorm of {ch} channels needs more partial sums per core than "
+                                    f"the kernels hold ({RED_MAX}, kernels.h BT_RED_MAX)")
         if name == "native_batch_norm":
             x, gm, bt, rm, rv, training, mom, eps = [A(i) for i in range(8)]
             if gm is None or bt is None:
                 raise UnsupportedOp(f"{node.name}: BatchNorm without affine parameters")
             if training:
-                return (f"k_batch_norm_train({T(out[0])}, {T(x)}, {T(gm)}, {T(bt)}, {P(rm)}, {P(rv)}, "
-                        f"{T(out[1])}, {T(out[2])}, {_fmt(mom)}, {_fmt(eps)})")
+                y_, x_ = T(out[0]), T(x)
+                rm_, rv_ = P(rm), P(rv)
+                self.mutated |= {_vid(p) for p in (rm_, rv_) if p != "NULL"}  # running statistics, updated in place
+                call = (f"k_batch_norm_train({y_}, {x_}, {T(gm)}, {T(bt)}, {rm_}, {rv_}, "
+                        f"{T(out[1])}, {T(out[2])}, {_fmt(mom)}, {_fmt(eps)}, {int(x.idx.shape[-1])}, "
+                        "$pass$, $first$, $last$)")
+                return _norm_stages(call, [_vid(x_)] * 2 + [_vid(y_)], [[]] * 2 + [[_vid(x_)]])
             return f"k_batch_norm_eval({T(out[0])}, {T(x)}, {T(gm)}, {T(bt)}, {T(rm)}, {T(rv)}, {_fmt(eps)})"
         if name == "native_batch_norm_backward":
             dy, x, gm, rm, rv, smean, sinv, train = [A(i) for i in range(8)]
             mask = A(9)
             dx, dg, db = [out[i] if mask[i] else None for i in range(3)]
+            dy_, x_, dx_ = T(dy), T(x), P(dx)
             if not train:  # frozen statistics (bias, sparse, lora): x is read only for the scale's gradient
-                return (f"k_batch_norm_eval_bwd({T(dy)}, {T(x)}, {T(gm)}, {T(rm)}, {T(rv)}, {P(dx)}, {P(dg)}, "
-                        f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {_fmt(A(8))})")
-            return (f"k_batch_norm_bwd({T(dy)}, {T(x)}, {T(gm)}, {T(smean)}, {T(sinv)}, {P(dx)}, {P(dg)}, "
-                    f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))})")
+                call = (f"k_batch_norm_eval_bwd({dy_}, {x_}, {T(gm)}, {T(rm)}, {T(rv)}, {dx_}, {P(dg)}, "
+                        f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {_fmt(A(8))}, "
+                        "$pass$, $first$, $last$)")
+                return self._norm_bwd(call, dy_, x_, dx_, dg is not None or db is not None)
+            call = (f"k_batch_norm_bwd({dy_}, {x_}, {T(gm)}, {T(smean)}, {T(sinv)}, {dx_}, {P(dg)}, "
+                    f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {int(x.idx.shape[-1])}, "
+                    "$pass$, $first$, $last$)")
+            return self._norm_bwd(call, dy_, x_, dx_, True)
         if name == "relu":
             return f"k_relu({T(out)}, {T(A(0))})"
         if name == "threshold_backward":
@@ -343,10 +468,17 @@ class StepCodegen:
                 stride = stride * 2
             divisor = float(div) if div else float(k[0] * k[1])
             if bwd:
-                return f"k_avg_pool_bwd({T(out)}, {T(A(0))}, {k[0]}, {k[1]}, {stride[0]}, {stride[1]}, {_fmt(divisor)})"
+                dx_, dy_ = T(out), T(A(0))
+                call = f"k_avg_pool_bwd({dx_}, {dy_}, {k[0]}, {k[1]}, {stride[0]}, {stride[1]}, {_fmt(divisor)})"
+                if k[1] > stride[1]:  # overlapping windows: one tile
+                    return [Stage(call, None)]
+                return [Stage(call, _vid(dx_), {_vid(dy_): ("poolt", stride[1], int(A(0).idx.shape[-1]))},
+                              align=stride[1])]
             x = A(0)
             src, relu = (x.relu_src, 1) if x.relu_src is not None else (x, 0)
-            return f"k_avg_pool({T(out)}, {T(src)}, {k[0]}, {k[1]}, {stride[0]}, {stride[1]}, {_fmt(divisor)}, {relu})"
+            y_, x_ = T(out), T(src)
+            call = f"k_avg_pool({y_}, {x_}, {k[0]}, {k[1]}, {stride[0]}, {stride[1]}, {_fmt(divisor)}, {relu})"
+            return [Stage(call, _vid(y_), {_vid(x_): ("pool", stride[1], k[1], int(src.idx.shape[-1]))})]
         if name in ("mean", "sum"):
             x = A(0)
             src, relu = (x.relu_src, 1) if x.relu_src is not None else (x, 0)
@@ -392,7 +524,11 @@ class StepCodegen:
             if len(pads) > 4:
                 raise UnsupportedOp(f"{node.name}: padding of more than the last two dimensions")
             pads += [0] * (4 - len(pads))
-            return f"k_pad({T(out)}, {T(A(0))}, {pads[2]}, {pads[0]}, {_fmt(value)})"
+            y_, x_ = T(out), T(A(0))
+            xi, pw = _vid(x_), pads[0]
+            return [Stage(f"k_pad({y_}, {x_}, {pads[2]}, $pw$, {_fmt(value)})", _vid(y_),
+                          {xi: ("pad", pw, int(A(0).idx.shape[-1]))},
+                          {"pw": lambda t, nt, w0, w1, lo: pw + lo(xi) - w0})]
         base = name.rstrip("_")
         if base in EW:
             a, b = A(0), A(1)
@@ -424,6 +560,35 @@ class StepCodegen:
             "zero_, copy_, ones_like, constant_pad_nd and views")
 
 
+def _width(t) -> int:
+    """Length of a view's last (time) dimension; 1 for a scalar."""
+    return int(t.shape[-1]) if t.dim() else 1
+
+
+def _vid(placeholder: str) -> int:
+    """The view id of a placeholder ``@i@`` (or ``&@i@``)."""
+    return int(placeholder.strip("&@"))
+
+
+def _subst(call: str, views: dict, toks: dict) -> str:
+    """``call`` with its view placeholders and tile tokens replaced."""
+    for k, v in toks.items():
+        call = call.replace(f"${k}$", str(v))
+    for i in sorted(views, reverse=True):
+        call = call.replace(f"@{i}@", views[i])
+    return call
+
+
+def _pass_toks(p: int) -> dict:
+    return {"pass": lambda t, nt, w0, w1, lo, p=p: p, "first": lambda t, nt, w0, w1, lo: int(t == 0),
+            "last": lambda t, nt, w0, w1, lo: int(t == nt - 1)}
+
+
+def _norm_stages(call: str, drivers: list, same: list) -> list:
+    """A norm's passes: pass p tiles ``drivers[p]``'s time axis, ``same[p]`` take the same tile."""
+    return [Stage(call, d, {i: ("same",) for i in sm}, _pass_toks(p)) for p, (d, sm) in enumerate(zip(drivers, same))]
+
+
 def _weight_updates(placeholders, inputs) -> set[str]:
     """The SGD updates of a phase: the in-place ``add_`` into a trained weight (``p.add_(m, alpha=-lr)``
     in ``capture``), found by where it writes rather than by its traced value, so the program
@@ -431,3 +596,201 @@ def _weight_updates(placeholders, inputs) -> set[str]:
     weights = {ph for ph, state in zip(placeholders, inputs) if state.startswith("param:")}
     return {user.name for ph in weights for user in ph.users
             if user.target is torch.ops.aten.add_.Tensor and user.args[0] is ph}
+
+
+def _l1t(off: str, d, s) -> str:
+    return f"L1T({off}, {d[0]},{d[1]},{d[2]},{d[3]}, {s[0]},{s[1]},{s[2]},{s[3]})"
+
+
+def _state_range(cg: StepCodegen, rec):
+    """f(lo, hi) -> whether arena elements [lo, hi) lie in persistent state the op touches."""
+    spans = []
+    for sid in set(rec.inputs) | set(rec.outputs):
+        if sid is None:
+            continue
+        st = cg.g.storages[sid]
+        if st.nbytes and (st.kind in STATE_KINDS or st.persistent):
+            o = cg.plan.offsets[sid] // 4
+            spans.append((o, o + st.size // 4))
+    return lambda lo, hi: any(a <= lo and hi <= b for a, b in spans)
+
+
+def emit_l1_call(cg: StepCodegen, kind: str, stages: list, views: list, outputs: set, read: set, rec) -> None:
+    """The call through L1: resident buffers in, every stage's tile loop (double-buffered
+    streamed windows, fetched and written back by core 0), resident buffers out."""
+    cfg = cg.l1
+    bufs, where = L1.plan_buffers(views, outputs, read, stages, int(cfg["small"]), _state_range(cg, rec))
+    off = 0
+    for b in bufs:
+        if b.resident:
+            t = views[b.vids[0]]
+            n = (b.hi - b.lo) if b.block else L1.compact(t.shape, t.stride())[2]
+            b.off, b.cap = off, L1._al(4 * n)
+            off += b.cap
+    resident = off
+    k = kind.upper()
+    L = cg.lines
+
+    def res_view(i):
+        b = bufs[where[i]]
+        t = views[i]
+        if b.block:
+            d = [1] * (4 - t.dim()) + list(t.shape)
+            s = [0] * (4 - t.dim()) + list(t.stride())
+            return _l1t(str(b.off + 4 * (t.storage_offset() - b.lo)), d, s)
+        d, s, _ = L1.compact(t.shape, t.stride())
+        return _l1t(str(b.off), d, s)
+
+    def res_copies(out: bool) -> list:
+        lines = []
+        for b in bufs:
+            if not b.resident or not (b.copy_out if out else b.copy_in):
+                continue
+            if b.block:
+                n = b.hi - b.lo
+                l2, l1v = f"TEN({4 * b.lo}, 1,1,1,{n}, 0,0,0,1)", _l1t(str(b.off), (1, 1, 1, n), (0, 0, 0, 1))
+            else:
+                l2, l1v = cg.ten(views[b.vids[0]]), res_view(b.vids[0])
+            lines.append(f"bt_dma({l2}, {l1v});" if out else f"bt_dma({l1v}, {l2});")
+        return lines
+
+    ins = res_copies(False)
+    if ins:
+        L.append(f"    PROF(K_DMA, BT_SERIAL {{ {' '.join(ins)} }});")
+    peak, moved, tiles = resident, 0, []
+    for st in stages:
+        nt, tw, spt, caps, total = L1.tile_stage(st, views, bufs, where, resident, int(cfg["budget"]),
+                                                 bool(cfg["double_buffer"]))
+        peak = max(peak, total)
+        tiles.append(nt)
+        moved += _emit_stage(cg, k, st, views, bufs, where, (nt, tw, spt), caps, resident, res_view)
+    outs = res_copies(True)
+    if outs:
+        L.append(f"    PROF(K_DMA, BT_SERIAL {{ {' '.join(outs)} }});")
+    moved += sum(b.cap for b in bufs if b.resident and b.copy_in) + sum(b.cap for b in bufs if b.resident and b.copy_out)
+    cg.l1_bytes = max(cg.l1_bytes, peak)
+    cg.l1_calls.append({"kernel": kind, "tiles": tiles, "l1_bytes": int(peak), "dma_bytes": int(moved)})
+
+
+def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view) -> int:
+    """One stage's loop over its tiles (``tiling``: count, width, samples per tile); returns the
+    bytes its streamed windows move. Every view's window per tile is a row of a table:
+    (first sample, end sample, first column, end column), then the tile's tokens."""
+    nt, tw, spt = tiling
+    L = cg.lines
+    if st.driver is None:
+        vexpr = {i: res_view(i) if bufs[where[i]].resident else None for i in range(len(views))}
+        if any(v is None for v in vexpr.values()):  # one tile: a streamed buffer is whole in its slot
+            raise UnsupportedOp("internal: an untiled stage with a streamed buffer")
+        call = _subst(st.call, vexpr, {kk: f(0, 1, 0, 1, lambda i: 0) for kk, f in st.toks.items()})
+        L.append(f"    PROF(K_{k}, {call});")
+        return 0
+    used = sorted({int(x) for x in re.findall(r"@(\d+)@", st.call)} | {st.driver})
+    tiles = L1.tile_windows(st, views, nt, tw, spt)
+    cols = {}
+    for i in used:  # every used view's window per tile
+        cols[i] = len(cols) * 4
+    tok_col = {kk: 4 * len(cols) + j for j, kk in enumerate(st.toks)}
+    table = []
+    for t, (w0, w1, wins) in enumerate(tiles):
+        lo = lambda i, wins=wins: wins.get(i, (0, 0, 0, 0))[2]  # noqa: E731
+        r = []
+        for i in used:
+            n0 = int(views[i].shape[0]) if views[i].dim() == 4 else 1
+            r += list(wins.get(i, (0, n0, 0, _width(views[i]))))
+        r += [int(f(t, nt, w0, w1, lo)) for f in st.toks.values()]
+        table.append(r)
+    # a streamed buffer this stage has no window for is an argument the pass does not touch (a
+    # norm's output during its statistics passes): it gets its L2 view and no slot
+    idle = {i for i in used if not bufs[where[i]].resident and i != st.driver and i not in st.maps}
+    streamed = sorted({where[i] for i in used if not bufs[where[i]].resident and i not in idle})
+    slot_off, o = {}, resident
+    for b in streamed:
+        slot_off[b] = o
+        o += caps[b] * (2 if nt > 1 else 1)
+
+    def win(v, i, w):
+        c = cols[i]
+        return f"bt_win4({v}, {w}[{c}], {w}[{c + 1}], {w}[{c + 2}], {w}[{c + 3}])"
+
+    def view_of(i, w):
+        b = where[i]
+        if i in idle:
+            return cg.ten(views[i])
+        if bufs[b].resident:
+            v = res_view(i)
+            mp = st.maps.get(i)
+            return v if (i != st.driver and (mp is None or mp[0] == "whole")) else win(v, i, w)
+        t = views[i]
+        c = cols[i]
+        widest = max(r[c + 3] - r[c + 2] for r in table)
+        most = max(r[c + 1] - r[c] for r in table)
+        d, s, n = L1.compact(t.shape, t.stride(), widest, most if t.dim() == 4 else None)
+        assert L1._al(4 * n) <= caps[b], "a slot smaller than its widest window"
+        d[0] = f"{w}[{c + 1}] - {w}[{c}]"
+        d[3] = f"{w}[{c + 3}] - {w}[{c + 2}]"
+        return _l1t(f"BT_SLOT({slot_off[b]}, {caps[b]}, {w}_s)", d, s)
+
+    def copies(w, out: bool) -> str:
+        lines = []
+        for b in streamed:
+            buf = bufs[b]
+            if not (buf.copy_out if out else buf.copy_in):
+                continue
+            i = next(j for j in buf.vids if j in used and j not in idle)
+            l2 = win(cg.ten(views[i]), i, w)
+            l1v = view_of(i, w)
+            lines.append(f"bt_dma({l2}, {l1v});" if out else f"bt_dma({l1v}, {l2});")
+        return " ".join(lines)
+
+    if nt == 1:  # one tile: straight-line code, the windows as constants
+        w0 = {i: v for i, v in enumerate(table[0])}
+        sub = lambda text: re.sub(r"\b(wn|w)\[(\d+)\]", lambda m: str(w0[int(m.group(2))]),  # noqa: E731
+                                                 text).replace("wn_s", "0").replace("w_s", "0")
+        fetch = copies("w", False)
+        if fetch:
+            L.append(f"    PROF(K_DMA, BT_SERIAL {{ {sub(fetch)} }});")
+        decl = " ".join(f"ten_t bt_v{i} = {view_of(i, 'w')};" for i in used if f"@{i}@" in st.call)
+        call = _subst(st.call, {i: f"bt_v{i}" for i in used}, {kk: f"w[{c}]" for kk, c in tok_col.items()})
+        L.append(f"    PROF(K_{k}, {sub(decl)} {sub(call)});")  # the views are built inside the count
+        back = copies("w", True)
+        if back:
+            L.append(f"    PROF(K_DMA, BT_SERIAL {{ {sub(back)} }});")
+        return _moved(tiles, streamed, bufs, used, idle, st, views)
+    name = f"bt_w{len(cg.l1_calls)}_{len(L)}"
+    L.append("    {")
+    L.append(f"        static const int32_t {name}[{nt}][{len(table[0])}] = {{"
+             + ", ".join("{" + ", ".join(map(str, r)) + "}" for r in table) + "};")
+    fetch0 = copies("wn", False)
+    if fetch0:
+        L.append(f"        {{ const int32_t *wn = {name}[0]; const int wn_s = 0; PROF(K_DMA, BT_SERIAL {{ {fetch0} }}); }}")
+    L.append(f"        for (int t = 0; t < {nt}; t++) {{")
+    L.append(f"            const int32_t *w = {name}[t];")
+    L.append("            const int w_s = t & 1;")
+    L.append("            (void)w, (void)w_s;")
+    if fetch0:
+        L.append(f"            if (t + 1 < {nt}) {{ const int32_t *wn = {name}[t + 1]; const int wn_s = (t + 1) & 1; "
+                 f"PROF(K_DMA, BT_SERIAL {{ {fetch0} }}); }}")
+    decl = " ".join(f"ten_t bt_v{i} = {view_of(i, 'w')};" for i in used if f"@{i}@" in st.call)
+    call = _subst(st.call, {i: f"bt_v{i}" for i in used}, {kk: f"w[{c}]" for kk, c in tok_col.items()})
+    L.append(f"            PROF(K_{k}, {decl} {call});")
+    back = copies("w", True)
+    if back:
+        L.append(f"            PROF(K_DMA, BT_SERIAL {{ {back} }});")
+    L.append("        }")
+    L.append("    }")
+    return _moved(tiles, streamed, bufs, used, idle, st, views)
+
+
+def _moved(tiles, streamed, bufs, used, idle, st, views) -> int:
+    """Bytes the stage's streamed windows move (in and out)."""
+    moved = 0
+    for (w0, w1, wins) in tiles:
+        for b in streamed:
+            buf = bufs[b]
+            i = next(j for j in buf.vids if j in used and j not in idle)
+            n0, n1, lo, hi = wins[i]
+            t = views[i]
+            per = L1.compact(t.shape, t.stride(), 1, 1 if t.dim() == 4 else None)[2]
+            moved += 4 * per * (n1 - n0) * (hi - lo) * (int(buf.copy_in) + int(buf.copy_out))
+    return moved

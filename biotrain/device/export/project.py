@@ -25,7 +25,7 @@ from ..execute import persistent_state
 from ..memory import MemoryPlan, StepGraph, build_graph, plan_memory
 from .codegen import KINDS, StepCodegen
 
-STATIC_FILES = ("kernels.c", "kernels.h", "prof.h", "rtl.h", "main.c", "Makefile")
+STATIC_FILES = ("kernels.c", "kernels.h", "prof.h", "rtl.h", "main.c", "cores.c", "start.S", "Makefile")
 GAP9_FILES = ("Makefile.gap9", "gap9_main.c", "README.md")
 
 
@@ -45,6 +45,15 @@ def plan_step(model: nn.Module, strategy: str, batch_size: int = 8, micro_batch:
     plan = plan_memory(graph, solver=solver, time_limit_s=float(c["cpsat_time_limit_s"]),
                        max_cpsat_items=int(c["cpsat_max_tensors"]))
     return program, graph, plan
+
+
+def _l1_config(budget: int | None = None) -> dict:
+    """The L1 the tiles must fit: gap9.yaml's budget (or ``budget``), resident-size rule and double
+    buffering."""
+    c = load_constants(program="exported")
+    small = int(c["l1_fixed_small_bytes"]) if budget is None else min(int(c["l1_fixed_small_bytes"]), budget // 8)
+    return {"budget": int(budget or c["l1_budget_bytes"]), "small": small,
+            "double_buffer": bool(c["l1_double_buffer"])}
 
 
 def _adapter_rank(model: nn.Module) -> int | None:
@@ -144,6 +153,7 @@ def _step_h(program, cg: StepCodegen, table: list[dict], sample_floats: int) -> 
         "#ifndef BT_STEP_H", "#define BT_STEP_H", "", "#include <stdint.h>", "", '#include "kernels.h"',
         '#include "prof.h"', "",
         f"#define BT_ARENA_BYTES {cg.arena_bytes}",
+        f"#define BT_L1_BYTES {max(8, cg.l1_bytes)} /* the L1 region of the kernels' tiles (0 used: L1 off) */",
         f"#define BT_BATCH {program.batch_size}",
         f"#define BT_MICRO_BATCH {program.micro_batch}",
         f"#define BT_ACCUM {program.accum}",
@@ -161,7 +171,8 @@ def _step_h(program, cg: StepCodegen, table: list[dict], sample_floats: int) -> 
         "float bt_train_step(run_t *r, const int32_t *idx, int n);", "",
         "/* main.c: the training loop in parts (the GAP9 entry point runs bt_run_steps on the cluster) */",
         "void bt_load_inputs(void);", "void bt_run_steps(void);", "int bt_check_losses(void);",
-        "void bt_write_outputs(void);", "void bt_exit(int code);", "void fail(const char *what, int code);", "",
+        "void bt_write_outputs(void);", "void bt_exit(int code);",
+        "void bt_start_workers(void); /* cores.c: release the other cores once the inputs are loaded */", "void fail(const char *what, int code);", "",
         "#endif", "",
     ]
     return "\n".join(lines)
@@ -181,7 +192,13 @@ def _step_c(program, cg: StepCodegen, body: str, table: list[dict], plan: Memory
         "PI_L2 uint8_t bt_arena[BT_ARENA_BYTES] __attribute__((aligned(8)));",
         "#else",
         "uint8_t bt_arena[BT_ARENA_BYTES] __attribute__((aligned(8)));",
-        "#endif", "",
+        "#endif",
+        "#if defined(BT_GAP9)",
+        "PI_CL_L1 uint8_t bt_l1[BT_L1_BYTES] __attribute__((aligned(8)));",
+        "#else",
+        "uint8_t bt_l1[BT_L1_BYTES] __attribute__((aligned(8)));",
+        "#endif",
+        "const uint32_t bt_l1_bytes = BT_L1_BYTES;", "",
         "#define TEN(off, d0, d1, d2, d3, s0, s1, s2, s3) \\",
         "    ((ten_t){(float *)(bt_arena + (off)), {d0, d1, d2, d3}, {s0, s1, s2, s3}})", "",
         f"const bt_state_t bt_states[BT_N_STATES] = {{\n{states}\n}};",
@@ -215,7 +232,8 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
                    accum: int | None = None, hparams: dict | None = None, model_spec: dict | None = None,
                    steps: int = 3, seed: int = 0, state: dict | None = None, samples=None, schedule=None,
                    plan_hook=None, solver: str = "auto", extra_batch_sizes=None, optimize: bool = True,
-                   layers: tuple[str, ...] | None = None, rank: int | None = None) -> dict:
+                   layers: tuple[str, ...] | None = None, rank: int | None = None, l1_tiles: bool = True,
+                   l1_budget: int | None = None) -> dict:
     """Write the C project into ``out_dir``; returns its ``meta.json`` content.
 
     ``state``/``samples`` (x [n, C, T], y [n])/``schedule`` ([(lr, indices)] per step) default to
@@ -224,7 +242,10 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
     batch sizes (with their own plan, same persistent state), for a partial last batch.
     ``layers``: the layers ``sparse`` trains; ``rank``: ``lora``'s adapter rank for a model without
     adapters (they are added to a copy, seed 0; a model with adapters is exported as it is). The
-    program trains only what the strategy trains; a ``lora`` program computes ``W + B @ A`` itself."""
+    program trains only what the strategy trains; a ``lora`` program computes ``W + B @ A`` itself.
+    ``l1_tiles``: every kernel computes on L1 copies of its operands, streamed in tiles that fit
+    ``l1_budget_bytes`` (``export.l1``; ``l1_budget`` overrides it: small shapes tile under a small
+    budget); False: the kernels read and write the L2 arena in place."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = with_strategy_layers(model, strategy, rank)
@@ -232,7 +253,8 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
                                      layers)
     if plan_hook is not None:
         plan_hook(graph, plan)
-    cg = StepCodegen(graph, plan)
+    l1 = _l1_config(l1_budget) if l1_tiles else None
+    cg = StepCodegen(graph, plan, l1=l1)
     body = cg.generate()
     table = state_table(program, graph, plan)
     extra = []
@@ -243,9 +265,10 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
         p2, g2, plan2 = plan_step(model, strategy, bs, bs, 1, hparams, solver, optimize, layers)
         if state_table(p2, g2, plan2) != table:
             raise ValueError(f"the plan for batch {bs} places the persistent state differently")
-        cg2 = StepCodegen(g2, plan2, prefix=f"b{bs}_")
+        cg2 = StepCodegen(g2, plan2, prefix=f"b{bs}_", l1=l1)
         body += "\n" + cg2.generate()
         cg.arena_bytes = max(cg.arena_bytes, cg2.arena_bytes)
+        cg.l1_bytes = max(cg.l1_bytes, cg2.l1_bytes)
         extra.append((bs, f"b{bs}_"))
     sample_floats = int(model.n_chans) * int(model.n_times)
     (out / "step.h").write_text(_step_h(program, cg, table, sample_floats))
@@ -278,6 +301,11 @@ def export_project(out_dir, model: nn.Module, strategy: str, *, batch_size: int 
         "plan": {"peak": plan.peak, "lower_bound": plan.lower_bound, "method": plan.method},
         "kinds": list(KINDS),
         "ops": cg.ops_emitted,
+        "l1": None if l1 is None else {"budget_bytes": l1["budget"], "bytes": cg.l1_bytes,
+                                       "tiled_calls": sum(1 for c in cg.l1_calls if max(c["tiles"], default=1) > 1),
+                                       "calls": len(cg.l1_calls), "max_tiles": max((max(c["tiles"], default=1)
+                                                                                    for c in cg.l1_calls), default=0),
+                                       "dma_bytes_per_step_program": sum(c["dma_bytes"] for c in cg.l1_calls)},
         "sample_floats": sample_floats,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))

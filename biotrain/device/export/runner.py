@@ -31,6 +31,28 @@ DEBIAN_PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-sys
 RV_GCC = "riscv64-unknown-elf-gcc"
 QEMU = "qemu-system-riscv32"
 TOL = 1e-4
+MAX_CORES = 8  # a GAP9 cluster's compute cores; qemu's virt machine runs that many harts
+
+
+def check_cores(target: str, cores: int | None) -> int:
+    """The core count to run (None: the target's own: 8 on GAP9, else 1); it must be one the
+    target can run: 1..8 on qemu (harts of ``-smp``), 1 on the host (one thread) and the RTL
+    testbench (one CV32E40P core), 8 on GAP9."""
+    if cores is None:
+        return MAX_CORES if target in ("gap9-board", "gap9-gvsoc") else 1
+    if target == "qemu":
+        if not 1 <= cores <= MAX_CORES:
+            raise ValueError(f"--cores {cores}: qemu runs 1 to {MAX_CORES} cores (harts of -smp N)")
+    elif target in ("gap9-board", "gap9-gvsoc"):
+        if cores != MAX_CORES:
+            raise ValueError(f"--cores {cores}: the GAP9 build always runs on the cluster's {MAX_CORES} cores")
+    elif target == "rtl":
+        if not 1 <= cores <= MAX_CORES:
+            raise ValueError(f"--cores {cores}: rtl times each core's share of a 1 to {MAX_CORES}-core program alone")
+    elif cores != 1:
+        raise ValueError(f"--cores {cores}: target {target} runs one core; multi-core runs are --target qemu "
+                         f"(1 to {MAX_CORES} cores)")
+    return cores
 
 
 class ToolMissing(RuntimeError):
@@ -65,17 +87,22 @@ def missing_tools(target: str) -> str | None:
     raise ValueError(f"unknown target {target!r}; use one of {list(TARGETS)}")
 
 
-def build(project: Path, target: str) -> None:
+def build(project: Path, target: str, cores: int = 1, solo: int | None = None) -> None:
+    """``make`` the target's build; rv32 builds are per core count (``build/rv32-c<N>``), and per
+    core for a ``solo`` build (core ``solo``'s share alone, ``build/rv32-c<N>-solo<k>``)."""
     why = missing_tools(target)
     if why:
         raise ToolMissing(why)
     make_target = {"host": "host", "qemu": "rv32", "rtl": "rtl"}.get(target, "gap9")
-    r = subprocess.run(["make", "-s", "-C", str(project), make_target], capture_output=True, text=True)
+    extra = [] if solo is None else [f"SOLO={solo}"]
+    r = subprocess.run(["make", "-s", "-C", str(project), make_target, f"NCORES={cores}", *extra],
+                       capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"build of {project} for {target} failed:\n{r.stdout[-2000:]}{r.stderr[-4000:]}")
 
 
-def execute(project: Path, target: str, timeout_s: float = 7200.0, latency: tuple[int, int] = (1, 1)) -> subprocess.CompletedProcess:
+def execute(project: Path, target: str, timeout_s: float = 7200.0, latency: tuple[int, int] = (1, 1),
+            cores: int = 1, solo: int | None = None) -> subprocess.CompletedProcess:
     """Run the built program in ``project`` (its data files are read and written there). The
     timeout is a guard only: programs end through exit / the test device. ``latency`` is the RTL
     testbench's (instruction, data) memory latency in cycles."""
@@ -84,13 +111,15 @@ def execute(project: Path, target: str, timeout_s: float = 7200.0, latency: tupl
     if target == "host":
         cmd = [str(project / "build" / "host" / "prog")]
     elif target == "qemu":
-        cmd = [QEMU, "-machine", "virt", "-nographic", "-bios", "none", "-icount", "shift=0",
-               "-semihosting-config", "enable=on,target=native", "-kernel", "build/rv32/prog.elf"]
+        elf = f"build/rv32-c{cores}" + ("" if solo is None else f"-solo{solo}") + "/prog.elf"
+        cmd = [QEMU, "-machine", "virt", "-smp", str(cores if solo is None else 1), "-nographic", "-bios", "none",
+               "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", elf]
     elif target == "rtl":
         from ..rtl import simulator
 
         sim = simulator(log=lambda msg: print(f"biotrain device: {msg}", file=sys.stderr, flush=True))
-        cmd = [str(sim), "build/rtl/prog.elf", "--ilat", str(latency[0]), "--dlat", str(latency[1])]
+        elf = "build/rtl" + ("" if solo is None else f"-c{cores}-solo{solo}") + "/prog.elf"
+        cmd = [str(sim), elf, "--ilat", str(latency[0]), "--dlat", str(latency[1])]
     else:
         platform = "board" if target == "gap9-board" else "gvsoc"
         cmd = ["make", "-f", "gap9/Makefile.gap9", "run", f"platform={platform}"]
@@ -108,13 +137,70 @@ def read_profile(path: Path, kinds: list[str]) -> dict:
     """``profile.bin``: instructions and cycles of every step, and every kernel kind's counters
     (``COUNTERS``, in the order of ``prof.h``)."""
     data = path.read_bytes()
-    n, k, c, _ = struct.unpack_from("<IIII", data, 0)
+    n, k, c, cores = struct.unpack_from("<IIII", data, 0)
     if c != len(COUNTERS) or k != len(kinds):
         raise ValueError(f"{path}: {k} kinds x {c} counters, expected {len(kinds)} x {len(COUNTERS)}")
     per = np.frombuffer(data, np.uint64, 2 * n, 16).reshape(n, 2)
-    by_kind = np.frombuffer(data, np.uint64, k * c, 16 + 16 * n).reshape(k, c)
+    pos = 16 + 16 * n
+    by_kind = np.frombuffer(data, np.uint64, k * c, pos).reshape(k, c)
+    pos += 8 * k * c
+    per_core = np.frombuffer(data, np.uint64, cores * (k + 1), pos).reshape(cores, k + 1)
+    pos += 8 * cores * (k + 1)
+    l1 = np.frombuffer(data, np.uint64, 3, pos).tolist() if len(data) >= pos + 24 else [0, 0, 0]
     return {"instret": per[:, 0].tolist(), "cycles": per[:, 1].tolist(),
-            "by_kind": {kinds[i]: dict(zip(COUNTERS, map(int, by_kind[i]))) for i in range(k)}}
+            "by_kind": {kinds[i]: dict(zip(COUNTERS, map(int, by_kind[i]))) for i in range(k)},
+            "per_core": [{**{kinds[i]: int(row[i]) for i in range(k)}, "barrier_wait": int(row[k])}
+                         for row in per_core],
+            "l1": {"bytes": int(l1[0]), "touched_bytes": int(l1[1]), "dma_bytes": int(l1[2])}}
+
+
+def solo_counts(project: Path, cores: int, kinds: list[str]) -> list[dict]:
+    """Every core's instructions per kernel kind, and its barrier waits, for the whole run: core k's
+    share run alone on one hart (``SOLO=k``). qemu's instruction counter under ``-icount`` is one
+    clock for all harts (it counts every hart's instructions), so an N-hart run cannot count per
+    core; the kernels' control flow does not depend on the data, so core k's share alone retires
+    what it retires among N. A core's wait at a kernel's barrier is the busiest core's
+    instructions in that call minus its own (from every core's per-call trace)."""
+    rows, traces = [], []
+    for k in range(cores):
+        build(project, "qemu", cores, solo=k)
+        execute(project, "qemu", cores=cores, solo=k)
+        rows.append(read_profile(project / "profile.bin", kinds)["per_core"][k])
+        tr = (project / "trace.bin").read_bytes()
+        traces.append(np.frombuffer(tr, np.uint32, struct.unpack_from("<I", tr, 0)[0], 4).astype(np.int64))
+    if len({len(t) for t in traces}) != 1:
+        raise RuntimeError(f"{project}: the cores' solo runs made different numbers of kernel calls")
+    busiest = np.max(np.stack(traces), axis=0)
+    for row, tr in zip(rows, traces):
+        row["barrier_wait"] = int((busiest - tr).sum())
+    return rows
+
+
+def rtl_core_cycles(project: Path, cores: int, kinds: list[str], latency: tuple[int, int]) -> list[dict]:
+    """Every core's cycles per kernel kind on the CV32E40P RTL, for the whole run: core k's share
+    of the N-core program alone (``SOLO=k``: the core id compiled in, the barriers compiled out).
+    Its state is not the step's (the one-core run is the proof); its cycles are core k's."""
+    rows = []
+    for k in range(cores):
+        build(project, "rtl", cores, solo=k)
+        execute(project, "rtl", latency=latency, cores=cores, solo=k)
+        rows.append({kk: v["cycles"] for kk, v in read_profile(project / "profile.bin", kinds)["by_kind"].items()})
+    return rows
+
+
+def core_balance(per_core: list[dict]) -> tuple[dict, dict]:
+    """Per kernel kind: the busiest core's instructions over the mean of the cores (1.0 = even),
+    and the kind's share of all the cores' kernel instructions (``barrier_wait`` is apart)."""
+    kinds = [k for k in per_core[0] if k not in ("barrier_wait", "dma")]  # dma: core 0 plays the DMA engine
+    total = sum(row[k] for row in per_core for k in kinds)
+    balance, share = {}, {}
+    for k in kinds:
+        vals = [row[k] for row in per_core]
+        mean = sum(vals) / len(vals)
+        if mean > 0:
+            balance[k] = max(vals) / mean
+            share[k] = sum(vals) / total if total else 0.0
+    return balance, share
 
 
 def _model_from_meta(meta: dict):
@@ -193,7 +279,7 @@ def compare_states(got: dict, ref: dict) -> dict:
 
 
 def run_project(project, target: str = "host", steps: int | None = None, tol: float = TOL, model=None,
-                latency: tuple[int, int] = (1, 1)) -> dict:
+                latency: tuple[int, int] = (1, 1), cores: int | None = None, per_core: bool = True) -> dict:
     """Build, run, read back and compare; the JSON result of ``biotrain device run``.
 
     Counters, one meaning per key: ``instructions_per_step`` (retired instructions, every target
@@ -201,9 +287,16 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
     ``icount_cycles_per_step`` (qemu only: its cycle counter under ``-icount shift=0``, which is
     the instruction count again); per kernel kind, per step: ``instructions_per_step_by_kind``,
     ``cycles_per_step_by_kind`` and, on ``rtl``, ``stalls_per_step_by_kind`` (load-use, jump,
-    FPU stalls and instruction-fetch waits, from the core's event counters)."""
+    FPU stalls and instruction-fetch waits, from the core's event counters). These are core 0's.
+    ``cores`` (qemu: 1..8 harts; rtl: ``per_core_cycles``, each core's share of an N-core program
+    timed alone, the proof being the one-core run): ``per_core_instructions`` is per core, per step, every kind's
+    instructions with the barrier's apart (``barrier_wait``); ``core_balance`` per kind is the
+    busiest core over the mean, ``kind_share`` each kind's part of all the cores' instructions. On
+    qemu with several cores they come from one solo run per core (``solo_counts``; ``per_core=False``
+    skips them, and the per-core keys are None)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; use one of {list(TARGETS)}")
+    cores = check_cores(target, cores)
     project = Path(project)
     meta = json.loads((project / "meta.json").read_text())
     schedule = read_schedule(project / "schedule.bin")
@@ -215,8 +308,11 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
         schedule = [base[s % len(base)] for s in range(steps)]
         write_schedule(project / "schedule.bin", schedule)
     t0 = time.perf_counter()
-    build(project, target)
-    execute(project, target, latency=latency)
+    solo = solo_counts(project, cores, meta["kinds"]) if target == "qemu" and cores > 1 and per_core else None
+    rtl_rows = rtl_core_cycles(project, cores, meta["kinds"], latency) if target == "rtl" and cores > 1 else None
+    run_cores = 1 if target == "rtl" else cores  # the RTL proof is the one-core program
+    build(project, target, run_cores)
+    execute(project, target, latency=latency, cores=run_cores)
     seconds = time.perf_counter() - t0
     table = meta["states"]
     init = read_state(project / "init_state.bin", table)
@@ -234,6 +330,9 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
     n = max(len(schedule), 1)
     per_kind = {k: {c: v / n for c, v in cs.items()} for k, cs in prof["by_kind"].items()}
     stall_keys = ("load_stalls", "jump_stalls", "fpu_stalls", "fetch_waits")
+    rows = solo if solo is not None else (prof["per_core"] if counted and (cores == 1 or target.startswith("gap9")) else None)
+    per_core = [{k: v / n for k, v in row.items()} for row in rows] if rows else None
+    balance, share = core_balance(per_core) if per_core else (None, None)
     return {
         "target": target,
         "steps": len(schedule),
@@ -253,6 +352,15 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
         "stalls_per_step_by_kind": ({k: {s: v[s] for s in stall_keys} for k, v in per_kind.items()}
                                     if target == "rtl" else None),
         "memory_latency_cycles": {"instruction": latency[0], "data": latency[1]} if target == "rtl" else None,
+        "cores": cores,
+        "l1_bytes": prof["l1"]["bytes"] if meta.get("l1") else 0,
+        "l1_touched_bytes": prof["l1"]["touched_bytes"],
+        "l1_budget_bytes": (meta.get("l1") or {}).get("budget_bytes"),
+        "dma_bytes_per_step": prof["l1"]["dma_bytes"] / n,
+        "per_core_instructions": per_core,
+        "per_core_cycles": [{k: v / n for k, v in row.items()} for row in rtl_rows] if rtl_rows else None,
+        "core_balance": balance,
+        "kind_share": share,
         "seconds": round(seconds, 3),
         "strategy": meta["strategy"],
         "model": meta["model"].get("name"),

@@ -118,7 +118,7 @@ def step_calls(graph, plan) -> list:
 
 def features_of(calls) -> dict:
     """{C kind: {macs, elems, loops, calls}} per step."""
-    out = {k: dict.fromkeys(FEATURES, 0.0) for k in KINDS}
+    out = {k: dict.fromkeys(FEATURES, 0.0) for k in KINDS if k != "dma"}  # dma: the L1 stand-in's copies, no kernel
     for kind, rep, works in calls:
         f = out[kind]
         f["calls"] += rep

@@ -17,7 +17,6 @@
 #include "rtl.h"
 #endif
 
-uint64_t bt_prof[BT_N_KINDS][BT_N_COUNTERS];
 
 static float *g_x;     /* samples, BT_SAMPLE_FLOATS floats each */
 static int64_t *g_y;   /* labels */
@@ -81,15 +80,16 @@ static void write_exact(bt_file f, const void *src, size_t nbytes, const char *w
     if (nbytes && bt_fwrite(src, nbytes, f) != nbytes) fail(what, 12);
 }
 
+/* every core copies its share of the micro-batch (the samples are read-only once loaded), row by row */
 void load_x(const run_t *r, ten_t dst) {
-    BT_SERIAL {
-        for (int i = 0; i < dst.d[0]; i++) {
-            const float *src = g_x + (size_t)r->idx[i] * BT_SAMPLE_FLOATS;
-            int k = 0;
-            for (int a = 0; a < dst.d[1]; a++)
-                for (int b = 0; b < dst.d[2]; b++)
-                    for (int c = 0; c < dst.d[3]; c++) AT(dst, i, a, b, c) = src[k++];
-        }
+    BT_CHUNK(NUMEL(dst), e_lo, e_hi);
+    for (int e = e_lo; e < e_hi;) {
+        const int row = e / dst.d[3], c0 = e - row * dst.d[3];
+        const int c1 = e_hi - row * dst.d[3] < dst.d[3] ? e_hi - row * dst.d[3] : dst.d[3];
+        const int b = row % dst.d[2], a = (row / dst.d[2]) % dst.d[1], i = row / (dst.d[2] * dst.d[1]);
+        const float *src = g_x + (size_t)r->idx[i] * BT_SAMPLE_FLOATS + ((size_t)a * dst.d[2] + b) * dst.d[3];
+        for (int c = c0; c < c1; c++) AT(dst, i, a, b, c) = src[c];
+        e += c1 - c0;
     }
 }
 
@@ -152,7 +152,8 @@ void bt_load_inputs(void) {
     bt_fclose(f);
 }
 
-/* Every step of the schedule. On a cluster every core calls this (SPMD); core 0 keeps the books. */
+/* Every step of the schedule. On a cluster every core calls this (SPMD); core 0 keeps the books
+ * (losses, and the instructions and cycles of every step as core 0 counts them). */
 void bt_run_steps(void) {
     for (int s = 0; s < g_steps; s++) {
         run_t r = {g_lr[s], 1.0f, g_idx + g_first[s]};
@@ -164,6 +165,7 @@ void bt_run_steps(void) {
             g_per_step[2 * s + 1] = bt_cycles() - c0;
         }
     }
+    BT_BARRIER(); /* every core's counts are final before core 0 writes them */
 }
 
 int bt_check_losses(void) {
@@ -180,14 +182,42 @@ void bt_write_outputs(void) {
     write_exact(f, g_losses, sizeof(float) * (size_t)g_steps, "losses.bin");
     bt_fclose(f);
     f = open_or_fail("profile.bin", "wb");
-    /* header: steps, kernel kinds, counters per kind, 0; then instructions and cycles of every
-     * step (uint64 pairs); then every kind's counters (uint64) */
-    uint32_t ph[4] = {(uint32_t)g_steps, BT_N_KINDS, BT_N_COUNTERS, 0};
+    /* header: steps, kernel kinds, counters per kind, cores; then instructions and cycles of every
+     * step (uint64 pairs); then every kind's counters (uint64, core 0); then per core the
+     * instructions of every kind and of its barrier waits (uint64, kinds + 1 per core) */
+    uint32_t ph[4] = {(uint32_t)g_steps, BT_N_KINDS, BT_N_COUNTERS, BT_NCORES};
     write_exact(f, ph, sizeof ph, "profile.bin");
     write_exact(f, g_per_step, sizeof(uint64_t) * 2 * (size_t)g_steps, "profile.bin");
     write_exact(f, bt_prof, sizeof bt_prof, "profile.bin");
+    write_exact(f, bt_core_prof, sizeof bt_core_prof, "profile.bin");
+    /* then the L1 figures: its bytes, the highest byte the DMA stand-in reached, the bytes it moved */
+    const uint64_t l1[3] = {BT_L1_BYTES, bt_l1_touched, bt_dma_bytes};
+    write_exact(f, l1, sizeof l1, "profile.bin");
     bt_fclose(f);
 }
+
+#if defined(BT_SOLO_CORE)
+static uint32_t *g_trace;
+static size_t g_trace_n, g_trace_cap;
+
+void bt_trace_add(uint32_t instructions) {
+    if (g_trace_n == g_trace_cap) {
+        g_trace_cap = g_trace_cap ? 2 * g_trace_cap : 4096;
+        g_trace = (uint32_t *)realloc(g_trace, sizeof(uint32_t) * g_trace_cap);
+        if (!g_trace) fail("out of memory for the call trace", 14);
+    }
+    g_trace[g_trace_n++] = instructions;
+}
+
+/* trace.bin: the number of kernel calls, then the instructions of each (uint32) */
+static void bt_write_trace(void) {
+    bt_file f = open_or_fail("trace.bin", "wb");
+    const uint32_t n = (uint32_t)g_trace_n;
+    write_exact(f, &n, sizeof n, "trace.bin");
+    write_exact(f, g_trace, sizeof(uint32_t) * g_trace_n, "trace.bin");
+    bt_fclose(f);
+}
+#endif
 
 #if !defined(BT_GAP9) /* the GAP9 build has its own entry point: gap9/gap9_main.c */
 int main(void) {
@@ -195,8 +225,13 @@ int main(void) {
     bt_counters_init();
 #endif
     bt_load_inputs();
+    bt_start_workers(); /* cores.c: the other harts wait for the inputs (rv32, BT_NCORES > 1) */
     bt_run_steps();
+#if defined(BT_SOLO_CORE) /* one core's share only: the state is not the step's, its counts are */
+    bt_write_trace();
+#else
     if (bt_check_losses()) fail("a step returned NaN: its batch size does not fit the program, or it diverged", 17);
+#endif
     bt_write_outputs();
     printf("biotrain device program: %d steps done\n", (int)g_steps);
     bt_exit(0);

@@ -12,11 +12,15 @@
 
 #include <stdint.h>
 
+#include "kernels.h"
+
 enum { K_CONV_FWD, K_CONV_BWD, K_DW_FWD, K_DW_BWD, K_LINEAR_FWD, K_LINEAR_BWD, K_NORM_FWD, K_NORM_BWD,
-       K_ELEMENTWISE, K_DATA, BT_N_KINDS };
+       K_ELEMENTWISE, K_DATA, K_DMA, BT_N_KINDS };
 enum { C_INSTRET, C_CYCLES, C_LD_STALL, C_JMP_STALL, C_FPU_STALL, C_IMISS, BT_N_COUNTERS };
 
-extern uint64_t bt_prof[BT_N_KINDS][BT_N_COUNTERS];
+extern uint64_t bt_prof[BT_N_KINDS][BT_N_COUNTERS];     /* core 0's counters, barrier included */
+extern uint64_t bt_core_prof[BT_NCORES][BT_N_KINDS + 1]; /* cores.c: per core, kinds then barrier_wait */
+extern uint32_t bt_wait_instr[BT_NCORES];                /* cores.c: instructions in the barrier */
 
 #if defined(BT_RV32)
 #define BT_CSR_READ(name) ({ uint32_t v_; __asm__ volatile("csrr %0, " #name : "=r"(v_)); v_; })
@@ -66,15 +70,31 @@ static inline void bt_counters(uint32_t c[BT_N_COUNTERS]) {
 }
 #endif
 
-/* around every kernel call of the step: count (core 0), and on a cluster wait for all cores */
-#define PROF(k, call) \
+/* A BT_SOLO_CORE build keeps the instructions of every call in order (trace.bin): with every
+ * core's trace the runner knows each call's busiest core, hence each core's wait at its barrier. */
+#if defined(BT_SOLO_CORE)
+void bt_trace_add(uint32_t instructions);
+#define BT_TRACE(n) bt_trace_add(n)
+#else
+#define BT_TRACE(n) ((void)0)
+#endif
+
+/* around every kernel call of the step: every core counts its own instructions (the barrier's
+ * apart), core 0 also all its counters; then the cores wait for each other (the next kernel may
+ * read any core's share of this one's output). Out of line (cores.c): the generated step has
+ * hundreds of these. */
+typedef struct {
+    uint32_t c[BT_N_COUNTERS];
+    uint32_t wait;
+} bt_prof_t;
+void bt_prof_begin(bt_prof_t *p);
+void bt_prof_end(bt_prof_t *p, int kind);
+#define PROF(k, ...) \
     do { \
-        uint32_t bt_c0_[BT_N_COUNTERS], bt_c1_[BT_N_COUNTERS]; \
-        bt_counters(bt_c0_); \
-        call; \
-        BT_BARRIER(); \
-        bt_counters(bt_c1_); \
-        BT_SERIAL for (int bt_i_ = 0; bt_i_ < BT_N_COUNTERS; bt_i_++) bt_prof[k][bt_i_] += (uint32_t)(bt_c1_[bt_i_] - bt_c0_[bt_i_]); \
+        bt_prof_t bt_p_; \
+        bt_prof_begin(&bt_p_); \
+        __VA_ARGS__; \
+        bt_prof_end(&bt_p_, k); \
     } while (0)
 
 #endif

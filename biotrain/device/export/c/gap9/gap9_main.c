@@ -3,10 +3,14 @@
  * The fabric controller reads the data files (the GAP SDK routes stdio file access to the host,
  * on the board through the debug bridge and on GVSoC through its semihosting), opens the cluster
  * and sends it one task: the whole schedule, run SPMD on the 8 compute cores. Every core walks
- * the same generated step; each kernel takes its share of the outer loop and the cores meet at a
- * barrier after every kernel (kernels.h, prof.h). The arena is one static array in L2 (PI_L2);
- * the cores read and write it in place (no L1 tiling / DMA double buffering in this glue, which
- * the cost model assumes: see docs/device.md).
+ * the same generated step, the one qemu runs with -smp 8 (kernels.h, prof.h, cores.c): each
+ * kernel takes its share of a flattened loop, the cores meet at the team barrier after every
+ * kernel (bt_barrier: pi_cl_team_barrier), and every kernel computes on L1 copies of its operands
+ * (bt_l1, PI_CL_L1, BT_L1_BYTES: the tile plan of export/l1.py), moved between the L2 arena
+ * (bt_arena, PI_L2) and L1 by core 0 through the cluster DMA (kernels.c bt_dma: pi_cl_dma_cmd per
+ * row, pi_cl_dma_flush) where qemu's stand-in copies. Its transfers are issued and waited for in
+ * the same call: the double-buffered slots are there, the overlap of a fetch with the compute is
+ * not (yet).
  */
 #include <stdio.h>
 
