@@ -23,10 +23,11 @@ order from its own seeded generator, exactly as :func:`~biotrain.adaptation.adap
 gradient's float rounding differs from a task trained alone.
 
 Ragged cohorts: tasks are grouped by their number of calibration windows (same count -> the same
-steps and batch sizes), each group is one computation, and a group too small to pay (fewer than 8 tasks, 3 for the
-strategies with a frozen backbone: :func:`min_batched_tasks`) runs the sequential fast loop. No padding or masking: a padded task would need masked gradients *and* masked weight
-decay and momentum on the steps it does not have, for no gain on real cohorts where most
-subjects share a session length.
+steps and batch sizes), each group is one computation, and a group too small to pay (fewer than
+8 tasks, 3 for the strategies with a frozen backbone: :func:`min_batched_tasks`) runs the
+sequential fast loop. No padding or masking: a padded task would need masked gradients *and*
+masked weight decay and momentum on the steps it does not have, for no gain on real cohorts where
+most subjects share a session length.
 
 Where it runs: only where :func:`batching_pays` (:data:`BATCHED`), the (model, strategy) pairs
 where one computation was measured faster than K sequential fast-loop calls. MI-BMINet's ``full``
