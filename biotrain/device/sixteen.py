@@ -14,16 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ..strategy_table import PRECISIONS
+from ..adaptation.precision import DTYPES, check_precision
 from .stepgraph import StepGraph
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not supported; use one of {list(PRECISIONS)}")
-    return precision
 
 
 def narrow(graph: StepGraph, precision: str) -> StepGraph:
