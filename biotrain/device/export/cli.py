@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ...strategy_table import COSTED_STRATEGIES
+from ...strategy_table import COSTED_STRATEGIES, PRECISIONS
 from .runner import TARGETS, ToolMissing
 
 
@@ -23,6 +23,9 @@ def add_commands(dsub, parse_sets) -> None:
     ex.add_argument("--accum", type=int, default=None)
     ex.add_argument("--steps", type=int, default=3, help="steps of the generated schedule (random samples)")
     ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                    help="bf16/fp16: the arena stores 16-bit values, the kernels compute in fp32 on their L1 copies "
+                         "(docs/device.md)")
     ex.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", nargs="+",
                     help="model shape/arguments (C, T, classes, F1, ...), as for `device estimate`")
     ex.add_argument("--out", required=True, help="project directory to write")
@@ -81,13 +84,13 @@ def _export(args, parse_sets) -> int:
     layers, rank, picked = strategy_choice(args, model, peak_of)
     meta = export_project(args.out, model, args.strategy, batch_size=args.batch_size, micro_batch=args.micro_batch,
                           accum=args.accum, model_spec=spec, steps=args.steps, seed=args.seed, layers=layers,
-                          rank=rank)
+                          rank=rank, precision=args.precision)
     if layers is not None:
         print(f"sparse trains the classifier and {', '.join(layers) or 'no other layer'}"
               + (f" (picked under {picked['budget_kb']:g} kB)" if picked else ""))
     if meta.get("rank"):
         print(f"lora: adapters of rank {meta['rank']}; the program computes W + B @ A and trains only A and B")
-    print(f"wrote {args.out}: arena {meta['arena_bytes']} B (plan peak {meta['plan']['peak']} B), "
+    print(f"wrote {args.out}: {args.precision} arena {meta['arena_bytes']} B (plan peak {meta['plan']['peak']} B), "
           f"{sum(meta['ops'].values())} kernel calls per step program; build with `make -C {args.out} host|rv32`, "
           f"run with `biotrain device run {args.out} --target host|qemu|rtl`")
     return 0
@@ -102,7 +105,7 @@ def _run(args) -> int:
     if args.target != "rtl" and (args.instr_latency, args.data_latency) != (1, 1):
         raise ValueError(f"--instr-latency/--data-latency set the RTL testbench's memory; target {args.target} has none")
     res = run_project(args.dir, args.target, steps=args.steps, latency=(args.instr_latency, args.data_latency),
-                      cores=args.cores)
+                      cores=args.cores, tol=None)
     res.pop("final_state", None)
     if args.json:
         print(json.dumps(res))

@@ -19,6 +19,7 @@ import re
 
 import torch
 
+from ...adaptation.precision import check_precision, loss_scale
 from ..kernels import return_alias, tensor_outputs
 from ..memory import MemoryPlan, StepGraph
 from ..tiling import STATE_KINDS
@@ -66,17 +67,28 @@ def _fmt(x: float) -> str:
 
 
 class StepCodegen:
-    def __init__(self, graph: StepGraph, plan: MemoryPlan, prefix: str = "", l1: dict | None = None):
+    def __init__(self, graph: StepGraph, plan: MemoryPlan, prefix: str = "", l1: dict | None = None,
+                 precision: str = "fp32"):
         """``l1``: {"budget", "small", "double_buffer"} (the L1 tiles, ``l1.py``); None: every kernel
-        reads and writes the L2 arena in place."""
+        reads and writes the L2 arena in place. ``precision``: bf16/fp16 keep every floating-point
+        tensor of the arena in 2 bytes (``store16.h``; the graph narrowed by ``sixteen.narrow``),
+        the kernels compute on fp32 L1 copies, so a 16-bit program needs the L1 tiles."""
         self.g, self.plan, self.prefix, self.l1 = graph, plan, prefix, l1
+        self.precision = check_precision(precision)
+        self.esz = 4 if precision == "fp32" else 2  # bytes of a floating-point arena element
+        if self.esz == 2 and l1 is None:
+            raise ValueError(f"precision {precision!r}: a 16-bit program computes on fp32 L1 copies of its "
+                             "16-bit arena; export it with the L1 tiles on")
+        # names of the L2 side of a copy (fp32: the same functions as the L1 side)
+        self.win_l2 = "bt_win4" if self.esz == 4 else "bt_win4h"
+        self.dma_in, self.dma_out = ("bt_dma", "bt_dma") if self.esz == 4 else ("bt_dma_in", "bt_dma_out")
         self.rec: list | None = None  # views of the call being generated (T() records them)
         self.l1_bytes = 0  # the largest L1 region any call uses
         self.l1_calls: list[dict] = []  # per call: kernel, tiles per stage, L1 bytes, DMA bytes
         self.program = graph.program
         sizes = [plan.offsets[s.sid] + s.size for s in graph.storages if s.nbytes]
         self.arena_bytes = max([plan.peak, 8] + sizes)
-        self.idx32 = torch.arange(self.arena_bytes // 4, dtype=torch.int64)
+        self.idxf = torch.arange(self.arena_bytes // self.esz, dtype=torch.int64)  # floating-point elements
         self.idx64 = torch.arange(self.arena_bytes // 8, dtype=torch.int64)
         self.lines: list[str] = []
         self.ops_emitted: dict[str, int] = {}
@@ -86,8 +98,8 @@ class StepCodegen:
         o = self.plan.offsets[sid]
         n = torch.Size(shape).numel()
         if dtype == torch.float32:
-            assert o % 4 == 0
-            return self.idx32[o // 4:o // 4 + n].view(tuple(shape))
+            assert o % self.esz == 0
+            return self.idxf[o // self.esz:o // self.esz + n].view(tuple(shape))
         if dtype == torch.int64:
             assert o % 8 == 0, f"int64 tensor at unaligned offset {o}"
             return self.idx64[o // 8:o // 8 + n].view(tuple(shape))
@@ -98,7 +110,7 @@ class StepCodegen:
         return Val(self.sview(self.g.state_storage[name], spec.shape, spec.dtype), spec.dtype)
 
     def byte_off(self, v: Val) -> int:
-        return v.idx.storage_offset() * (4 if v.dtype == torch.float32 else 8)
+        return v.idx.storage_offset() * (self.esz if v.dtype == torch.float32 else 8)
 
     def T(self, v) -> str:
         """C expression of a ten_t view; while a call is generated, a placeholder ``@i@`` for it."""
@@ -110,12 +122,11 @@ class StepCodegen:
             return f"@{len(self.rec) - 1}@"
         return self.ten(t)
 
-    @staticmethod
-    def ten(t) -> str:
-        """TEN(...) of an arena view."""
+    def ten(self, t) -> str:
+        """TEN(...) of an arena view (offset in bytes, strides in elements)."""
         d = [1] * (4 - t.dim()) + list(t.shape)
         s = [0] * (4 - t.dim()) + list(t.stride())
-        off = t.storage_offset() * 4
+        off = t.storage_offset() * self.esz
         return f"TEN({off}, {d[0]},{d[1]},{d[2]},{d[3]}, {s[0]},{s[1]},{s[2]},{s[3]})"
 
     def P(self, v) -> str:
@@ -211,6 +222,8 @@ class StepCodegen:
         self.fused, self.skip = fused, skip
         self.hp = self.program.hparams
         self.lr_updates = _weight_updates(phs, phase.inputs)
+        self.seed = loss_scale(self.precision)  # the backward's seed: fp16 scales every gradient by it
+        self.alpha_scale = _unscaled_updates(phase, self.lr_updates, self.seed)
         self.in_loss_phase = phase.loss_node is not None
         for node in phase.gm.graph.nodes:
             if node.op == "get_attr":
@@ -231,7 +244,8 @@ class StepCodegen:
                 env[node] = self._op(pi, node, rec, env)
             if phase.loss_node and node.name == phase.loss_node:
                 v = env[node]
-                self.lines.append(f"    loss = *(const float *)(bt_arena + {self.byte_off(v)});")
+                load = "*(const float *)" if self.esz == 4 else "BT_L2_LOAD_AT"
+                self.lines.append(f"    loss = {load}(bt_arena + {self.byte_off(v)});")
 
     # ------------------------------------------------------------------ one op
     def _outputs(self, pi, node, rec, env):
@@ -511,8 +525,8 @@ class StepCodegen:
             if A(3) is not None or A(4) != 1:
                 raise UnsupportedOp(f"{node.name}: nll_loss with class weights or reduction != mean")
             return f"k_nll_loss_bwd({T(out)}, {T(A(0))}, {self.I64(A(2))}, {T(A(6))}, {A(5)})"
-        if name == "ones_like":
-            return f"k_fill({T(out)}, 1.0f)"
+        if name == "ones_like":  # the seed of the backward: d loss / d loss, times the loss scale
+            return f"k_fill({T(out)}, {_fmt(self.seed)})"
         if name == "zero_":
             return f"k_fill({T(out)}, 0.0f)"
         if name in ("copy_", "clone"):
@@ -543,7 +557,7 @@ class StepCodegen:
                     raise UnsupportedOp(f"{node.name}: reads a ReLU fused into pooling")
                 bb = torch.broadcast_to(b.idx, tuple(y.idx.shape))
                 aa = torch.broadcast_to(a.idx, tuple(y.idx.shape))
-                al = _fmt(alpha)
+                al = _fmt(alpha * self.alpha_scale.get(node.name, 1.0))
                 if node.name in self.lr_updates:
                     al = "-r->lr"  # the SGD update: the learning rate is the step's runtime input (its schedule)
                 return f"k_binary({EW[base]}, {T(y)}, {T(aa)}, {T(bb)}, {al})"
@@ -598,6 +612,28 @@ def _weight_updates(placeholders, inputs) -> set[str]:
             if user.target is torch.ops.aten.add_.Tensor and user.args[0] is ph}
 
 
+def _unscaled_updates(phase, lr_updates: set[str], scale: float) -> dict[str, float]:
+    """fp16's loss scale taken out of the SGD update without storing an unscaled gradient (which
+    could underflow): the weight decay is added into the scaled gradient buffer times ``scale``
+    (``g.add_(p, alpha=wd * S)``), and the momentum takes the buffer over ``scale``
+    (``m.mul_(mom).add_(g, alpha=1 / S)``), in fp32 between a 16-bit load and store; S is a power
+    of two, so both are exact. Node name -> the factor on its alpha ({} when ``scale`` is 1)."""
+    if scale == 1.0:
+        return {}
+    add_ = torch.ops.aten.add_.Tensor
+    out = {}
+    for node in phase.gm.graph.nodes:
+        if node.name not in lr_updates:
+            continue
+        mom = node.args[1]  # p.add_(m, alpha=-lr): m = m.mul_(momentum).add_(g)
+        wd = mom.args[1] if getattr(mom, "target", None) is add_ else None  # g = g.add_(p, alpha=wd)
+        if getattr(wd, "target", None) is not add_:
+            raise UnsupportedOp(f"{node.name}: the SGD update is not weight decay, momentum, update in place; "
+                                "the fp16 loss scale cannot be folded into it")
+        out[mom.name], out[wd.name] = 1.0 / scale, scale
+    return out
+
+
 def _l1t(off: str, d, s) -> str:
     return f"L1T({off}, {d[0]},{d[1]},{d[2]},{d[3]}, {s[0]},{s[1]},{s[2]},{s[3]})"
 
@@ -610,8 +646,8 @@ def _state_range(cg: StepCodegen, rec):
             continue
         st = cg.g.storages[sid]
         if st.nbytes and (st.kind in STATE_KINDS or st.persistent):
-            o = cg.plan.offsets[sid] // 4
-            spans.append((o, o + st.size // 4))
+            o = cg.plan.offsets[sid] // cg.esz
+            spans.append((o, o + st.size // cg.esz))
     return lambda lo, hi: any(a <= lo and hi <= b for a, b in spans)
 
 
@@ -648,10 +684,10 @@ def emit_l1_call(cg: StepCodegen, kind: str, stages: list, views: list, outputs:
                 continue
             if b.block:
                 n = b.hi - b.lo
-                l2, l1v = f"TEN({4 * b.lo}, 1,1,1,{n}, 0,0,0,1)", _l1t(str(b.off), (1, 1, 1, n), (0, 0, 0, 1))
+                l2, l1v = f"TEN({cg.esz * b.lo}, 1,1,1,{n}, 0,0,0,1)", _l1t(str(b.off), (1, 1, 1, n), (0, 0, 0, 1))
             else:
                 l2, l1v = cg.ten(views[b.vids[0]]), res_view(b.vids[0])
-            lines.append(f"bt_dma({l2}, {l1v});" if out else f"bt_dma({l1v}, {l2});")
+            lines.append(f"{cg.dma_out}({l2}, {l1v});" if out else f"{cg.dma_in}({l1v}, {l2});")
         return lines
 
     ins = res_copies(False)
@@ -667,7 +703,8 @@ def emit_l1_call(cg: StepCodegen, kind: str, stages: list, views: list, outputs:
     outs = res_copies(True)
     if outs:
         L.append(f"    PROF(K_DMA, BT_SERIAL {{ {' '.join(outs)} }});")
-    moved += sum(b.cap for b in bufs if b.resident and b.copy_in) + sum(b.cap for b in bufs if b.resident and b.copy_out)
+    moved += (sum(b.cap for b in bufs if b.resident and b.copy_in)
+              + sum(b.cap for b in bufs if b.resident and b.copy_out)) * cg.esz // 4  # L1 holds fp32
     cg.l1_bytes = max(cg.l1_bytes, peak)
     cg.l1_calls.append({"kernel": kind, "tiles": tiles, "l1_bytes": int(peak), "dma_bytes": int(moved)})
 
@@ -709,14 +746,14 @@ def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view)
         slot_off[b] = o
         o += caps[b] * (2 if nt > 1 else 1)
 
-    def win(v, i, w):
+    def win(v, i, w, fn="bt_win4"):
         c = cols[i]
-        return f"bt_win4({v}, {w}[{c}], {w}[{c + 1}], {w}[{c + 2}], {w}[{c + 3}])"
+        return f"{fn}({v}, {w}[{c}], {w}[{c + 1}], {w}[{c + 2}], {w}[{c + 3}])"
 
     def view_of(i, w):
         b = where[i]
-        if i in idle:
-            return cg.ten(views[i])
+        if i in idle:  # a 16-bit program passes a placeholder in L1: the pass does not touch it
+            return cg.ten(views[i]) if cg.esz == 4 else _l1t("0", *L1.compact(views[i].shape, views[i].stride())[:2])
         if bufs[b].resident:
             v = res_view(i)
             mp = st.maps.get(i)
@@ -738,9 +775,9 @@ def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view)
             if not (buf.copy_out if out else buf.copy_in):
                 continue
             i = next(j for j in buf.vids if j in used and j not in idle)
-            l2 = win(cg.ten(views[i]), i, w)
+            l2 = win(cg.ten(views[i]), i, w, cg.win_l2)
             l1v = view_of(i, w)
-            lines.append(f"bt_dma({l2}, {l1v});" if out else f"bt_dma({l1v}, {l2});")
+            lines.append(f"{cg.dma_out}({l2}, {l1v});" if out else f"{cg.dma_in}({l1v}, {l2});")
         return " ".join(lines)
 
     if nt == 1:  # one tile: straight-line code, the windows as constants
@@ -756,7 +793,7 @@ def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view)
         back = copies("w", True)
         if back:
             L.append(f"    PROF(K_DMA, BT_SERIAL {{ {sub(back)} }});")
-        return _moved(tiles, streamed, bufs, used, idle, st, views)
+        return _moved(tiles, streamed, bufs, used, idle, st, views, cg.esz)
     name = f"bt_w{len(cg.l1_calls)}_{len(L)}"
     L.append("    {")
     L.append(f"        static const int32_t {name}[{nt}][{len(table[0])}] = {{"
@@ -779,11 +816,11 @@ def _emit_stage(cg, k, st, views, bufs, where, tiling, caps, resident, res_view)
         L.append(f"            PROF(K_DMA, BT_SERIAL {{ {back} }});")
     L.append("        }")
     L.append("    }")
-    return _moved(tiles, streamed, bufs, used, idle, st, views)
+    return _moved(tiles, streamed, bufs, used, idle, st, views, cg.esz)
 
 
-def _moved(tiles, streamed, bufs, used, idle, st, views) -> int:
-    """Bytes the stage's streamed windows move (in and out)."""
+def _moved(tiles, streamed, bufs, used, idle, st, views, esz: int = 4) -> int:
+    """Bytes the stage's streamed windows move (in and out; ``esz``: bytes of an arena element)."""
     moved = 0
     for (w0, w1, wins) in tiles:
         for b in streamed:
@@ -792,5 +829,5 @@ def _moved(tiles, streamed, bufs, used, idle, st, views) -> int:
             n0, n1, lo, hi = wins[i]
             t = views[i]
             per = L1.compact(t.shape, t.stride(), 1, 1 if t.dim() == 4 else None)[2]
-            moved += 4 * per * (n1 - n0) * (hi - lo) * (int(buf.copy_in) + int(buf.copy_out))
+            moved += esz * per * (n1 - n0) * (hi - lo) * (int(buf.copy_in) + int(buf.copy_out))
     return moved

@@ -57,8 +57,8 @@ static inline void next_seg(int d1, int d2, int d3, int e, int end, int *i0, int
 uint64_t bt_dma_bytes;
 uint32_t bt_l1_touched;
 
-/* the highest byte of bt_l1 a view reaches, + 1 (0 outside L1) */
-static uint32_t l1_end(ten_t t) {
+/* the highest byte of bt_l1 a view reaches, + 1 (0 outside L1); store16.c checks its copies too */
+uint32_t bt_l1_end(ten_t t) {
     const uint8_t *p = (const uint8_t *)t.p;
     if (p < bt_l1 || p >= bt_l1 + bt_l1_bytes || NUMEL(t) == 0) return 0; /* an L2 view */
     int last = 0;
@@ -71,7 +71,7 @@ static uint32_t l1_end(ten_t t) {
  * then wait for all of them; a view without contiguous rows is copied by the core. */
 static int dma_rows(ten_t dst, ten_t src) {
     if (dst.s[3] != 1 || src.s[3] != 1) return 0;
-    const int to_l1 = l1_end(dst) != 0;
+    const int to_l1 = bt_l1_end(dst) != 0;
     const ten_t loc = to_l1 ? dst : src, ext = to_l1 ? src : dst;
     pi_cl_dma_cmd_t cmd;
     for (int i0 = 0; i0 < dst.d[0]; i0++)
@@ -94,7 +94,7 @@ void bt_dma(ten_t dst, ten_t src) {
 #endif
         FOR4(dst) AT(dst, i0, i1, i2, i3) = AT(src, i0, i1, i2, i3);
     bt_dma_bytes += 4u * (uint32_t)NUMEL(dst);
-    const uint32_t e = l1_end(dst) > l1_end(src) ? l1_end(dst) : l1_end(src);
+    const uint32_t e = bt_l1_end(dst) > bt_l1_end(src) ? bt_l1_end(dst) : bt_l1_end(src);
     if (e > bt_l1_touched) bt_l1_touched = e;
     if (e > bt_l1_bytes) fail("a tile reaches beyond the L1 region (BT_L1_BYTES): the L1 plan is broken", 18);
 }

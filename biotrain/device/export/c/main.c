@@ -81,14 +81,14 @@ static void write_exact(bt_file f, const void *src, size_t nbytes, const char *w
 }
 
 /* every core copies its share of the micro-batch (the samples are read-only once loaded), row by row */
-void load_x(const run_t *r, ten_t dst) {
+void load_x(const run_t *r, l2t_t dst) {
     BT_CHUNK(NUMEL(dst), e_lo, e_hi);
     for (int e = e_lo; e < e_hi;) {
         const int row = e / dst.d[3], c0 = e - row * dst.d[3];
         const int c1 = e_hi - row * dst.d[3] < dst.d[3] ? e_hi - row * dst.d[3] : dst.d[3];
         const int b = row % dst.d[2], a = (row / dst.d[2]) % dst.d[1], i = row / (dst.d[2] * dst.d[1]);
         const float *src = g_x + (size_t)r->idx[i] * BT_SAMPLE_FLOATS + ((size_t)a * dst.d[2] + b) * dst.d[3];
-        for (int c = c0; c < c1; c++) AT(dst, i, a, b, c) = src[c];
+        for (int c = c0; c < c1; c++) BT_L2_STORE(dst, i, a, b, c, src[c]); /* rounded in a 16-bit program */
         e += c1 - c0;
     }
 }
