@@ -308,10 +308,6 @@ def _device_rules(c: _Checker, _datasets: bool) -> None:
     """device: a backend that exists, and constants the chip model knows."""
     if c.value("device.backend") == "gap9-board":
         c.fail("device.backend", "gap9-board", "'gap9-sim' (the board backend is not implemented yet)")
-    sixteen = [s for s in c.value("adapt.strategies") or [] if "@" in str(s)]
-    if sixteen and c.value("device.execute") not in (None, "host"):
-        c.fail("device.execute", c.value("device.execute"), f"'host' while adapt.strategies trains in 16 bits {sixteen} "
-                                                            "(the exported program runs fp32 steps)")
     constants = c.value("device.constants")
     if isinstance(constants, dict):
         from ..device import load_constants

@@ -137,3 +137,29 @@ def test_adapt_on_device_follows_pytorch_adapt(tmp_path, strategy):
     frozen = {"sparse": "spatial.weight", "lora": "temporal.weight"}.get(strategy)
     if frozen:  # what the strategy does not train is left as it was
         assert torch.equal(dev.state_dict()[frozen], start.state_dict()[frozen])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_adapt_on_device_in_16_bits_follows_the_emulation(tmp_path, precision):
+    """A 16-bit job on the device program lands where the host's 16-bit emulation lands, within
+    the type's tolerance (``runner.tolerance``), and its weights are 16-bit values."""
+    from biotrain.adaptation.finetune import FinetuneConfig, adapt
+    from biotrain.adaptation.precision import rounded
+    from biotrain.device.export.adapt import adapt_on_device
+    from biotrain.device.export.runner import tolerance
+
+    if missing_tools("host"):
+        pytest.skip(missing_tools("host"))
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 4, 64)).astype(np.float32), rng.integers(0, 2, 16)
+    cfg = FinetuneConfig(epochs=2, precision=precision)
+    torch.manual_seed(0)
+    start = build_model("mi_bminet", 4, 64, 2, "group", F1=4, F2=4, Nf=8, Nf2=4)
+    host, dev = copy.deepcopy(start), copy.deepcopy(start)
+    adapt(host, X, y, "edge", cfg, 0)
+    adapt_on_device(dev, X, y, "edge", cfg, 0, target="host", workdir=tmp_path)
+    a = torch.cat([p.detach().flatten() for p in host.parameters()])
+    b = torch.cat([p.detach().flatten() for p in dev.parameters()])
+    assert float((a - b).norm()) <= tolerance(precision) * float(a.norm())
+    assert torch.equal(b, rounded(b, precision)) and not torch.equal(b, torch.cat(
+        [p.detach().flatten() for p in start.parameters()]))

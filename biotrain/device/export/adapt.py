@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ...adaptation.finetune import AdaptInfo, FinetuneConfig, schedule_of
+from ...adaptation.precision import round_tensors
 from ...models.lora import add_adapters, merge_adapters
 from ...strategy_table import STRATEGY_NAMES, STRATEGY_TABLE
 from .project import export_project, read_state
@@ -32,7 +33,8 @@ def adapt_on_device(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: st
 
     ``sparse`` trains ``cfg.sparse_layers``; ``lora`` gets adapters of ``cfg.lora_rank`` seeded with
     ``seed`` (as ``adaptation.finetune.adapt`` does), the program trains them, and they are merged
-    into the weights afterwards."""
+    into the weights afterwards. ``cfg.precision`` bf16/fp16: the 16-bit program (``store16.h``), whose
+    weights are the host emulation's up to the rounding points the two do not share."""
     if strategy not in STRATEGY_NAMES:
         raise ValueError(f"strategy {strategy!r} is not supported; use one of {list(STRATEGY_NAMES)}")
     if target not in EXECUTE_TARGETS:
@@ -58,7 +60,7 @@ def adapt_on_device(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: st
         out = Path(tmp) / "project"
         meta = export_project(out, model, strategy, batch_size=cfg.batch_size, micro_batch=micro, hparams=hp,
                               state=zeros, samples=(np.asarray(X, np.float32), np.asarray(y, np.int64)),
-                              schedule=schedule, extra_batch_sizes=extra, layers=layers)
+                              schedule=schedule, extra_batch_sizes=extra, layers=layers, precision=cfg.precision)
         build(out, PROGRAM_TARGETS[target])
         execute(out, PROGRAM_TARGETS[target])
         final = read_state(out / "final_state.bin", meta["states"])
@@ -75,4 +77,5 @@ def adapt_on_device(model: nn.Module, X: np.ndarray, y: np.ndarray, strategy: st
                 bufs[key].copy_(value)
     if s.trains == "adapters":
         merge_adapters(model)  # W + B @ A folded in: inference runs the plain model
+        round_tensors(model.parameters(), cfg.precision)  # the merged weights, stored as the rest
     return AdaptInfo(n_calib=len(y), optimizer_steps=len(schedule), train_seconds=time.perf_counter() - start)
