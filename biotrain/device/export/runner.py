@@ -162,12 +162,22 @@ def read_profile(path: Path, kinds: list[str]) -> dict:
     pos += 8 * k * c
     per_core = np.frombuffer(data, np.uint64, cores * (k + 1), pos).reshape(cores, k + 1)
     pos += 8 * cores * (k + 1)
-    l1 = np.frombuffer(data, np.uint64, 3, pos).tolist() if len(data) >= pos + 24 else [0, 0, 0]
+    l1 = np.frombuffer(data, np.uint64, 4, pos).tolist() if len(data) >= pos + 32 else [0, 0, 0, 0]
     return {"instret": per[:, 0].tolist(), "cycles": per[:, 1].tolist(),
             "by_kind": {kinds[i]: dict(zip(COUNTERS, map(int, by_kind[i]))) for i in range(k)},
             "per_core": [{**{kinds[i]: int(row[i]) for i in range(k)}, "barrier_wait": int(row[k])}
                          for row in per_core],
-            "l1": {"bytes": int(l1[0]), "touched_bytes": int(l1[1]), "dma_bytes": int(l1[2])}}
+            "l1": {"bytes": int(l1[0]), "touched_bytes": int(l1[1]), "dma_bytes": int(l1[2]),
+                   "dma_copies": int(l1[3])}}
+
+
+def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A solo build's trace.bin: per kernel call in order, its kind index and its count
+    (instructions; on the RTL, clock cycles)."""
+    data = Path(path).read_bytes()
+    n = struct.unpack_from("<I", data, 0)[0]
+    pairs = np.frombuffer(data, np.uint32, 2 * n, 4).reshape(n, 2).astype(np.int64)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def solo_counts(project: Path, cores: int, kinds: list[str]) -> list[dict]:
@@ -182,8 +192,7 @@ def solo_counts(project: Path, cores: int, kinds: list[str]) -> list[dict]:
         build(project, "qemu", cores, solo=k)
         execute(project, "qemu", cores=cores, solo=k)
         rows.append(read_profile(project / "profile.bin", kinds)["per_core"][k])
-        tr = (project / "trace.bin").read_bytes()
-        traces.append(np.frombuffer(tr, np.uint32, struct.unpack_from("<I", tr, 0)[0], 4).astype(np.int64))
+        traces.append(read_trace(project / "trace.bin")[1])
     if len({len(t) for t in traces}) != 1:
         raise RuntimeError(f"{project}: the cores' solo runs made different numbers of kernel calls")
     busiest = np.max(np.stack(traces), axis=0)
@@ -192,15 +201,19 @@ def solo_counts(project: Path, cores: int, kinds: list[str]) -> list[dict]:
     return rows
 
 
-def rtl_core_cycles(project: Path, cores: int, kinds: list[str], latency: tuple[int, int]) -> list[dict]:
+def rtl_core_cycles(project: Path, cores: int, kinds: list[str], latency: tuple[int, int],
+                    traces: list | None = None) -> list[dict]:
     """Every core's cycles per kernel kind on the CV32E40P RTL, for the whole run: core k's share
     of the N-core program alone (``SOLO=k``: the core id compiled in, the barriers compiled out).
-    Its state is not the step's (the one-core run is the proof); its cycles are core k's."""
+    Its state is not the step's (the one-core run is the proof); its cycles are core k's.
+    ``traces``: a list that receives each core's (kinds, cycles) per call (``read_trace``)."""
     rows = []
     for k in range(cores):
         build(project, "rtl", cores, solo=k)
         execute(project, "rtl", latency=latency, cores=cores, solo=k)
         rows.append({kk: v["cycles"] for kk, v in read_profile(project / "profile.bin", kinds)["by_kind"].items()})
+        if traces is not None:
+            traces.append(read_trace(project / "trace.bin"))
     return rows
 
 
@@ -401,6 +414,7 @@ def run_project(project, target: str = "host", steps: int | None = None, tol: fl
         "l1_touched_bytes": prof["l1"]["touched_bytes"],
         "l1_budget_bytes": (meta.get("l1") or {}).get("budget_bytes"),
         "dma_bytes_per_step": prof["l1"]["dma_bytes"] / n,
+        "dma_copies_per_step": prof["l1"]["dma_copies"] / n,
         "per_core_instructions": per_core,
         "per_core_cycles": [{k: v / n for k, v in row.items()} for row in rtl_rows] if rtl_rows else None,
         "core_balance": balance,

@@ -108,7 +108,11 @@ void bt_prof_end(bt_prof_t *p, int kind) {
     const uint32_t w = bt_wait_instr[me] - p->wait;
     bt_core_prof[me][kind] += (uint32_t)(c1[C_INSTRET] - p->c[C_INSTRET]) - w;
     bt_core_prof[me][BT_N_KINDS] += w;
-    BT_TRACE((uint32_t)(c1[C_INSTRET] - p->c[C_INSTRET]));
+#if defined(BT_RTL) /* the RTL counts clock cycles: the trace holds them */
+    BT_TRACE((uint32_t)kind, (uint32_t)(c1[C_CYCLES] - p->c[C_CYCLES]));
+#else
+    BT_TRACE((uint32_t)kind, (uint32_t)(c1[C_INSTRET] - p->c[C_INSTRET]));
+#endif
 #if defined(BT_SOLO_CORE) /* the only core running: its own counters are the books */
     for (int i = 0; i < BT_N_COUNTERS; i++) bt_prof[kind][i] += (uint32_t)(c1[i] - p->c[i]);
 #else

@@ -54,7 +54,7 @@ static inline void next_seg(int d1, int d2, int d3, int e, int end, int *i0, int
             for (int i2 = 0; i2 < (t).d[2]; i2++) \
                 for (int i3 = 0; i3 < (t).d[3]; i3++)
 
-uint64_t bt_dma_bytes;
+uint64_t bt_dma_bytes, bt_dma_copies;
 uint32_t bt_l1_touched;
 
 /* the highest byte of bt_l1 a view reaches, + 1 (0 outside L1); store16.c checks its copies too */
@@ -94,6 +94,7 @@ void bt_dma(ten_t dst, ten_t src) {
 #endif
         FOR4(dst) AT(dst, i0, i1, i2, i3) = AT(src, i0, i1, i2, i3);
     bt_dma_bytes += 4u * (uint32_t)NUMEL(dst);
+    bt_dma_copies++;
     const uint32_t e = bt_l1_end(dst) > bt_l1_end(src) ? bt_l1_end(dst) : bt_l1_end(src);
     if (e > bt_l1_touched) bt_l1_touched = e;
     if (e > bt_l1_bytes) fail("a tile reaches beyond the L1 region (BT_L1_BYTES): the L1 plan is broken", 18);

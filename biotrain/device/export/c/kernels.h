@@ -78,6 +78,7 @@ static inline ten_t bt_win4(ten_t v, int n0, int n1, int lo, int hi) {
 }
 void bt_dma(ten_t dst, ten_t src);
 extern uint64_t bt_dma_bytes;  /* bytes bt_dma moved */
+extern uint64_t bt_dma_copies; /* copies bt_dma made (one DMA transfer set-up each) */
 extern uint32_t bt_l1_touched; /* the highest L1 byte bt_dma wrote or read, + 1 */
 uint32_t bt_l1_end(ten_t t);    /* the highest byte of bt_l1 a view reaches, + 1 (0: not in L1) */
 #if defined(BT_L1_FAULT_OVERLAP)

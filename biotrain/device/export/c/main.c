@@ -191,7 +191,7 @@ void bt_write_outputs(void) {
     write_exact(f, bt_prof, sizeof bt_prof, "profile.bin");
     write_exact(f, bt_core_prof, sizeof bt_core_prof, "profile.bin");
     /* then the L1 figures: its bytes, the highest byte the DMA stand-in reached, the bytes it moved */
-    const uint64_t l1[3] = {BT_L1_BYTES, bt_l1_touched, bt_dma_bytes};
+    const uint64_t l1[4] = {BT_L1_BYTES, bt_l1_touched, bt_dma_bytes, bt_dma_copies};
     write_exact(f, l1, sizeof l1, "profile.bin");
     bt_fclose(f);
 }
@@ -200,19 +200,20 @@ void bt_write_outputs(void) {
 static uint32_t *g_trace;
 static size_t g_trace_n, g_trace_cap;
 
-void bt_trace_add(uint32_t instructions) {
-    if (g_trace_n == g_trace_cap) {
-        g_trace_cap = g_trace_cap ? 2 * g_trace_cap : 4096;
+void bt_trace_add(uint32_t kind, uint32_t count) {
+    if (g_trace_n + 2 > g_trace_cap) {
+        g_trace_cap = g_trace_cap ? 2 * g_trace_cap : 8192;
         g_trace = (uint32_t *)realloc(g_trace, sizeof(uint32_t) * g_trace_cap);
         if (!g_trace) fail("out of memory for the call trace", 14);
     }
-    g_trace[g_trace_n++] = instructions;
+    g_trace[g_trace_n++] = kind;
+    g_trace[g_trace_n++] = count;
 }
 
-/* trace.bin: the number of kernel calls, then the instructions of each (uint32) */
+/* trace.bin: the number of kernel calls, then (kind, instructions or RTL cycles) of each (uint32) */
 static void bt_write_trace(void) {
     bt_file f = open_or_fail("trace.bin", "wb");
-    const uint32_t n = (uint32_t)g_trace_n;
+    const uint32_t n = (uint32_t)(g_trace_n / 2);
     write_exact(f, &n, sizeof n, "trace.bin");
     write_exact(f, g_trace, sizeof(uint32_t) * g_trace_n, "trace.bin");
     bt_fclose(f);

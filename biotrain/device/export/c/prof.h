@@ -70,13 +70,14 @@ static inline void bt_counters(uint32_t c[BT_N_COUNTERS]) {
 }
 #endif
 
-/* A BT_SOLO_CORE build keeps the instructions of every call in order (trace.bin): with every
- * core's trace the runner knows each call's busiest core, hence each core's wait at its barrier. */
+/* A BT_SOLO_CORE build keeps the kind and the instructions (RTL: the cycles) of every call in order
+ * (trace.bin): with every core's trace the runner knows each call's busiest core, hence each
+ * core's wait at its barrier, and what the N-core step takes call by call. */
 #if defined(BT_SOLO_CORE)
-void bt_trace_add(uint32_t instructions);
-#define BT_TRACE(n) bt_trace_add(n)
+void bt_trace_add(uint32_t kind, uint32_t count);
+#define BT_TRACE(k, n) bt_trace_add(k, n)
 #else
-#define BT_TRACE(n) ((void)0)
+#define BT_TRACE(k, n) ((void)0)
 #endif
 
 /* around every kernel call of the step: every core counts its own instructions (the barrier's

@@ -20,6 +20,7 @@ void bt_dma_in(ten_t dst, l2t_t src) {
             for (int c = 0; c < dst.d[2]; c++)
                 for (int e = 0; e < dst.d[3]; e++) AT(dst, a, b, c, e) = BT_FROM16(L2AT(src, a, b, c, e));
     bt_dma_bytes += 2u * (uint32_t)NUMEL(dst);
+    bt_dma_copies++;
     l1_check(dst);
 }
 
@@ -31,6 +32,7 @@ void bt_dma_out(l2t_t dst, ten_t src) {
             for (int c = 0; c < dst.d[2]; c++)
                 for (int e = 0; e < dst.d[3]; e++) L2AT(dst, a, b, c, e) = BT_TO16(AT(src, a, b, c, e));
     bt_dma_bytes += 2u * (uint32_t)NUMEL(dst);
+    bt_dma_copies++;
     l1_check(src);
 }
 
