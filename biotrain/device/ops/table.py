@@ -13,7 +13,7 @@ import torch
 from ..kernels import Kernel, is_view, op_name, tensor_outputs
 from . import act, arith, conv, copies, free, loss, matmul, norm, pool
 from .common import ELEMENTWISE
-from .spec import NO_CODE, VIEW, OpSpec, UnsupportedOp, meta_args
+from .spec import VIEW, OpSpec, UnsupportedOp, meta_args
 
 FAMILIES = (free, conv, matmul, norm, pool, act, arith, copies, loss)
 
