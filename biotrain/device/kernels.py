@@ -1,13 +1,14 @@
 """Map aten ops of a captured step onto PULP-TrainLib-style kernels (BRIEF section 5).
 
-For every ``call_function`` node this module says which device kernel runs it, how many MACs or
-elements it touches, and which kernel scratch buffers it needs (im2col, transposed weights).
+For every ``call_function`` node ``classify`` says which device kernel runs it, how many MACs or
+elements it touches, and which kernel scratch buffers it needs (im2col, transposed weights): the
+cost rule of the op's entry in the op table (``ops/``). This module holds what those rules build
+(``Kernel``, ``Work``) and the graph facts the planner reads (outputs, aliases, in-place reuse).
 Shapes come from the ``val`` metadata that ``make_fx`` records on each node.
 """
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import dataclass, field
 
@@ -15,18 +16,6 @@ import torch
 
 aten = torch.ops.aten
 
-NORM_FWD = {
-    "native_group_norm",
-    "native_batch_norm",
-    "_native_batch_norm_legit",
-    "_native_batch_norm_legit_no_training",
-    "_native_batch_norm_legit_functional",
-    "native_layer_norm",
-}
-NORM_BWD = {"native_group_norm_backward", "native_batch_norm_backward", "native_layer_norm_backward"}
-# ops that create no data on the device (views, metadata, bookkeeping)
-FREE = {"view", "_unsafe_view", "t", "detach", "expand", "alias", "permute", "transpose", "unsqueeze",
-        "squeeze", "reshape", "as_strided", "slice", "select", "empty", "lift_fresh_copy", "sym_size"}
 # out-of-place ops whose output may overwrite an input that dies at the op: (op, input arg index)
 INPLACE_OK = {
     "relu": 0, "threshold_backward": 0, "add": 0, "sub": 0, "mul": 0, "div": 0, "neg": 0,
@@ -45,13 +34,7 @@ def op_name(node: torch.fx.Node) -> str:
     return getattr(t, "__name__", str(t))
 
 
-def _val(x):
-    if isinstance(x, torch.fx.Node):
-        return x.meta.get("val")
-    return None
-
-
-def _numel(v) -> int:
+def numel(v) -> int:
     return int(v.numel()) if isinstance(v, torch.Tensor) else 0
 
 
@@ -164,143 +147,25 @@ class Kernel:
         self.elems += w.elems
 
 
-def _im2col_is_identity(kh: int, kw: int, ho: int, stride) -> bool:
-    """im2col copies nothing for 1x1 kernels, and for (H x 1) kernels spanning the whole input
-    height (one output row, e.g. a spatial convolution over all channels): the column matrix
-    [Cin*Kh, Wo] is then the input's own memory layout."""
-    unit = all(int(s) == 1 for s in stride)
-    return unit and ((kh == 1 and kw == 1) or (kw == 1 and ho == 1))
-
-
-def _conv_family(groups: int, cin_g: int, kh: int, kw: int) -> str:
-    if groups > 1 and cin_g == 1:
-        return "dw"
-    if kh == 1 and kw == 1:
-        return "pw"
-    return "conv"
-
-
 def _rows(v) -> tuple[int, int]:
     """(rows, row length) of a tensor for a row-parallel element-wise pass."""
     if not isinstance(v, torch.Tensor) or v.dim() == 0:
-        return 1, max(1, _numel(v))
+        return 1, max(1, numel(v))
     w = int(v.shape[-1])
     return max(1, int(v.numel()) // max(1, w)), max(1, w)
 
 
-def _elementwise(kind: str, v) -> Kernel:
+def elementwise(kind: str, v) -> Kernel:
+    """One row-parallel pass over the elements of ``v``, costed as kind ``kind``."""
     rows, w = _rows(v)
     k = Kernel(kind)
-    k.add(Work(kind, elems=_numel(v), par=rows, inner=w))
+    k.add(Work(kind, elems=numel(v), par=rows, inner=w))
     return k
 
 
 def classify(node: torch.fx.Node, backward: bool, phase: str = "") -> Kernel:
-    """The device kernel that runs ``node``: its loop nests (``works``) and its scratch."""
-    name = op_name(node)
-    outs = tensor_outputs(node)
-    if name == "getitem" or name in FREE or (outs and all(is_view(node, i) for i, _ in outs)):
-        return Kernel("free")
-    if name == "convolution":
-        x, w = _val(node.args[0]), _val(node.args[1])
-        groups = int(node.args[8])
-        out = node.meta["val"]
-        n, cin, _, _ = x.shape
-        cout, cin_g, kh, kw = w.shape
-        _, _, ho, wo = out.shape
-        macs = n * cout * ho * wo * cin_g * kh * kw
-        fam = _conv_family(groups, cin_g, kh, kw)
-        k = Kernel(f"{fam}_fwd", kh=kh, kw=kw)
-        k.add(Work(f"{fam}_fwd", macs=macs, par=cout, inner=cin_g * kh * kw, rows=macs // kw))
-        if fam != "dw" and not _im2col_is_identity(kh, kw, ho, node.args[3]):
-            k.im2col_elems = n * kh * kw * cin * ho * wo
-            k.scratch.append(("im2col", k.im2col_elems * 4))
-        if len(node.args) > 2 and node.args[2] is not None:
-            k.add(Work("bias", elems=_numel(out), par=n * cout, inner=ho * wo))
-        return k
-    if name == "convolution_backward":
-        go, x, w = _val(node.args[0]), _val(node.args[1]), _val(node.args[2])
-        groups = int(node.args[9])
-        mask = list(node.args[10])
-        n, cin, hin, win = x.shape
-        cout, cin_g, kh, kw = w.shape
-        _, _, ho, wo = go.shape
-        macs_one = n * cout * ho * wo * cin_g * kh * kw
-        fam = _conv_family(groups, cin_g, kh, kw)
-        k = Kernel(f"{fam}_" + ("bwd" if mask[0] and mask[1] else "ig" if mask[0] else "wg"), kh=kh, kw=kw)
-        if mask[0]:  # input gradient: N = Cin, K = Kh*Kw*Cout, M = Hin*Win (BRIEF section 5)
-            k.add(Work(f"{fam}_ig", macs=macs_one, par=cin, inner=(cout // groups) * kh * kw, rows=macs_one // kw))
-        if mask[1]:  # weight gradient: K = Ho*Wo (the long loop), M = Kh*Kw*Cin
-            k.add(Work(f"{fam}_wg", macs=macs_one, par=cout, inner=n * ho * wo, rows=macs_one // max(1, wo)))
-        if len(mask) > 2 and mask[2]:  # bias gradient: a reduction
-            k.add(Work("bias", elems=_numel(go), par=cout, inner=n * ho * wo))
-        ident = _im2col_is_identity(kh, kw, ho, node.args[4])
-        if fam != "dw" and not (ident and not mask[0]):
-            cols = 0
-            if mask[1] and not ident:
-                cols = max(cols, n * kh * kw * cin * ho * wo)
-            if mask[0]:
-                cols = max(cols, n * cout * kh * kw * hin * win)
-            k.im2col_elems = cols
-            if cols:
-                k.scratch.append(("im2col", cols * 4))
-        if mask[0] and fam != "dw":
-            k.transpose_elems = kh * kw * cin_g * cout
-            k.scratch.append(("transposed_weights", k.transpose_elems * 4))
-        return k
-    if name in ("addmm", "mm", "bmm"):
-        a, b = (_val(node.args[1]), _val(node.args[2])) if name == "addmm" else (_val(node.args[0]), _val(node.args[1]))
-        m, kk = a.shape[-2], a.shape[-1]
-        nn_ = b.shape[-1]
-        batch = math.prod(a.shape[:-2]) if a.dim() > 2 else 1
-        macs = int(batch * m * kk * nn_)
-        # BRIEF gives one figure for both backward matmuls; lora's B @ A (forward) and its gradients run
-        # the same C kernel (k_mm) and take these RTL-fitted linear costs
-        key = "linear_bwd" if backward else "linear_fwd"
-        k = Kernel(key)
-        # the kernel splits the larger output dimension over the cores; K is the inner loop
-        k.add(Work(key, macs=macs, par=int(max(m, nn_)) * int(batch), inner=int(kk)))
-        if name == "addmm":
-            k.add(Work("bias", elems=_numel(node.meta["val"]), par=int(m), inner=int(nn_)))
-        for operand in (a, b):
-            if backward and isinstance(operand, torch.Tensor) and operand.dim() == 2 and not operand.is_contiguous():
-                k.transpose_elems += _numel(operand)
-        if k.transpose_elems:
-            k.scratch.append(("transposed_operand", k.transpose_elems * 4))
-        return k
-    if phase == "update":
-        return _elementwise("optimizer", _val(node.args[0]) if node.args else None)
-    if name in NORM_FWD:
-        return _elementwise("norm_fwd", _val(node.args[0]))
-    if name in NORM_BWD:
-        # A frozen (eval-mode) BatchNorm's backward (bias, sparse, lora; the C kernel
-        # k_batch_norm_eval_bwd) has no RTL fit of its own: it is costed with the norm_bwd fit of the
-        # training-mode kernels, which do a reduction pass more per element (an upper bound).
-        return _elementwise("norm_bwd", _val(node.args[0]))
-    big = max([t for _, t in outs] + [a.meta.get("val") for a in tensor_inputs(node)
-                                      if isinstance(a.meta.get("val"), torch.Tensor)] + [torch.empty(0)],
-              key=_numel)
-    if name in POOL_OPS:
-        return _elementwise("pool_bwd" if backward else "pool_fwd", big)
-    if name in ACT_OPS:
-        return _elementwise("act_bwd" if backward else "act_fwd", big)
-    if name in LOSS_OPS:
-        return _elementwise("loss", big)
-    if name in COPY_OPS:
-        return _elementwise("copy", big)
-    if backward and name in ("add_", "add") and node.args and _is_accumulator(node):
-        return _elementwise("optimizer", big)
-    return _elementwise("elementwise", big)
+    """The device kernel that runs ``node``: its loop nests (``works``) and its scratch, by the
+    cost rule of its entry in the op table (``ops/``)."""
+    from .ops import cost_of  # the table's rules build this module's Kernel and Work
 
-
-def _is_accumulator(node: torch.fx.Node) -> bool:
-    a = node.args[0]
-    return isinstance(a, torch.fx.Node) and a.op == "placeholder"
-
-
-POOL_OPS = {"avg_pool2d", "avg_pool2d_backward", "max_pool2d_with_indices", "max_pool2d_with_indices_backward",
-            "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "_adaptive_avg_pool2d_backward", "mean"}
-ACT_OPS = {"relu", "threshold_backward", "hardtanh", "hardtanh_backward", "gelu", "gelu_backward", "sigmoid",
-           "sigmoid_backward", "tanh", "tanh_backward"}
-LOSS_OPS = {"_log_softmax", "_log_softmax_backward_data", "nll_loss_forward", "nll_loss_backward", "ones_like"}
-COPY_OPS = {"clone", "copy_", "zeros_like", "zero_", "fill_", "constant_pad_nd", "new_zeros", "zeros"}
+    return cost_of(node, backward, phase)

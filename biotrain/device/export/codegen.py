@@ -22,6 +22,7 @@ import torch
 from ...adaptation.precision import check_precision, loss_scale
 from ..kernels import return_alias, tensor_outputs
 from ..memory import MemoryPlan, StepGraph
+from ..ops import NO_CODE, VIEW_OPS, Args, UnsupportedOp, emit_of, spec_of
 from ..tiling import STATE_KINDS
 from . import l1 as L1
 from .l1 import Stage
@@ -42,28 +43,11 @@ def report_kind(kernel_kind: str) -> str:
     return kind if kind in KINDS else "elementwise"
 
 
-VIEW_OPS = {"view", "_unsafe_view", "t", "detach", "alias", "expand", "permute", "transpose", "unsqueeze",
-            "squeeze", "slice", "select", "reshape"}
-RED_MAX = 256  # kernels.h BT_RED_MAX: partial sums per core of a parallel norm reduction
-EW = {"add": "EW_ADD", "sub": "EW_SUB", "mul": "EW_MUL", "div": "EW_DIV"}
-
-
-class UnsupportedOp(NotImplementedError):
-    pass
-
-
 class Val:
     """A tensor of the step: index view into the arena (``idx``), plus how it is produced."""
 
     def __init__(self, idx, dtype=torch.float32, acc=False, relu_src=None):
         self.idx, self.dtype, self.acc, self.relu_src = idx, dtype, acc, relu_src
-
-
-def _fmt(x: float) -> str:
-    r = repr(float(x))
-    if "inf" in r or "nan" in r:
-        raise UnsupportedOp(f"non-finite constant {x!r} in the step")
-    return (r if ("e" in r or "." in r) else r + ".0") + "f"
 
 
 class StepCodegen:
@@ -294,7 +278,7 @@ class StepCodegen:
             if src is None or src.relu_src is not None:
                 raise UnsupportedOp(f"{node.name}: a view of a value with no arena slot")
             return Val(node.target(*vargs, **node.kwargs), src.dtype)
-        if name == "empty":
+        if spec_of(name).emit == NO_CODE:
             return None
         if node.name in self.skip:
             return env[args[0]]  # accumulated by the gradient's own kernel
@@ -343,245 +327,15 @@ class StepCodegen:
                 for i, t in enumerate(views) if i}
         return Stage(call, 0, maps)
 
-    def _norm_bwd(self, call: str, dy_: str, x_: str, dx_: str, sums: bool) -> list:
-        """Pass 0 (the sums over dy and x), when there are sums to make; pass 1 (dx), when dx is wanted."""
-        stages = []
-        if sums:
-            stages.append(Stage(call, _vid(dy_), {_vid(x_): ("same",)}, _pass_toks(0)))
-        if dx_ != "NULL":
-            stages.append(Stage(call, _vid(dx_), {_vid(dy_): ("same",), _vid(x_): ("same",)}, _pass_toks(1)))
-        return stages
-
-    def _conv_bwd_stages(self, dy, x, w, dx, dw, db, stride, pad, dil, groups) -> list:
-        """Two loops: the weight and bias gradients over tiles of dy (x with its halo; tiles after
-        the first accumulate), then the input gradient over tiles of dx (dy with its halo)."""
-        T, P = self.T, self.P
-        sw, pw, dlw = stride[1], pad[1], dil[1]
-        kw, W, Wo = int(w.idx.shape[-1]), int(x.idx.shape[-1]), int(dy.idx.shape[-1])
-        common = f"{stride[0]}, {stride[1]}, {pad[0]}, $pw$, {dil[0]}, {dil[1]}, {groups}"
-        stages = []
-        if dw is not None or db is not None:
-            dy_, x_, w_ = T(dy), T(x), T(w)
-            xi = _vid(x_)
-            acc_w, acc_b = int(bool(dw and dw.acc)), int(bool(db and db.acc))
-            call = (f"k_conv2d_bwd({dy_}, {x_}, {w_}, NULL, {P(dw)}, $accw$, {P(db)}, $accb$, {common})")
-            stages.append(Stage(call, _vid(dy_), {xi: ("conv", sw, pw, dlw, kw, W)},
-                                {"pw": lambda t, nt, w0, w1, lo: pw + lo(xi) - w0 * sw,
-                                 "accw": lambda t, nt, w0, w1, lo: acc_w if t == 0 else 1,
-                                 "accb": lambda t, nt, w0, w1, lo: acc_b if t == 0 else 1}))
-        if dx is not None:
-            dy_, w_, dx_ = T(dy), T(w), T(dx)
-            di = _vid(dy_)
-            call = f"k_conv2d_bwd({dy_}, {dy_}, {w_}, &{dx_}, NULL, 0, NULL, 0, {common})"
-            stages.append(Stage(call, _vid(dx_), {di: ("convt", sw, pw, dlw, kw, Wo)},
-                                {"pw": lambda t, nt, w0, w1, lo: pw + w0 - lo(di) * sw}))
-        return stages
-
-    def _call(self, name, node, A, out, kind) -> str:
-        T, P = self.T, self.P
-        args = node.args
-        if name == "convolution":
-            x, w, b, stride, pad, dil, transposed, _op, groups = [A(i) for i in range(9)]
-            if transposed or len(stride) != 2:
-                raise UnsupportedOp(f"{node.name}: transposed or non-2-D convolution")
-            y_, x_ = T(out), T(x)
-            call = (f"k_conv2d({y_}, {x_}, {T(w)}, {P(b)}, {stride[0]}, {stride[1]}, {pad[0]}, $pw$, "
-                    f"{dil[0]}, {dil[1]}, {groups})")
-            xi, kw = _vid(x_), int(w.idx.shape[-1])
-            sw, pw, dw = stride[1], pad[1], dil[1]
-            return [Stage(call, _vid(y_), {xi: ("conv", sw, pw, dw, kw, int(x.idx.shape[-1]))},
-                          {"pw": lambda t, nt, w0, w1, lo: pw + lo(xi) - w0 * sw})]
-        if name == "convolution_backward":
-            dy, x, w = A(0), A(1), A(2)
-            stride, pad, dil, transposed, groups, mask = A(4), A(5), A(6), A(7), A(9), A(10)
-            if transposed:
-                raise UnsupportedOp(f"{node.name}: transposed convolution")
-            dx = out[0] if mask[0] else None
-            dw = out[1] if mask[1] else None
-            db = out[2] if mask[2] else None
-            return self._conv_bwd_stages(dy, x, w, dx, dw, db, stride, pad, dil, groups)
-        if name == "mm":
-            return f"k_mm({T(out)}, {T(A(0))}, {T(A(1))}, {int(out.acc)})"
-        if name == "addmm":
-            if node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1:
-                raise UnsupportedOp(f"{node.name}: addmm with beta/alpha != 1")
-            bias = torch.broadcast_to(A(0).idx, tuple(out.idx.shape))
-            return f"k_addmm({T(out)}, {T(bias)}, {T(A(1))}, {T(A(2))})"
-        if name in ("native_group_norm", "native_group_norm_backward"):
-            xs = node.args[1 if name.endswith("backward") else 0].meta["val"].shape
-            need = xs[0] * (2 * xs[1] if name.endswith("backward") else A(6))  # (n, channel) x 2 | (n, group)
-            if need > RED_MAX:
-                raise UnsupportedOp(f"{node.name}: GroupNorm of {tuple(xs)} needs {need} partial sums per core, "
-                                    f"the kernels hold {RED_MAX} (kernels.h BT_RED_MAX)")
-        if name == "native_group_norm":
-            x, gm, bt = A(0), A(1), A(2)
-            if gm is None or bt is None:
-                raise UnsupportedOp(f"{node.name}: GroupNorm without affine parameters")
-            y_, x_ = T(out[0]), T(x)
-            call = (f"k_group_norm({y_}, {x_}, {T(gm)}, {T(bt)}, {T(out[1])}, {T(out[2])}, {A(6)}, "
-                    f"{_fmt(A(7))}, {int(x.idx.shape[-1])}, $pass$, $first$, $last$)")
-            return _norm_stages(call, [_vid(x_)] * 2 + [_vid(y_)], [[]] * 2 + [[_vid(x_)]])
-        if name == "native_group_norm_backward":
-            dy, x, mean, rstd, gm = A(0), A(1), A(2), A(3), A(4)
-            mask = A(9)
-            dx, dg, db = [out[i] if mask[i] else None for i in range(3)]
-            dy_, x_, dx_ = T(dy), T(x), P(dx)
-            call = (f"k_group_norm_bwd({dy_}, {x_}, {T(mean)}, {T(rstd)}, {T(gm)}, {dx_}, {P(dg)}, "
-                    f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {A(8)}, "
-                    f"{int(x.idx.shape[-1])}, $pass$, $first$, $last$)")
-            return self._norm_bwd(call, dy_, x_, dx_, True)
-        if name in ("native_batch_norm", "native_batch_norm_backward"):
-            ch = int(node.args[1 if name.endswith("backward") else 0].meta["val"].shape[1])
-            if 2 * ch > RED_MAX:
-                raise UnsupportedOp(f"{node.name}: BatchNorm of {ch} channels needs more partial sums per core than "
-                                    f"the kernels hold ({RED_MAX}, kernels.h BT_RED_MAX)")
-        if name == "native_batch_norm":
-            x, gm, bt, rm, rv, training, mom, eps = [A(i) for i in range(8)]
-            if gm is None or bt is None:
-                raise UnsupportedOp(f"{node.name}: BatchNorm without affine parameters")
-            if training:
-                y_, x_ = T(out[0]), T(x)
-                rm_, rv_ = P(rm), P(rv)
-                self.mutated |= {_vid(p) for p in (rm_, rv_) if p != "NULL"}  # running statistics, updated in place
-                call = (f"k_batch_norm_train({y_}, {x_}, {T(gm)}, {T(bt)}, {rm_}, {rv_}, "
-                        f"{T(out[1])}, {T(out[2])}, {_fmt(mom)}, {_fmt(eps)}, {int(x.idx.shape[-1])}, "
-                        "$pass$, $first$, $last$)")
-                return _norm_stages(call, [_vid(x_)] * 2 + [_vid(y_)], [[]] * 2 + [[_vid(x_)]])
-            return f"k_batch_norm_eval({T(out[0])}, {T(x)}, {T(gm)}, {T(bt)}, {T(rm)}, {T(rv)}, {_fmt(eps)})"
-        if name == "native_batch_norm_backward":
-            dy, x, gm, rm, rv, smean, sinv, train = [A(i) for i in range(8)]
-            mask = A(9)
-            dx, dg, db = [out[i] if mask[i] else None for i in range(3)]
-            dy_, x_, dx_ = T(dy), T(x), P(dx)
-            if not train:  # frozen statistics (bias, sparse, lora): x is read only for the scale's gradient
-                call = (f"k_batch_norm_eval_bwd({dy_}, {x_}, {T(gm)}, {T(rm)}, {T(rv)}, {dx_}, {P(dg)}, "
-                        f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {_fmt(A(8))}, "
-                        "$pass$, $first$, $last$)")
-                return self._norm_bwd(call, dy_, x_, dx_, dg is not None or db is not None)
-            call = (f"k_batch_norm_bwd({dy_}, {x_}, {T(gm)}, {T(smean)}, {T(sinv)}, {dx_}, {P(dg)}, "
-                    f"{int(bool(dg and dg.acc))}, {P(db)}, {int(bool(db and db.acc))}, {int(x.idx.shape[-1])}, "
-                    "$pass$, $first$, $last$)")
-            return self._norm_bwd(call, dy_, x_, dx_, True)
-        if name == "relu":
-            return f"k_relu({T(out)}, {T(A(0))})"
-        if name == "threshold_backward":
-            return f"k_threshold_bwd({T(out)}, {T(A(0))}, {T(A(1))}, {_fmt(A(2))})"
-        if name in ("avg_pool2d", "avg_pool2d_backward"):
-            bwd = name.endswith("backward")
-            k = list(A(2 if bwd else 1))
-            rest = [A(i) for i in range(3 if bwd else 2, len(args))]
-            stride = list(rest[0]) if rest and rest[0] else k
-            pad = list(rest[1]) if len(rest) > 1 else [0, 0]
-            ceil = rest[2] if len(rest) > 2 else False
-            div = rest[4] if len(rest) > 4 else None
-            if any(pad) or ceil:
-                raise UnsupportedOp(f"{node.name}: avg_pool2d with padding or ceil_mode")
-            if len(k) == 1:
-                k = k * 2
-            if len(stride) == 1:
-                stride = stride * 2
-            divisor = float(div) if div else float(k[0] * k[1])
-            if bwd:
-                dx_, dy_ = T(out), T(A(0))
-                call = f"k_avg_pool_bwd({dx_}, {dy_}, {k[0]}, {k[1]}, {stride[0]}, {stride[1]}, {_fmt(divisor)})"
-                if k[1] > stride[1]:  # overlapping windows: one tile
-                    return [Stage(call, None)]
-                return [Stage(call, _vid(dx_), {_vid(dy_): ("poolt", stride[1], int(A(0).idx.shape[-1]))},
-                              align=stride[1])]
-            x = A(0)
-            src, relu = (x.relu_src, 1) if x.relu_src is not None else (x, 0)
-            y_, x_ = T(out), T(src)
-            call = f"k_avg_pool({y_}, {x_}, {k[0]}, {k[1]}, {stride[0]}, {stride[1]}, {_fmt(divisor)}, {relu})"
-            return [Stage(call, _vid(y_), {_vid(x_): ("pool", stride[1], k[1], int(src.idx.shape[-1]))})]
-        if name in ("mean", "sum"):
-            x = A(0)
-            src, relu = (x.relu_src, 1) if x.relu_src is not None else (x, 0)
-            xs = tuple(node.args[0].meta["val"].shape)
-            dims = sorted(d % len(xs) for d in (A(1) or range(len(xs))))
-            keep = A(2) if len(args) > 2 else False
-            ob = out.idx
-            if not keep:
-                for d in dims:
-                    ob = ob.unsqueeze(d)
-            ybc = ob.expand(xs)
-            divisor = 1.0
-            if name == "mean":
-                for d in dims:
-                    divisor *= xs[d]
-            if out.acc and divisor != 1.0:
-                raise UnsupportedOp(f"{node.name}: accumulated mean")
-            return f"k_sum({T(out)}, {T(ybc)}, {T(src)}, {_fmt(divisor)}, {relu}, {int(out.acc)})"
-        if name == "_log_softmax":
-            if A(1) not in (1, -1) or node.args[0].meta["val"].dim() != 2:
-                raise UnsupportedOp(f"{node.name}: log_softmax over dim {A(1)} of a non-2-D tensor")
-            return f"k_log_softmax({T(out)}, {T(A(0))})"
-        if name == "_log_softmax_backward_data":
-            return f"k_log_softmax_bwd({T(out)}, {T(A(0))}, {T(A(1))})"
-        if name == "nll_loss_forward":
-            if A(2) is not None or A(3) != 1:
-                raise UnsupportedOp(f"{node.name}: nll_loss with class weights or reduction != mean")
-            return f"k_nll_loss({T(out[0])}, {T(out[1])}, {T(A(0))}, {self.I64(A(1))}, {A(4)})"
-        if name == "nll_loss_backward":
-            if A(3) is not None or A(4) != 1:
-                raise UnsupportedOp(f"{node.name}: nll_loss with class weights or reduction != mean")
-            return f"k_nll_loss_bwd({T(out)}, {T(A(0))}, {self.I64(A(2))}, {T(A(6))}, {A(5)})"
-        if name == "ones_like":  # the seed of the backward: d loss / d loss, times the loss scale
-            return f"k_fill({T(out)}, {_fmt(self.seed)})"
-        if name == "zero_":
-            return f"k_fill({T(out)}, 0.0f)"
-        if name in ("copy_", "clone"):
-            dst, src = (A(0), A(1)) if name == "copy_" else (out, A(0))
-            return f"k_copy({T(dst)}, {T(src)})"
-        if name == "constant_pad_nd":
-            pads = list(A(1))
-            value = A(2) if len(args) > 2 else 0.0
-            if len(pads) > 4:
-                raise UnsupportedOp(f"{node.name}: padding of more than the last two dimensions")
-            pads += [0] * (4 - len(pads))
-            y_, x_ = T(out), T(A(0))
-            xi, pw = _vid(x_), pads[0]
-            return [Stage(f"k_pad({y_}, {x_}, {pads[2]}, $pw$, {_fmt(value)})", _vid(y_),
-                          {xi: ("pad", pw, int(A(0).idx.shape[-1]))},
-                          {"pw": lambda t, nt, w0, w1, lo: pw + lo(xi) - w0})]
-        base = name.rstrip("_")
-        if base in EW:
-            a, b = A(0), A(1)
-            alpha = node.kwargs.get("alpha", 1)
-            y = out
-            if y.dtype == torch.int64:
-                if base != "add" or isinstance(b, Val):
-                    raise UnsupportedOp(f"{node.name}: integer {name} with a tensor operand")
-                return f"k_i64_add({self.I64(y)}, {y.idx.numel()}, {int(b) * int(alpha)})"
-            if isinstance(b, Val):
-                if b.relu_src is not None:
-                    raise UnsupportedOp(f"{node.name}: reads a ReLU fused into pooling")
-                bb = torch.broadcast_to(b.idx, tuple(y.idx.shape))
-                aa = torch.broadcast_to(a.idx, tuple(y.idx.shape))
-                al = _fmt(alpha * self.alpha_scale.get(node.name, 1.0))
-                if node.name in self.lr_updates:
-                    al = "-r->lr"  # the SGD update: the learning rate is the step's runtime input (its schedule)
-                return f"k_binary({EW[base]}, {T(y)}, {T(aa)}, {T(bb)}, {al})"
-            s = float(b) * (float(alpha) if base in ("add", "sub") else 1.0)
-            sc = _fmt(s)
-            if base == "mul" and self.program.accum > 1 and self.in_loss_phase and s == 1.0 / self.program.accum:
-                sc = "r->scale"  # loss scale 1/(micro-batches in this step)
-            aa = torch.broadcast_to(a.idx, tuple(y.idx.shape))
-            return f"k_binary_scalar({EW[base]}, {T(y)}, {T(aa)}, {sc})"
-        raise UnsupportedOp(
-            f"aten op {name!r} ({node.name}) has no C kernel in the export; supported: convolution(+backward), "
-            "mm, addmm, native_group_norm(+backward), native_batch_norm(+backward), relu, threshold_backward, "
-            "avg_pool2d(+backward), mean, sum, _log_softmax(+backward), nll_loss(+backward), add/sub/mul/div, "
-            "zero_, copy_, ones_like, constant_pad_nd and views")
+    def _call(self, name, node, A, out, kind) -> str | list:
+        """The kernel call (or its L1 stages) of one op: its op-table entry's emitter, the
+        arguments by schema name (``A(i)``: positional argument i as a value of the step)."""
+        return emit_of(name, node)(self, node, Args(node, A), out)
 
 
 def _width(t) -> int:
     """Length of a view's last (time) dimension; 1 for a scalar."""
     return int(t.shape[-1]) if t.dim() else 1
-
-
-def _vid(placeholder: str) -> int:
-    """The view id of a placeholder ``@i@`` (or ``&@i@``)."""
-    return int(placeholder.strip("&@"))
 
 
 def _subst(call: str, views: dict, toks: dict) -> str:
@@ -591,16 +345,6 @@ def _subst(call: str, views: dict, toks: dict) -> str:
     for i in sorted(views, reverse=True):
         call = call.replace(f"@{i}@", views[i])
     return call
-
-
-def _pass_toks(p: int) -> dict:
-    return {"pass": lambda t, nt, w0, w1, lo, p=p: p, "first": lambda t, nt, w0, w1, lo: int(t == 0),
-            "last": lambda t, nt, w0, w1, lo: int(t == nt - 1)}
-
-
-def _norm_stages(call: str, drivers: list, same: list) -> list:
-    """A norm's passes: pass p tiles ``drivers[p]``'s time axis, ``same[p]`` take the same tile."""
-    return [Stage(call, d, {i: ("same",) for i in sm}, _pass_toks(p)) for p, (d, sm) in enumerate(zip(drivers, same))]
 
 
 def _weight_updates(placeholders, inputs) -> set[str]:
