@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..strategy_table import label_order  # noqa: E402
-from .study import COLORS, _legend_above, _save, color_of, marker_of  # noqa: E402
+from .study import COLORS, _legend_above, _save, color_of, hatch_of, marker_of  # noqa: E402
 
 DEVICE_COLUMNS = ("device_fits_on_chip", "device_peak_l2_bytes", "device_samples_per_s")
 
@@ -138,10 +138,14 @@ def plot_pareto(table: pd.DataFrame, path: Path, l2_budget: int, dpi: int) -> No
 
 
 def _point_style(strategy: str, fits: bool) -> dict:
-    """A strategy's marker in the Pareto panels: its colour and shape, hollow when it does not fit."""
+    """A strategy's marker in the Pareto panels: its colour and shape, hollow when it does not fit;
+    a 16-bit run has a black outline and its precision's hatch (the bars' too), beside its fp32 twin."""
     color = color_of(strategy)
-    return {"marker": marker_of(strategy), "s": 70, "zorder": 3, "linewidths": 1.2,
-            "facecolors": color if fits else "none", "edgecolors": color}
+    style = {"marker": marker_of(strategy), "s": 70, "zorder": 3, "linewidths": 1.2,
+             "facecolors": color if fits else "none", "edgecolors": color}
+    if hatch_of(strategy):
+        style.update(edgecolors="black", hatch=hatch_of(strategy) * 2, s=90)
+    return style
 
 
 def fits_cell(value) -> bool:
