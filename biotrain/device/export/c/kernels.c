@@ -173,43 +173,397 @@ void k_i64_add(int64_t *p, int n, int64_t v) {
     for (int i = 0; i < n; i++) p[i] += v;
 }
 
-void k_conv2d(ten_t y, ten_t x, ten_t w, const ten_t *bias, int sh, int sw, int ph, int pw, int dh, int dw,
-              int groups) {
-    const int H = x.d[2], W = x.d[3], cig = w.d[1], cog = y.d[1] / groups, Kh = w.d[2], Kw = w.d[3];
-    FOR4P(y) { /* every output element is independent: the cores share them all */
-        const int n = i0, co = i1, oh = i2, ow = i3, c0 = (co / cog) * cig;
-        float acc = bias ? V(*bias, co) : 0.0f;
-        for (int ci = 0; ci < cig; ci++)
-            for (int kh = 0; kh < Kh; kh++) {
-                const int ih = oh * sh - ph + kh * dh;
-                if (ih < 0 || ih >= H) continue;
-                for (int kw = 0; kw < Kw; kw++) {
-                    const int iw = ow * sw - pw + kw * dw;
-                    if (iw < 0 || iw >= W) continue;
-                    acc += AT(x, n, c0 + ci, ih, iw) * AT(w, co, ci, kh, kw);
-                }
-            }
-        AT(y, n, co, oh, ow) = acc;
-    }
+/* ---- Convolutions ----
+ * The cores share the output elements (forward, input gradient) or the weight elements (weight
+ * gradient), flattened, as every kernel does; each core walks its share row segment by row
+ * segment. Fast paths (width stride and dilation 1, the time axis contiguous in the operands it
+ * sweeps: every convolution of the models) keep a block of sums in registers over taps known to
+ * be in range, with the inputs of a block loaded once; the few outputs near a border take their
+ * clipped tap range one by one. No bounds check runs per tap. Anything else takes the generic
+ * per-element loops (conv_*_el). Control flow depends on the shapes only. */
+
+#if defined(__FP_FAST_FMAF)
+#define FMA(a, b, c) __builtin_fmaf(a, b, c) /* one fmadd.s (rv32 F); not picolibc's inline asm, which the compiler cannot schedule */
+#else
+#define FMA(a, b, c) ((a) * (b) + (c))
+#endif
+#define BT_INLINE static inline __attribute__((always_inline))
+
+/* the convolution family's arguments, built once per call; y: the output (forward) or dy */
+typedef struct {
+    ten_t y, x, w;
+    int sh, sw, ph, pw, dh, dw;
+    int cig, cog; /* input and output channels per group */
+} conv_args_t;
+
+static conv_args_t conv_args(ten_t y, ten_t x, ten_t w, int sh, int sw, int ph, int pw, int dh, int dw, int groups) {
+    conv_args_t c = {y, x, w, sh, sw, ph, pw, dh, dw, w.d[1], y.d[1] / groups};
+    return c;
 }
 
-/* Weight gradient element (co, ci, kh, kw); c0: the first input channel of co's group. */
-static void conv_bwd_weight(ten_t dy, ten_t x, ten_t *dwt, int acc_dw, int co, int ci, int kh, int kw, int c0,
-                            int sh, int sw, int ph, int pw, int dh, int dw) {
-    const int N = dy.d[0], Ho = dy.d[2], Wo = dy.d[3], H = x.d[2], W = x.d[3];
+static inline int max_i(int a, int b) { return a > b ? a : b; }
+static inline int min_i(int a, int b) { return a < b ? a : b; }
+static inline int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); } /* b > 0 */
+
+/* -- generic per-element loops (any stride, padding, dilation, groups) -- */
+
+static float conv_fwd_el(const conv_args_t *c, int n, int co, int oh, int ow, float acc) {
+    const ten_t x = c->x, w = c->w;
+    const int H = x.d[2], W = x.d[3], Kh = w.d[2], Kw = w.d[3], c0 = (co / c->cog) * c->cig;
+    for (int ci = 0; ci < c->cig; ci++)
+        for (int kh = 0; kh < Kh; kh++) {
+            const int ih = oh * c->sh - c->ph + kh * c->dh;
+            if (ih < 0 || ih >= H) continue;
+            for (int kw = 0; kw < Kw; kw++) {
+                const int iw = ow * c->sw - c->pw + kw * c->dw;
+                if (iw < 0 || iw >= W) continue;
+                acc += AT(x, n, c0 + ci, ih, iw) * AT(w, co, ci, kh, kw);
+            }
+        }
+    return acc;
+}
+
+/* weight gradient element (co, ci, kh, kw) */
+static float conv_wg_el(const conv_args_t *c, int co, int ci, int kh, int kw) {
+    const ten_t dy = c->y, x = c->x;
+    const int N = dy.d[0], Ho = dy.d[2], Wo = dy.d[3], H = x.d[2], W = x.d[3], c0 = (co / c->cog) * c->cig;
     float acc = 0.0f;
     for (int n = 0; n < N; n++)
         for (int oh = 0; oh < Ho; oh++) {
-            const int ih = oh * sh - ph + kh * dh;
+            const int ih = oh * c->sh - c->ph + kh * c->dh;
             if (ih < 0 || ih >= H) continue;
             for (int ow = 0; ow < Wo; ow++) {
-                const int iw = ow * sw - pw + kw * dw;
+                const int iw = ow * c->sw - c->pw + kw * c->dw;
                 if (iw < 0 || iw >= W) continue;
                 acc += AT(dy, n, co, oh, ow) * AT(x, n, c0 + ci, ih, iw);
             }
         }
-    if (acc_dw) AT(*dwt, co, ci, kh, kw) += acc;
-    else AT(*dwt, co, ci, kh, kw) = acc;
+    return acc;
+}
+
+/* input gradient element (n, ci, ih, iw): a gather over the output gradient */
+static float conv_ig_el(const conv_args_t *c, int n, int ci, int ih, int iw) {
+    const ten_t dy = c->y, w = c->w;
+    const int Ho = dy.d[2], Wo = dy.d[3], Kh = w.d[2], Kw = w.d[3], g = ci / c->cig, cl = ci - g * c->cig;
+    float acc = 0.0f;
+    for (int co = g * c->cog; co < (g + 1) * c->cog; co++)
+        for (int kh = 0; kh < Kh; kh++) {
+            const int th = ih + c->ph - kh * c->dh;
+            if (th < 0 || th % c->sh) continue;
+            const int oh = th / c->sh;
+            if (oh >= Ho) continue;
+            for (int kw = 0; kw < Kw; kw++) {
+                const int tw = iw + c->pw - kw * c->dw;
+                if (tw < 0 || tw % c->sw) continue;
+                const int ow = tw / c->sw;
+                if (ow >= Wo) continue;
+                acc += AT(dy, n, co, oh, ow) * AT(w, co, cl, kh, kw);
+            }
+        }
+    return acc;
+}
+
+/* -- register blocks --
+ * BLK8_4: s_j += sum_{i<4} b[i*bs] * a[j+i] for j < 8 (11 a and 4 b loads, 32 multiply-adds);
+ * BLK8_1: s_j += b[0] * a[j]. BLK4_*: the same for j < 4. The output-stationary sums use them
+ * with b the weights (a tap block), the tap-stationary ones with b the output gradient (a column
+ * block) and s the weight-gradient taps. */
+#define ROW4(s, a0, a1, a2, a3) \
+    s = FMA(a0, b0, s);         \
+    s = FMA(a1, b1, s);         \
+    s = FMA(a2, b2, s);         \
+    s = FMA(a3, b3, s)
+#define LOADB4(b, bs) const float b0 = (b)[0], b1 = (b)[(bs)], b2 = (b)[2 * (bs)], b3 = (b)[3 * (bs)]
+#define BLK8_4(a, b, bs)                                                                               \
+    do {                                                                                               \
+        LOADB4(b, bs);                                                                                 \
+        const float a0 = (a)[0], a1 = (a)[1], a2 = (a)[2], a3 = (a)[3], a4 = (a)[4], a5 = (a)[5];      \
+        const float a6 = (a)[6], a7 = (a)[7], a8 = (a)[8], a9 = (a)[9], a10 = (a)[10];                 \
+        ROW4(s0, a0, a1, a2, a3); ROW4(s1, a1, a2, a3, a4); ROW4(s2, a2, a3, a4, a5);                 \
+        ROW4(s3, a3, a4, a5, a6); ROW4(s4, a4, a5, a6, a7); ROW4(s5, a5, a6, a7, a8);                 \
+        ROW4(s6, a6, a7, a8, a9); ROW4(s7, a7, a8, a9, a10);                                          \
+    } while (0)
+#define BLK8_1(a, b)                                                                                   \
+    do {                                                                                               \
+        const float b0 = (b)[0];                                                                       \
+        s0 = FMA((a)[0], b0, s0); s1 = FMA((a)[1], b0, s1); s2 = FMA((a)[2], b0, s2);                  \
+        s3 = FMA((a)[3], b0, s3); s4 = FMA((a)[4], b0, s4); s5 = FMA((a)[5], b0, s5);                  \
+        s6 = FMA((a)[6], b0, s6); s7 = FMA((a)[7], b0, s7);                                            \
+    } while (0)
+#define BLK4_4(a, b, bs)                                                                               \
+    do {                                                                                               \
+        LOADB4(b, bs);                                                                                 \
+        const float a0 = (a)[0], a1 = (a)[1], a2 = (a)[2], a3 = (a)[3], a4 = (a)[4], a5 = (a)[5];      \
+        const float a6 = (a)[6];                                                                       \
+        ROW4(s0, a0, a1, a2, a3); ROW4(s1, a1, a2, a3, a4); ROW4(s2, a2, a3, a4, a5);                 \
+        ROW4(s3, a3, a4, a5, a6);                                                                      \
+    } while (0)
+#define BLK4_1(a, b)                                                                                   \
+    do {                                                                                               \
+        const float b0 = (b)[0];                                                                       \
+        s0 = FMA((a)[0], b0, s0); s1 = FMA((a)[1], b0, s1); s2 = FMA((a)[2], b0, s2);                  \
+        s3 = FMA((a)[3], b0, s3);                                                                      \
+    } while (0)
+
+/* s + sum_{i<n} a[i] * b[i*bs] */
+BT_INLINE float dot_bs(const float *a, const float *b, int n, const int bs, float s) {
+    const float *e4 = a + (n & ~3), *e = a + n;
+    for (; a != e4; a += 4, b += 4 * bs) {
+        s = FMA(a[0], b[0], s);
+        s = FMA(a[1], b[bs], s);
+        s = FMA(a[2], b[2 * bs], s);
+        s = FMA(a[3], b[3 * bs], s);
+    }
+    for (; a != e; a++, b += bs) s = FMA(a[0], b[0], s);
+    return s;
+}
+
+/* -- output-stationary rows (forward, input gradient) --
+ * out[o] = init + sum over tap rows (u, k) of sum_{t<K} a_uk[o + off + t] * b_uk[t * bs], where
+ * a_uk = a + u a_su + k a_sk is a row of A columns and b_uk = b + u b_su + k b_sk its K taps
+ * (bs = 1: forward; bs = -1: input gradient, the taps reversed). Output o's taps are all in range
+ * when -off <= o < A - off - K + 1 (the interior). */
+typedef struct {
+    const float *a, *b;
+    int a_su, a_sk, b_su, b_sk, nu, nk, K, A, off;
+    float init;
+} os_row_t;
+
+#define OS_ROWS(r, o, ...)                                                                \
+    const float *au = (r)->a + (o) + (r)->off, *bu = (r)->b;                             \
+    for (int u = 0; u < (r)->nu; u++, au += (r)->a_su, bu += (r)->b_su) {                \
+        const float *ak = au, *bk = bu;                                                  \
+        for (int k = 0; k < (r)->nk; k++, ak += (r)->a_sk, bk += (r)->b_sk) __VA_ARGS__ \
+    }
+
+/* 8 interior outputs o..o+7 into y[0], y[ys], ... */
+BT_INLINE void os_block8(const os_row_t *r, int o, float *y, int ys, const int bs) {
+    float s0 = r->init, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    const int K4 = r->K & ~3, K = r->K;
+    if (K == 1) { /* 1-wide kernels: the taps are the rows */
+        OS_ROWS(r, o, BLK8_1(ak, bk);)
+    } else {
+        OS_ROWS(r, o, {
+            const float *a = ak, *b = bk, *b4 = bk + K4 * bs, *be = bk + K * bs;
+            for (; b != b4; a += 4, b += 4 * bs) BLK8_4(a, b, bs);
+            for (; b != be; a++, b += bs) BLK8_1(a, b);
+        })
+    }
+    y[0] = s0, y[ys] = s1, y[2 * ys] = s2, y[3 * ys] = s3;
+    y[4 * ys] = s4, y[5 * ys] = s5, y[6 * ys] = s6, y[7 * ys] = s7;
+}
+
+BT_INLINE void os_block4(const os_row_t *r, int o, float *y, int ys, const int bs) {
+    float s0 = r->init, s1 = s0, s2 = s0, s3 = s0;
+    const int K4 = r->K & ~3, K = r->K;
+    OS_ROWS(r, o, {
+        const float *a = ak, *b = bk, *b4 = bk + K4 * bs, *be = bk + K * bs;
+        for (; b != b4; a += 4, b += 4 * bs) BLK4_4(a, b, bs);
+        for (; b != be; a++, b += bs) BLK4_1(a, b);
+    })
+    y[0] = s0, y[ys] = s1, y[2 * ys] = s2, y[3 * ys] = s3;
+}
+
+/* one output over its taps in range */
+BT_INLINE float os_one(const os_row_t *r, int o, const int bs) {
+    const int t0 = max_i(0, -r->off - o), t1 = min_i(r->K, r->A - r->off - o);
+    float s = r->init;
+    if (t0 >= t1) return s;
+    OS_ROWS(r, o, s = dot_bs(ak + t0, bk + t0 * bs, t1 - t0, bs, s);)
+    return s;
+}
+
+/* outputs [o0, o1) of the row into y (at o0, stride ys): border outputs one by one, the interior
+ * in blocks of 8 (then 4) */
+BT_INLINE void os_segment(const os_row_t *r, int o0, int o1, float *y, int ys, const int bs) {
+    const int lo = -r->off, hi = min_i(o1, r->A - r->off - r->K + 1);
+    int o = o0;
+    for (; o < o1 && o < lo; o++, y += ys) *y = os_one(r, o, bs);
+    for (; o + 8 <= hi; o += 8, y += 8 * ys) os_block8(r, o, y, ys, bs);
+    if (o + 4 <= hi) os_block4(r, o, y, ys, bs), o += 4, y += 4 * ys;
+    for (; o < o1; o++, y += ys) *y = os_one(r, o, bs);
+}
+
+static void os_segment_fwd(const os_row_t *r, int o0, int o1, float *y, int ys) { os_segment(r, o0, o1, y, ys, 1); }
+static void os_segment_rev(const os_row_t *r, int o0, int o1, float *y, int ys) { os_segment(r, o0, o1, y, ys, -1); }
+
+/* -- tap-stationary rows (weight gradient) --
+ * For taps t of one weight row: sum over rows (u, k) of sum_o g_uk[o] * x_uk[o + off + t], o in
+ * [0, O) with o + off + t in [0, A); g_uk = g + u g_su + k g_sk (the output gradient), x_uk likewise. */
+typedef struct {
+    const float *g, *x;
+    int g_su, g_sk, x_su, x_sk, nu, nk, O, A, off;
+} ts_row_t;
+
+#define TS_ROWS(r, ...)                                                                        \
+    const float *gu = (r)->g, *xu = (r)->x;                                                    \
+    for (int u = 0; u < (r)->nu; u++, gu += (r)->g_su, xu += (r)->x_su) {                      \
+        const float *gk = gu, *xk = xu;                                                        \
+        for (int k = 0; k < (r)->nk; k++, gk += (r)->g_sk, xk += (r)->x_sk) __VA_ARGS__       \
+    }
+
+/* tap t over the columns in range outside [lo, hi) (which lies inside its range) */
+static float ts_edge(const ts_row_t *r, int t, int lo, int hi) {
+    const int v0 = max_i(0, -r->off - t), v1 = min_i(r->O, r->A - r->off - t);
+    const int e1 = min_i(v1, lo), e2 = max_i(v0, hi);
+    float s = 0.0f;
+    if (v0 >= e1 && e2 >= v1) return s;
+    TS_ROWS(r, {
+        if (v0 < e1) s = dot_bs(gk + v0, xk + v0 + r->off + t, e1 - v0, 1, s);
+        if (e2 < v1) s = dot_bs(gk + e2, xk + e2 + r->off + t, v1 - e2, 1, s);
+    })
+    return s;
+}
+
+/* the columns every tap of [t, t + T) has in range: [lo, hi), hi >= lo; returns whether some
+ * tap has columns in range outside them (near a border) */
+static inline int ts_interior(const ts_row_t *r, int t, int T, int *lo, int *hi) {
+    *lo = min_i(r->O, max_i(0, -r->off - t));
+    *hi = max_i(*lo, min_i(r->O, r->A - r->off - t - T + 1));
+    return t < -r->off || r->A - r->off - t - T + 1 < r->O;
+}
+
+/* out[j * os] (+)= s[j] + the tap's border columns, j < T */
+static void ts_store(const ts_row_t *r, int t, int T, const float *s, int edges, int lo, int hi, float *out, int os,
+                     int acc) {
+    for (int j = 0; j < T; j++, out += os) {
+        const float v = edges ? s[j] + ts_edge(r, t + j, lo, hi) : s[j];
+        *out = acc ? *out + v : v;
+    }
+}
+
+/* taps t..t+7 into out[0], out[os], ... (added to what is there when acc) */
+static void ts_block8(const ts_row_t *r, int t, float *out, int os, int acc) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f, s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
+    int lo, hi;
+    const int edges = ts_interior(r, t, 8, &lo, &hi);
+    const int n4 = (hi - lo) & ~3;
+    TS_ROWS(r, {
+        const float *g = gk + lo, *a = xk + lo + r->off + t, *g4 = g + n4, *ge = gk + hi;
+        for (; g != g4; g += 4, a += 4) BLK8_4(a, g, 1);
+        for (; g != ge; g++, a++) BLK8_1(a, g);
+    })
+    const float s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    ts_store(r, t, 8, s, edges, lo, hi, out, os, acc);
+}
+
+static void ts_block4(const ts_row_t *r, int t, float *out, int os, int acc) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    int lo, hi;
+    const int edges = ts_interior(r, t, 4, &lo, &hi);
+    const int n4 = (hi - lo) & ~3;
+    TS_ROWS(r, {
+        const float *g = gk + lo, *a = xk + lo + r->off + t, *g4 = g + n4, *ge = gk + hi;
+        for (; g != g4; g += 4, a += 4) BLK4_4(a, g, 1);
+        for (; g != ge; g++, a++) BLK4_1(a, g);
+    })
+    const float s[4] = {s0, s1, s2, s3};
+    ts_store(r, t, 4, s, edges, lo, hi, out, os, acc);
+}
+
+static void ts_one(const ts_row_t *r, int t, float *out, int acc) {
+    const float v = ts_edge(r, t, 0, 0); /* an empty interior: every column in range */
+    *out = acc ? *out + v : v;
+}
+
+/* taps [t0, t1) of the weight row at out (stride os): blocks of 8, then 4, then one by one */
+static void ts_segment(const ts_row_t *r, int t0, int t1, float *out, int os, int acc) {
+    int t = t0;
+    for (; t + 8 <= t1; t += 8, out += 8 * os) ts_block8(r, t, out, os, acc);
+    if (t + 4 <= t1) ts_block4(r, t, out, os, acc), t += 4, out += 4 * os;
+    for (; t < t1; t++, out += os) ts_one(r, t, out, acc);
+}
+
+/* -- the three halves -- */
+
+/* whether the fast paths apply: unit width stride and dilation, the time axis contiguous */
+static inline int conv_fast(const conv_args_t *c, const ten_t *a) {
+    return c->sw == 1 && c->dw == 1 && a->s[3] == 1 && c->w.s[3] == 1;
+}
+
+/* forward output row (n, co, oh): its tap rows over the input channels of co's group and the
+ * kernel rows that land inside the input */
+static void fwd_row(const conv_args_t *c, int n, int co, int oh, float init, os_row_t *r) {
+    const ten_t *x = &c->x, *w = &c->w;
+    const int ih0 = oh * c->sh - c->ph, dh = c->dh, Kh = w->d[2];
+    const int k0 = max_i(0, ceil_div(-ih0, dh)), k1 = min_i(Kh, max_i(0, ceil_div(x->d[2] - ih0, dh)));
+    const int c0 = (co / c->cog) * c->cig;
+    r->nk = max_i(0, k1 - k0);
+    r->a = r->nk ? &AT(*x, n, c0, ih0 + k0 * dh, 0) : x->p;
+    r->b = r->nk ? &AT(*w, co, 0, k0, 0) : w->p;
+    r->a_su = x->s[1], r->a_sk = dh * x->s[2], r->b_su = w->s[1], r->b_sk = w->s[2];
+    r->nu = c->cig, r->K = w->d[3], r->A = x->d[3], r->off = -c->pw, r->init = init;
+}
+
+void k_conv2d(ten_t y, ten_t x, ten_t w, const ten_t *bias, int sh, int sw, int ph, int pw, int dh, int dw,
+              int groups) {
+    const conv_args_t c = conv_args(y, x, w, sh, sw, ph, pw, dh, dw, groups);
+    const int fast = conv_fast(&c, &x);
+    FOR_ROWS(y) { /* every output element is independent: the cores share them all */
+        const float init = bias ? V(*bias, i1) : 0.0f;
+        if (fast) {
+            os_row_t r;
+            fwd_row(&c, i0, i1, i2, init, &r);
+            os_segment_fwd(&r, j0, j1, &AT(y, i0, i1, i2, j0), y.s[3]);
+        } else {
+            for (int i3 = j0; i3 < j1; i3++) AT(y, i0, i1, i2, i3) = conv_fwd_el(&c, i0, i1, i2, i3, init);
+        }
+    }
+}
+
+/* input-gradient row (n, ci, ih), height stride 1: tap rows over the output channels of ci's
+ * group and the kernel rows whose output row exists; the taps reversed */
+static void ig_row(const conv_args_t *c, int n, int ci, int ih, os_row_t *r) {
+    const ten_t *dy = &c->y, *w = &c->w;
+    const int g = ci / c->cig, cl = ci - g * c->cig, th = ih + c->ph, dh = c->dh, Kw = w->d[3];
+    const int k0 = max_i(0, ceil_div(th - dy->d[2] + 1, dh)), k1 = min_i(w->d[2], th < 0 ? 0 : th / dh + 1);
+    r->nk = max_i(0, k1 - k0);
+    r->a = r->nk ? &AT(*dy, n, g * c->cog, th - k0 * dh, 0) : dy->p;
+    r->b = r->nk ? &AT(*w, g * c->cog, cl, k0, Kw - 1) : w->p;
+    r->a_su = dy->s[1], r->a_sk = -dh * dy->s[2], r->b_su = w->s[0], r->b_sk = w->s[2];
+    r->nu = c->cog, r->K = Kw, r->A = dy->d[3], r->off = c->pw - Kw + 1, r->init = 0.0f;
+}
+
+/* weight-gradient row (co, ci, kh): tap rows over the samples and the output rows whose input
+ * row exists */
+static void wg_row(const conv_args_t *c, int co, int ci, int kh, ts_row_t *r) {
+    const ten_t *dy = &c->y, *x = &c->x;
+    const int t = c->ph - kh * c->dh, c0 = (co / c->cog) * c->cig;
+    const int o0 = max_i(0, ceil_div(t, c->sh)), o1 = min_i(dy->d[2], max_i(0, ceil_div(x->d[2] + t, c->sh)));
+    r->nk = max_i(0, o1 - o0);
+    r->g = r->nk ? &AT(*dy, 0, co, o0, 0) : dy->p;
+    r->x = r->nk ? &AT(*x, 0, c0 + ci, o0 * c->sh - t, 0) : x->p;
+    r->g_su = dy->s[0], r->g_sk = dy->s[2], r->x_su = x->s[0], r->x_sk = c->sh * x->s[2];
+    r->nu = dy->d[0], r->O = dy->d[3], r->A = x->d[3], r->off = -c->pw;
+}
+
+static void conv_wg(const conv_args_t *c, ten_t *dwt, int acc) {
+    const int fast = conv_fast(c, &c->x) && c->y.s[3] == 1;
+    FOR_ROWS(*dwt) {
+        if (fast) {
+            ts_row_t r;
+            wg_row(c, i0, i1, i2, &r);
+            ts_segment(&r, j0, j1, &AT(*dwt, i0, i1, i2, j0), dwt->s[3], acc);
+        } else {
+            for (int i3 = j0; i3 < j1; i3++) {
+                const float v = conv_wg_el(c, i0, i1, i2, i3);
+                AT(*dwt, i0, i1, i2, i3) = acc ? AT(*dwt, i0, i1, i2, i3) + v : v;
+            }
+        }
+    }
+}
+
+static void conv_ig(const conv_args_t *c, ten_t dx) {
+    const int fast = conv_fast(c, &c->y) && c->sh == 1;
+    FOR_ROWS(dx) {
+        if (fast) {
+            os_row_t r;
+            ig_row(c, i0, i1, i2, &r);
+            os_segment_rev(&r, j0, j1, &AT(dx, i0, i1, i2, j0), dx.s[3]);
+        } else {
+            for (int i3 = j0; i3 < j1; i3++) AT(dx, i0, i1, i2, i3) = conv_ig_el(c, i0, i1, i2, i3);
+        }
+    }
 }
 
 /* Bias gradient of output channel co. */
@@ -223,47 +577,20 @@ static void conv_bwd_bias(ten_t dy, ten_t *db, int acc_db, int co) {
     else V(*db, co) = acc;
 }
 
-/* Input gradient element (n, c0 + ci, ih, iw) (group g): a gather over the output gradient. */
-static void conv_bwd_input(ten_t dy, ten_t w, ten_t dx, int g, int cog, int c0, int ci, int n, int ih, int iw,
-                           int sh, int sw, int ph, int pw, int dh, int dw) {
-    const int Ho = dy.d[2], Wo = dy.d[3], Kh = w.d[2], Kw = w.d[3];
-    float acc = 0.0f;
-    for (int co = g * cog; co < (g + 1) * cog; co++)
-        for (int kh = 0; kh < Kh; kh++) {
-            const int th = ih + ph - kh * dh;
-            if (th < 0 || th % sh) continue;
-            const int oh = th / sh;
-            if (oh >= Ho) continue;
-            for (int kw = 0; kw < Kw; kw++) {
-                const int tw = iw + pw - kw * dw;
-                if (tw < 0 || tw % sw) continue;
-                const int ow = tw / sw;
-                if (ow >= Wo) continue;
-                acc += AT(dy, n, co, oh, ow) * AT(w, co, ci, kh, kw);
-            }
-        }
-    AT(dx, n, c0 + ci, ih, iw) = acc;
-}
-
 /* The weight and bias gradients first (the cores share their elements), a barrier, then the input
  * gradient (the cores share its elements): dx may overwrite x (the depthwise case the planner
  * allows) because no core writes dx before every core has read x. */
 void k_conv2d_bwd(ten_t dy, ten_t x, ten_t w, ten_t *dx, ten_t *dwt, int acc_dw, ten_t *db, int acc_db,
                   int sh, int sw, int ph, int pw, int dh, int dw, int groups) {
-    const int Co = dy.d[1], cig = w.d[1], cog = Co / groups;
-    if (dwt) {
-        FOR4P(*dwt) conv_bwd_weight(dy, x, dwt, acc_dw, i0, i1, i2, i3, (i0 / cog) * cig, sh, sw, ph, pw, dh, dw);
-    }
+    const conv_args_t c = conv_args(dy, x, w, sh, sw, ph, pw, dh, dw, groups);
+    if (dwt) conv_wg(&c, dwt, acc_dw);
     if (db) {
-        BT_CHUNK(Co, co_lo, co_hi);
+        BT_CHUNK(dy.d[1], co_lo, co_hi);
         for (int co = co_lo; co < co_hi; co++) conv_bwd_bias(dy, db, acc_db, co);
     }
     if (!dx) return;
     BT_BARRIER();
-    FOR4P(*dx) {
-        const int g = i1 / cig;
-        conv_bwd_input(dy, w, *dx, g, cog, g * cig, i1 - g * cig, i0, i2, i3, sh, sw, ph, pw, dh, dw);
-    }
+    conv_ig(&c, *dx);
 }
 
 void k_mm(ten_t y, ten_t a, ten_t b, int acc) {
