@@ -96,9 +96,10 @@ def test_rv32_under_qemu_matches_pytorch(projects, pair):
         assert kinds["conv_bwd"] == kinds["dw_bwd"] == kinds["norm_bwd"] == 0
     else:
         assert kinds["conv_bwd"] > 0 and kinds["norm_bwd"] > 0
-    # the kernels account for (nearly) all of a step
+    # the kernels account for (nearly) all of a step: the rest is the profiler's own bookkeeping and
+    # the step's glue, some 10% at these tiny shapes now that the convolutions are register-blocked
     assert sum(kinds.values()) <= per_step[0] * 1.01
-    assert sum(kinds.values()) >= 0.95 * sum(per_step) / len(per_step)
+    assert sum(kinds.values()) >= 0.85 * sum(per_step) / len(per_step)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
