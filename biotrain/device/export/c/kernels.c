@@ -99,61 +99,109 @@ void bt_dma(ten_t dst, ten_t src) {
     if (e > bt_l1_bytes) fail("a tile reaches beyond the L1 region (BT_L1_BYTES): the L1 plan is broken", 18);
 }
 
-void k_fill(ten_t y, float v) { FOR4P(y) AT(y, i0, i1, i2, i3) = v; }
+/* Element-wise kernels walk their share row segment by row segment with row pointers and the
+ * innermost strides (no index arithmetic per element); an operation is chosen once per row. */
+#define ROWP(t) (&AT(t, i0, i1, i2, j0)) /* the first element of a FOR_ROWS segment */
 
-void k_copy(ten_t y, ten_t x) { FOR4P(y) AT(y, i0, i1, i2, i3) = AT(x, i0, i1, i2, i3); }
+/* y[i] = F(a[i], b[i]) for i < n, strides ys, as, bs (pointers and ints in scope by these names);
+ * the contiguous case unrolled by 4 */
+#define EW_LOOP(F)                                                                         \
+    do {                                                                                   \
+        if (ys == 1 && as == 1 && bs == 1) {                                               \
+            int i = 0;                                                                     \
+            for (; i + 4 <= n; i += 4) {                                                   \
+                const float u0 = a[i], u1 = a[i + 1], u2 = a[i + 2], u3 = a[i + 3];        \
+                const float v0 = b[i], v1 = b[i + 1], v2 = b[i + 2], v3 = b[i + 3];        \
+                y[i] = F(u0, v0), y[i + 1] = F(u1, v1), y[i + 2] = F(u2, v2), y[i + 3] = F(u3, v3); \
+            }                                                                              \
+            for (; i < n; i++) y[i] = F(a[i], b[i]);                                       \
+        } else if (ys == 1 && as == 1 && bs == 0) { /* b broadcast along the row */        \
+            const float v = *b;                                                            \
+            for (int i = 0; i < n; i++) y[i] = F(a[i], v);                                 \
+        } else {                                                                           \
+            for (int i = 0; i < n; i++, y += ys, a += as, b += bs) *y = F(*a, *b);         \
+        }                                                                                  \
+    } while (0)
+
+#define EW_ADD_F(u, v) ((u) + alpha * (v))
+#define EW_SUB_F(u, v) ((u) - alpha * (v))
+#define EW_MUL_F(u, v) ((u) * (v))
+#define EW_DIV_F(u, v) ((u) / (v))
+#define EW_FIRST_F(u, v) (u)
+#define EW_THR_F(u, v) ((v) <= thr ? 0.0f : (u))
+
+static void bin_row(int op, float *y, int ys, const float *a, int as, const float *b, int bs, int n, float alpha) {
+    switch (op) {
+        case EW_ADD: EW_LOOP(EW_ADD_F); break;
+        case EW_SUB: EW_LOOP(EW_SUB_F); break;
+        case EW_MUL: EW_LOOP(EW_MUL_F); break;
+        default: EW_LOOP(EW_DIV_F); break;
+    }
+}
+
+void k_fill(ten_t y, float v) {
+    FOR_ROWS(y) {
+        float *p = ROWP(y);
+        for (int i = j0; i < j1; i++, p += y.s[3]) *p = v;
+    }
+}
+
+void k_copy(ten_t y, ten_t x) {
+    FOR_ROWS(y) {
+        float *yp = ROWP(y);
+        const float *xp = ROWP(x);
+        for (int i = j0; i < j1; i++, yp += y.s[3], xp += x.s[3]) *yp = *xp;
+    }
+}
 
 void k_binary(int op, ten_t y, ten_t a, ten_t b, float alpha) {
-    FOR4P(y) {
-        float u = AT(a, i0, i1, i2, i3), v = AT(b, i0, i1, i2, i3), r;
-        switch (op) {
-            case EW_ADD: r = u + alpha * v; break;
-            case EW_SUB: r = u - alpha * v; break;
-            case EW_MUL: r = u * v; break;
-            default: r = u / v; break;
-        }
-        AT(y, i0, i1, i2, i3) = r;
-    }
+    FOR_ROWS(y) bin_row(op, ROWP(y), y.s[3], ROWP(a), a.s[3], ROWP(b), b.s[3], j1 - j0, alpha);
 }
 
 void k_binary_scalar(int op, ten_t y, ten_t a, float s) {
-    FOR4P(y) {
-        float u = AT(a, i0, i1, i2, i3), r;
-        switch (op) {
-            case EW_ADD: r = u + s; break;
-            case EW_SUB: r = u - s; break;
-            case EW_MUL: r = u * s; break;
-            default: r = u / s; break;
-        }
-        AT(y, i0, i1, i2, i3) = r;
-    }
+    FOR_ROWS(y) bin_row(op, ROWP(y), y.s[3], ROWP(a), a.s[3], &s, 0, j1 - j0, 1.0f);
 }
 
-void k_relu(ten_t y, ten_t x) {
-    FOR4P(y) {
-        float v = AT(x, i0, i1, i2, i3);
-        AT(y, i0, i1, i2, i3) = v > 0.0f ? v : 0.0f;
-    }
+static void relu_row(float *y, int ys, const float *a, int as, int n) {
+    for (int i = 0; i < n; i++, y += ys, a += as) *y = *a > 0.0f ? *a : 0.0f;
 }
+
+/* y = b <= thr ? 0 : a */
+static void thr_row(float *y, int ys, const float *a, int as, const float *b, int bs, int n, float thr) {
+    EW_LOOP(EW_THR_F);
+}
+
+void k_relu(ten_t y, ten_t x) { FOR_ROWS(y) relu_row(ROWP(y), y.s[3], ROWP(x), x.s[3], j1 - j0); }
 
 void k_threshold_bwd(ten_t dx, ten_t dy, ten_t x, float thr) {
-    FOR4P(dx) {
-        float g = AT(dy, i0, i1, i2, i3);
-        AT(dx, i0, i1, i2, i3) = AT(x, i0, i1, i2, i3) <= thr ? 0.0f : g;
-    }
+    FOR_ROWS(dx) thr_row(ROWP(dx), dx.s[3], ROWP(dy), dy.s[3], ROWP(x), x.s[3], j1 - j0, thr);
 }
 
+static inline int clamp_i(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* per row: the value, then the source columns in range, then the value */
 void k_pad(ten_t y, ten_t x, int pad_h, int pad_w, float value) {
-    FOR4P(y) {
-        int h = i2 - pad_h, w = i3 - pad_w;
-        int in = h >= 0 && h < x.d[2] && w >= 0 && w < x.d[3];
-        AT(y, i0, i1, i2, i3) = in ? AT(x, i0, i1, h, w) : value;
+    FOR_ROWS(y) {
+        float *p = ROWP(y);
+        const int h = i2 - pad_h, s3 = y.s[3], in_h = h >= 0 && h < x.d[2];
+        const int a = in_h ? clamp_i(pad_w, j0, j1) : j1, b = in_h ? clamp_i(pad_w + x.d[3], a, j1) : j1;
+        for (int i = j0; i < a; i++) p[(i - j0) * s3] = value;
+        if (b > a) {
+            const float *q = &AT(x, i0, i1, h, a - pad_w);
+            for (int i = a; i < b; i++, q += x.s[3]) p[(i - j0) * s3] = *q;
+        }
+        for (int i = b; i < j1; i++) p[(i - j0) * s3] = value;
     }
 }
 
+/* only the border is written: rows outside [h0, h1) whole, the columns outside [w0, w1) of the others */
 void k_zero_border(ten_t full, int h0, int h1, int w0, int w1) {
-    FOR4P(full) {
-        if (i2 < h0 || i2 >= h1 || i3 < w0 || i3 >= w1) AT(full, i0, i1, i2, i3) = 0.0f;
+    FOR_ROWS(full) {
+        float *p = ROWP(full);
+        const int s3 = full.s[3], in_h = i2 >= h0 && i2 < h1;
+        const int a = in_h ? (w0 < j1 ? w0 : j1) : j1, b = in_h ? (w1 > j0 ? w1 : j0) : j1;
+        for (int i = j0; i < a; i++) p[(i - j0) * s3] = 0.0f;
+        for (int i = b > a ? b : a; i < j1; i++) p[(i - j0) * s3] = 0.0f;
     }
 }
 
@@ -853,15 +901,21 @@ void k_batch_norm_eval_bwd(ten_t dy, ten_t x, ten_t gamma, ten_t rmean, ten_t rv
  * element (a division is an iterative unit on the FPU, or a library call without one) */
 void k_avg_pool(ten_t y, ten_t x, int kh, int kw, int sh, int sw, float divisor, int relu) {
     const float inv = 1.0f / divisor;
-    FOR4P(y) {
-        float s = 0.0f;
-        for (int a = 0; a < kh; a++)
-            for (int b = 0; b < kw; b++) {
-                float v = AT(x, i0, i1, i2 * sh + a, i3 * sw + b);
-                if (relu && v < 0.0f) v = 0.0f;
-                s += v;
+    const int xs2 = x.s[2], xs3 = x.s[3];
+    FOR_ROWS(y) {
+        float *p = ROWP(y);
+        const float *q = &AT(x, i0, i1, i2 * sh, j0 * sw);
+        for (int i3 = j0; i3 < j1; i3++, p += y.s[3], q += sw * xs3) {
+            float s = 0.0f;
+            for (int a = 0; a < kh; a++) {
+                const float *r = q + a * xs2;
+                if (relu)
+                    for (int b = 0; b < kw; b++, r += xs3) s += *r > 0.0f ? *r : 0.0f;
+                else
+                    for (int b = 0; b < kw; b++, r += xs3) s += *r;
             }
-        AT(y, i0, i1, i2, i3) = s * inv;
+            *p = s * inv;
+        }
     }
 }
 
