@@ -698,6 +698,45 @@ static inline float stat_count(ten_t x, int groups, int full_w) {
     return (float)((groups > 0 ? x.d[1] / groups : x.d[0]) * x.d[2] * full_w);
 }
 
+/* Row sums for the norms' statistics: four partial sums over a contiguous row (the loads and adds
+ * of one element no longer wait for the previous sum), one over a strided one. */
+static float row_sum(const float *p, int s, int n) {
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int i = 0;
+    if (s == 1)
+        for (; i + 4 <= n; i += 4, p += 4) a0 += p[0], a1 += p[1], a2 += p[2], a3 += p[3];
+    for (; i < n; i++, p += s) a0 += *p;
+    return (a0 + a1) + (a2 + a3);
+}
+
+/* sum of (p[i] - m)^2 */
+static float row_sumsq(const float *p, int s, int n, float m) {
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int i = 0;
+    if (s == 1)
+        for (; i + 4 <= n; i += 4, p += 4) {
+            const float v0 = p[0] - m, v1 = p[1] - m, v2 = p[2] - m, v3 = p[3] - m;
+            a0 = FMA(v0, v0, a0), a1 = FMA(v1, v1, a1), a2 = FMA(v2, v2, a2), a3 = FMA(v3, v3, a3);
+        }
+    for (; i < n; i++, p += s) a0 = FMA(*p - m, *p - m, a0);
+    return (a0 + a1) + (a2 + a3);
+}
+
+/* sum of g[i] and of g[i] * (x[i] - m), two partial sums each over contiguous rows */
+static void row_sum2(const float *g, int gs, const float *x, int xs, int n, float m, float *sg, float *sgx) {
+    float a0 = 0.0f, a1 = 0.0f, b0 = 0.0f, b1 = 0.0f;
+    int i = 0;
+    if (gs == 1 && xs == 1)
+        for (; i + 2 <= n; i += 2, g += 2, x += 2) {
+            const float g0 = g[0], g1 = g[1];
+            a0 += g0, a1 += g1;
+            b0 = FMA(g0, x[0] - m, b0), b1 = FMA(g1, x[1] - m, b1);
+        }
+    for (; i < n; i++, g += gs, x += xs) a0 += *g, b0 = FMA(*g, *x - m, b0);
+    *sg = a0 + a1;
+    *sgx = b0 + b1;
+}
+
 /* pass 0: sums of x; pass 1: sums of the centred squares; pass 2: y = (x - mean) * rstd * gamma + beta.
  * GroupNorm writes mean and rstd (per sample and group) after pass 1. */
 static void norm_fwd_pass(ten_t y, ten_t x, ten_t gamma, ten_t beta, int groups, float eps, int full_w, int pass,
@@ -708,17 +747,8 @@ static void norm_fwd_pass(ten_t y, ten_t x, ten_t gamma, ten_t beta, int groups,
         float *part = first ? red_begin(pass, S) : bt_red[pass][me];
         FOR_ROWS(x) {
             const int k = stat_of(i0, i1, C, groups);
-            float acc = 0.0f;
-            if (pass == 0) {
-                for (int i3 = j0; i3 < j1; i3++) acc += AT(x, i0, i1, i2, i3);
-            } else {
-                const float m = mu[k];
-                for (int i3 = j0; i3 < j1; i3++) {
-                    const float v = AT(x, i0, i1, i2, i3) - m;
-                    acc += v * v;
-                }
-            }
-            part[k] += acc;
+            const float *p = ROWP(x);
+            part[k] += pass == 0 ? row_sum(p, x.s[3], j1 - j0) : row_sumsq(p, x.s[3], j1 - j0, mu[k]);
         }
         if (!last) return;
         const float cnt = stat_count(x, groups, full_w);
@@ -732,7 +762,9 @@ static void norm_fwd_pass(ten_t y, ten_t x, ten_t gamma, ten_t beta, int groups,
     FOR_ROWS(y) { /* y may overwrite x: element by element, after the statistics */
         const int k = stat_of(i0, i1, C, groups);
         const float m = mu[k], sc = r[k] * V(gamma, i1), be = V(beta, i1);
-        for (int i3 = j0; i3 < j1; i3++) AT(y, i0, i1, i2, i3) = (AT(x, i0, i1, i2, i3) - m) * sc + be;
+        float *q = ROWP(y);
+        const float *p = ROWP(x);
+        for (int i3 = j0; i3 < j1; i3++, q += y.s[3], p += x.s[3]) *q = FMA(*p - m, sc, be);
     }
     (void)eps;
 }
@@ -790,14 +822,10 @@ static void norm_bwd_pass(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma
         FOR_ROWS(dy) {
             const int k = groups > 0 ? i0 * C + i1 : i1;
             const float m = BT_MU(i0, i1), rs = BT_RS(i0, i1);
-            float sdy = 0.0f, sdyx = 0.0f;
-            for (int i3 = j0; i3 < j1; i3++) {
-                const float gy = AT(dy, i0, i1, i2, i3);
-                sdy += gy;
-                sdyx += gy * (AT(x, i0, i1, i2, i3) - m) * rs;
-            }
+            float sdy, sdyx;
+            row_sum2(ROWP(dy), dy.s[3], ROWP(x), x.s[3], j1 - j0, m, &sdy, &sdyx);
             part[k] += sdy;
-            part[P + k] += sdyx;
+            part[P + k] += sdyx * rs;
         }
         if (!last) return;
         float *tot = bt_tot[me];
@@ -837,15 +865,18 @@ static void norm_bwd_pass(ten_t dy, ten_t x, ten_t mean, ten_t rstd, ten_t gamma
         const float r = BT_RS(i0, i1), m = BT_MU(i0, i1), ga = V(gamma, i1);
         const int k = groups > 0 ? stat_of(i0, i1, C, groups) : i1;
         const float a = ma[k], b = mb[k];
+        float *q = &AT(*dx, i0, i1, i2, j0);
+        const float *g = ROWP(dy), *p = ROWP(x);
+        const int qs = dx->s[3], gs = dy.s[3], ps = x.s[3];
         if (groups > 0) {
-            for (int i3 = j0; i3 < j1; i3++) {
-                const float xh = (AT(x, i0, i1, i2, i3) - m) * r;
-                AT(*dx, i0, i1, i2, i3) = r * (ga * AT(dy, i0, i1, i2, i3) - a - xh * b);
+            for (int i3 = j0; i3 < j1; i3++, q += qs, g += gs, p += ps) {
+                const float xh = (*p - m) * r;
+                *q = r * (ga * *g - a - xh * b);
             }
         } else {
-            for (int i3 = j0; i3 < j1; i3++) {
-                const float xh = (AT(x, i0, i1, i2, i3) - m) * r;
-                AT(*dx, i0, i1, i2, i3) = ga * r * (AT(dy, i0, i1, i2, i3) - a - xh * b);
+            for (int i3 = j0; i3 < j1; i3++, q += qs, g += gs, p += ps) {
+                const float xh = (*p - m) * r;
+                *q = ga * r * (*g - a - xh * b);
             }
         }
     }
