@@ -387,12 +387,16 @@ typedef struct {
 /* 8 interior outputs o..o+7 into y[0], y[ys], ... */
 BT_INLINE void os_block8(const os_row_t *r, int o, float *y, int ys, const int bs) {
     float s0 = r->init, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-    const int K4 = r->K & ~3, K = r->K;
+    const int K8 = r->K & ~7, K4 = r->K & ~3, K = r->K;
     if (K == 1) { /* 1-wide kernels: the taps are the rows */
         OS_ROWS(r, o, BLK8_1(ak, bk);)
     } else {
         OS_ROWS(r, o, {
-            const float *a = ak, *b = bk, *b4 = bk + K4 * bs, *be = bk + K * bs;
+            const float *a = ak, *b = bk, *b8 = bk + K8 * bs, *b4 = bk + K4 * bs, *be = bk + K * bs;
+            for (; b != b8; a += 8, b += 8 * bs) { /* 8 taps: the inputs of the second half reused */
+                BLK8_4(a, b, bs);
+                BLK8_4(a + 4, b + 4 * bs, bs);
+            }
             for (; b != b4; a += 4, b += 4 * bs) BLK8_4(a, b, bs);
             for (; b != be; a++, b += bs) BLK8_1(a, b);
         })
@@ -485,9 +489,13 @@ static void ts_block8(const ts_row_t *r, int t, float *out, int os, int acc) {
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f, s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
     int lo, hi;
     const int edges = ts_interior(r, t, 8, &lo, &hi);
-    const int n4 = (hi - lo) & ~3;
+    const int n8 = (hi - lo) & ~7, n4 = (hi - lo) & ~3;
     TS_ROWS(r, {
-        const float *g = gk + lo, *a = xk + lo + r->off + t, *g4 = g + n4, *ge = gk + hi;
+        const float *g = gk + lo, *a = xk + lo + r->off + t, *g8 = g + n8, *g4 = g + n4, *ge = gk + hi;
+        for (; g != g8; g += 8, a += 8) { /* 8 columns: the inputs of the second half reused */
+            BLK8_4(a, g, 1);
+            BLK8_4(a + 4, g + 4, 1);
+        }
         for (; g != g4; g += 4, a += 4) BLK8_4(a, g, 1);
         for (; g != ge; g++, a++) BLK8_1(a, g);
     })
