@@ -384,6 +384,18 @@ typedef struct {
         for (int k = 0; k < (r)->nk; k++, ak += (r)->a_sk, bk += (r)->b_sk) __VA_ARGS__ \
     }
 
+/* y[0], y[ys], ... = the 8 values: immediate offsets when contiguous */
+#define STORE8(y, ys, v0, v1, v2, v3, v4, v5, v6, v7)                                               \
+    do {                                                                                            \
+        float *q_ = (y);                                                                            \
+        if ((ys) == 1) {                                                                            \
+            q_[0] = v0, q_[1] = v1, q_[2] = v2, q_[3] = v3, q_[4] = v4, q_[5] = v5, q_[6] = v6, q_[7] = v7; \
+        } else {                                                                                    \
+            *q_ = v0, q_ += (ys), *q_ = v1, q_ += (ys), *q_ = v2, q_ += (ys), *q_ = v3, q_ += (ys);  \
+            *q_ = v4, q_ += (ys), *q_ = v5, q_ += (ys), *q_ = v6, q_ += (ys), *q_ = v7;              \
+        }                                                                                           \
+    } while (0)
+
 /* 8 interior outputs o..o+7 into y[0], y[ys], ... */
 BT_INLINE void os_block8(const os_row_t *r, int o, float *y, int ys, const int bs) {
     float s0 = r->init, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
@@ -401,8 +413,22 @@ BT_INLINE void os_block8(const os_row_t *r, int o, float *y, int ys, const int b
             for (; b != be; a++, b += bs) BLK8_1(a, b);
         })
     }
-    y[0] = s0, y[ys] = s1, y[2 * ys] = s2, y[3 * ys] = s3;
-    y[4 * ys] = s4, y[5 * ys] = s5, y[6 * ys] = s6, y[7 * ys] = s7;
+    STORE8(y, ys, s0, s1, s2, s3, s4, s5, s6, s7);
+}
+
+/* 16 interior outputs of a 1-wide kernel (K == 1): per tap row one weight, 16 inputs */
+BT_INLINE void os_block16_k1(const os_row_t *r, int o, float *y, int ys) {
+    float s0 = r->init, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    float t0 = s0, t1 = s0, t2 = s0, t3 = s0, t4 = s0, t5 = s0, t6 = s0, t7 = s0;
+    OS_ROWS(r, o, {
+        const float b0 = *bk;
+        s0 = FMA(ak[0], b0, s0), s1 = FMA(ak[1], b0, s1), s2 = FMA(ak[2], b0, s2), s3 = FMA(ak[3], b0, s3);
+        s4 = FMA(ak[4], b0, s4), s5 = FMA(ak[5], b0, s5), s6 = FMA(ak[6], b0, s6), s7 = FMA(ak[7], b0, s7);
+        t0 = FMA(ak[8], b0, t0), t1 = FMA(ak[9], b0, t1), t2 = FMA(ak[10], b0, t2), t3 = FMA(ak[11], b0, t3);
+        t4 = FMA(ak[12], b0, t4), t5 = FMA(ak[13], b0, t5), t6 = FMA(ak[14], b0, t6), t7 = FMA(ak[15], b0, t7);
+    })
+    STORE8(y, ys, s0, s1, s2, s3, s4, s5, s6, s7);
+    STORE8(y + 8 * ys, ys, t0, t1, t2, t3, t4, t5, t6, t7);
 }
 
 BT_INLINE void os_block4(const os_row_t *r, int o, float *y, int ys, const int bs) {
@@ -431,6 +457,8 @@ BT_INLINE void os_segment(const os_row_t *r, int o0, int o1, float *y, int ys, c
     const int lo = -r->off, hi = min_i(o1, r->A - r->off - r->K + 1);
     int o = o0;
     for (; o < o1 && o < lo; o++, y += ys) *y = os_one(r, o, bs);
+    if (r->K == 1)
+        for (; o + 16 <= hi; o += 16, y += 16 * ys) os_block16_k1(r, o, y, ys);
     for (; o + 8 <= hi; o += 8, y += 8 * ys) os_block8(r, o, y, ys, bs);
     if (o + 4 <= hi) os_block4(r, o, y, ys, bs), o += 4, y += 4 * ys;
     for (; o < o1; o++, y += ys) *y = os_one(r, o, bs);
