@@ -377,12 +377,14 @@ typedef struct {
     float init;
 } os_row_t;
 
-#define OS_ROWS(r, o, ...)                                                                \
-    const float *au = (r)->a + (o) + (r)->off, *bu = (r)->b;                             \
+/* the tap rows of output o from tap t on (bs in scope) */
+#define OS_ROWS_T(r, o, t, ...)                                                           \
+    const float *au = (r)->a + (o) + (r)->off + (t), *bu = (r)->b + (t) * bs;             \
     for (int u = 0; u < (r)->nu; u++, au += (r)->a_su, bu += (r)->b_su) {                \
         const float *ak = au, *bk = bu;                                                  \
         for (int k = 0; k < (r)->nk; k++, ak += (r)->a_sk, bk += (r)->b_sk) __VA_ARGS__ \
     }
+#define OS_ROWS(r, o, ...) OS_ROWS_T(r, o, 0, __VA_ARGS__)
 
 /* y[0], y[ys], ... = the 8 values: immediate offsets when contiguous */
 #define STORE8(y, ys, v0, v1, v2, v3, v4, v5, v6, v7)                                               \
@@ -396,14 +398,14 @@ typedef struct {
         }                                                                                           \
     } while (0)
 
-/* 8 interior outputs o..o+7 into y[0], y[ys], ... */
-BT_INLINE void os_block8(const os_row_t *r, int o, float *y, int ys, const int bs) {
+/* 8 outputs o..o+7 over taps [tb, te), in range for all of them, into y[0], y[ys], ... */
+BT_INLINE void os_block8(const os_row_t *r, int o, float *y, int ys, const int bs, int tb, int te) {
     float s0 = r->init, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-    const int K8 = r->K & ~7, K4 = r->K & ~3, K = r->K;
+    const int K = te - tb, K8 = K & ~7, K4 = K & ~3; /* taps [tb, te) */
     if (K == 1) { /* 1-wide kernels: the taps are the rows */
-        OS_ROWS(r, o, BLK8_1(ak, bk);)
+        OS_ROWS_T(r, o, tb, BLK8_1(ak, bk);)
     } else {
-        OS_ROWS(r, o, {
+        OS_ROWS_T(r, o, tb, {
             const float *a = ak, *b = bk, *b8 = bk + K8 * bs, *b4 = bk + K4 * bs, *be = bk + K * bs;
             for (; b != b8; a += 8, b += 8 * bs) { /* 8 taps: the inputs of the second half reused */
                 BLK8_4(a, b, bs);
@@ -420,6 +422,7 @@ BT_INLINE void os_block8(const os_row_t *r, int o, float *y, int ys, const int b
 BT_INLINE void os_block16_k1(const os_row_t *r, int o, float *y, int ys) {
     float s0 = r->init, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
     float t0 = s0, t1 = s0, t2 = s0, t3 = s0, t4 = s0, t5 = s0, t6 = s0, t7 = s0;
+    const int bs = 1; /* one tap per row: its direction does not matter */
     OS_ROWS(r, o, {
         const float b0 = *bk;
         s0 = FMA(ak[0], b0, s0), s1 = FMA(ak[1], b0, s1), s2 = FMA(ak[2], b0, s2), s3 = FMA(ak[3], b0, s3);
@@ -442,25 +445,45 @@ BT_INLINE void os_block4(const os_row_t *r, int o, float *y, int ys, const int b
     y[0] = s0, y[ys] = s1, y[2 * ys] = s2, y[3 * ys] = s3;
 }
 
-/* one output over its taps in range */
-BT_INLINE float os_one(const os_row_t *r, int o, const int bs) {
-    const int t0 = max_i(0, -r->off - o), t1 = min_i(r->K, r->A - r->off - o);
-    float s = r->init;
+/* s + output o over taps [t0, t1) */
+BT_INLINE float os_taps(const os_row_t *r, int o, int t0, int t1, const int bs, float s) {
     if (t0 >= t1) return s;
-    OS_ROWS(r, o, s = dot_bs(ak + t0, bk + t0 * bs, t1 - t0, bs, s);)
+    OS_ROWS_T(r, o, t0, s = dot_bs(ak, bk, t1 - t0, bs, s);)
     return s;
 }
+
+/* one output over its taps in range */
+BT_INLINE float os_one(const os_row_t *r, int o, const int bs) {
+    return os_taps(r, o, max_i(0, -r->off - o), min_i(r->K, r->A - r->off - o), bs, r->init);
+}
+
+/* 8 outputs near a border: a block over the taps all of them have in range, then each output's
+ * own taps outside those */
+static void os_block8_clip(const os_row_t *r, int o, float *y, int ys, const int bs) {
+    const int tb = max_i(0, -r->off - o), te = max_i(tb, min_i(r->K, r->A - r->off - o - 7));
+    os_block8(r, o, y, ys, bs, tb, te);
+    for (int j = 0; j < 8; j++, y += ys) {
+        const int t0 = max_i(0, -r->off - o - j), t1 = min_i(r->K, r->A - r->off - o - j);
+        *y = os_taps(r, o + j, max_i(te, t0), t1, bs, os_taps(r, o + j, t0, min_i(tb, t1), bs, *y));
+    }
+}
+static void os_block8_clip_fwd(const os_row_t *r, int o, float *y, int ys) { os_block8_clip(r, o, y, ys, 1); }
+static void os_block8_clip_rev(const os_row_t *r, int o, float *y, int ys) { os_block8_clip(r, o, y, ys, -1); }
 
 /* outputs [o0, o1) of the row into y (at o0, stride ys): border outputs one by one, the interior
  * in blocks of 8 (then 4) */
 BT_INLINE void os_segment(const os_row_t *r, int o0, int o1, float *y, int ys, const int bs) {
     const int lo = -r->off, hi = min_i(o1, r->A - r->off - r->K + 1);
+    void (*const clip8)(const os_row_t *, int, float *, int) = bs > 0 ? os_block8_clip_fwd : os_block8_clip_rev;
+    const int wide = r->K >= 32; /* border blocks pay for their per-output rests on long kernels only */
     int o = o0;
+    for (; wide && o + 8 <= o1 && o < lo; o += 8, y += 8 * ys) clip8(r, o, y, ys);
     for (; o < o1 && o < lo; o++, y += ys) *y = os_one(r, o, bs);
     if (r->K == 1)
         for (; o + 16 <= hi; o += 16, y += 16 * ys) os_block16_k1(r, o, y, ys);
-    for (; o + 8 <= hi; o += 8, y += 8 * ys) os_block8(r, o, y, ys, bs);
+    for (; o + 8 <= hi; o += 8, y += 8 * ys) os_block8(r, o, y, ys, bs, 0, r->K);
     if (o + 4 <= hi) os_block4(r, o, y, ys, bs), o += 4, y += 4 * ys;
+    for (; wide && o + 8 <= o1; o += 8, y += 8 * ys) clip8(r, o, y, ys);
     for (; o < o1; o++, y += ys) *y = os_one(r, o, bs);
 }
 
@@ -621,8 +644,58 @@ static void wg_row(const conv_args_t *c, int co, int ci, int kh, ts_row_t *r) {
     r->nu = dy->d[0], r->O = dy->d[3], r->A = x->d[3], r->off = -c->pw;
 }
 
+/* Weight gradient of a 1-wide kernel without padding (pointwise, spatial): an output channel's
+ * weights are taps t = (ci, kh), each a whole input row against the output gradient's row; 4 taps
+ * at a time share the loads of the output gradient. nt taps from t of output channel co. */
+static void wg_k1_taps(const conv_args_t *c, ten_t *dwt, int acc, int co, int t, int nt) {
+    const ten_t *dy = &c->y, *x = &c->x;
+    const int Kh = c->w.d[2], c0 = (co / c->cog) * c->cig, Wo = dy->d[3], n4 = Wo & ~3;
+    int off[4];
+    for (int j = 0; j < nt; j++) off[j] = (c0 + (t + j) / Kh) * x->s[1] + ((t + j) % Kh) * c->dh * x->s[2];
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    for (int n = 0; n < dy->d[0]; n++)
+        for (int oh = 0; oh < dy->d[2]; oh++) {
+            const float *g = &AT(*dy, n, co, oh, 0), *xb = x->p + n * x->s[0] + oh * c->sh * x->s[2];
+            int o = 0;
+            if (nt == 4) {
+                const float *p0 = xb + off[0], *p1 = xb + off[1], *p2 = xb + off[2], *p3 = xb + off[3];
+                for (; o < n4; o += 4, g += 4, p0 += 4, p1 += 4, p2 += 4, p3 += 4) {
+                    const float g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
+                    s0 = FMA(g0, p0[0], s0), s0 = FMA(g1, p0[1], s0), s0 = FMA(g2, p0[2], s0), s0 = FMA(g3, p0[3], s0);
+                    s1 = FMA(g0, p1[0], s1), s1 = FMA(g1, p1[1], s1), s1 = FMA(g2, p1[2], s1), s1 = FMA(g3, p1[3], s1);
+                    s2 = FMA(g0, p2[0], s2), s2 = FMA(g1, p2[1], s2), s2 = FMA(g2, p2[2], s2), s2 = FMA(g3, p2[3], s2);
+                    s3 = FMA(g0, p3[0], s3), s3 = FMA(g1, p3[1], s3), s3 = FMA(g2, p3[2], s3), s3 = FMA(g3, p3[3], s3);
+                }
+                for (; o < Wo; o++, g++, p0++, p1++, p2++, p3++)
+                    s0 = FMA(*g, *p0, s0), s1 = FMA(*g, *p1, s1), s2 = FMA(*g, *p2, s2), s3 = FMA(*g, *p3, s3);
+            } else {
+                s0 = dot_bs(g, xb + off[0], Wo, 1, s0);
+            }
+        }
+    const float s[4] = {s0, s1, s2, s3};
+    for (int j = 0; j < nt; j++) {
+        float *out = &AT(*dwt, co, (t + j) / Kh, (t + j) % Kh, 0);
+        *out = acc ? *out + s[j] : s[j];
+    }
+}
+
+static void wg_k1(const conv_args_t *c, ten_t *dwt, int acc) {
+    const int T = c->cig * c->w.d[2]; /* taps per output channel */
+    BT_CHUNK(NUMEL(*dwt), e_lo, e_hi);
+    for (int e = e_lo; e < e_hi;) {
+        const int co = e / T, t = e - co * T, nt = e_hi - e < 4 ? e_hi - e : 4;
+        const int n = T - t < nt ? T - t : nt; /* within one output channel */
+        wg_k1_taps(c, dwt, acc, co, t, n == 4 ? 4 : 1);
+        e += n == 4 ? 4 : 1;
+    }
+}
+
 static void conv_wg(const conv_args_t *c, ten_t *dwt, int acc) {
     const int fast = conv_fast(c, &c->x) && c->y.s[3] == 1;
+    if (fast && c->w.d[3] == 1 && c->ph == 0 && c->pw == 0 && c->x.d[3] >= c->y.d[3]) {
+        wg_k1(c, dwt, acc);
+        return;
+    }
     FOR_ROWS(*dwt) {
         if (fast) {
             ts_row_t r;
