@@ -2,9 +2,9 @@
  *
  * Loops over strided 4-D views, each core on its share; no SIMD. The convolutions keep blocks of
  * sums in registers (fast paths for the models' unit-stride shapes, generic loops for the rest);
- * the other kernels walk row segments with row pointers. Kernels that may run in place (output over an input that dies at the op, as the memory plan
- * allows) read every input element before writing the output element at the same index, or
- * finish their reductions first.
+ * the other kernels walk row segments with row pointers. Kernels that may run in place (output
+ * over an input that dies at the op, as the memory plan allows) read every input element before
+ * writing the output element at the same index, or finish their reductions first.
  */
 #include "kernels.h"
 
