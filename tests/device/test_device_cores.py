@@ -61,9 +61,10 @@ def test_per_core_counts_and_balance(tmp_path):
         per = [row[kind] for row in two["per_core_instructions"]]
         assert min(per) > 0.3 * one["per_core_instructions"][0][kind]  # both cores work
         assert two["core_balance"][kind] <= 1.25
-        if kind in ("conv_fwd", "dw_fwd", "dw_bwd"):  # MAC work dominates: a split, not a copy (norms at
-            # this tiny shape are mostly per-call work every core repeats: totals, row set-up)
-            assert 0.9 < sum(per) / one["per_core_instructions"][0][kind] < 1.3
+        if kind in ("conv_fwd", "dw_fwd", "dw_bwd"):  # MAC work dominates: a split, not a copy (2.0);
+            # every core repeats each call's set-up (the step's argument views, some 2k instructions a
+            # call), near the register-blocked MAC work at this tiny shape (norms: mostly per-call work)
+            assert 0.9 < sum(per) / one["per_core_instructions"][0][kind] < 1.6
     dma = [row["dma"] for row in two["per_core_instructions"]]
     assert dma[1] < 0.02 * dma[0]  # core 0 plays the DMA engine (core 1 only steps over the copies)
     assert sum(two["kind_share"].values()) == pytest.approx(1.0)

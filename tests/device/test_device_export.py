@@ -96,9 +96,10 @@ def test_rv32_under_qemu_matches_pytorch(projects, pair):
         assert kinds["conv_bwd"] == kinds["dw_bwd"] == kinds["norm_bwd"] == 0
     else:
         assert kinds["conv_bwd"] > 0 and kinds["norm_bwd"] > 0
-    # the kernels account for (nearly) all of a step
+    # the kernels account for (nearly) all of a step: the rest is the profiler's own bookkeeping and
+    # the step's glue, some 10% at these tiny shapes now that the convolutions are register-blocked
     assert sum(kinds.values()) <= per_step[0] * 1.01
-    assert sum(kinds.values()) >= 0.95 * sum(per_step) / len(per_step)
+    assert sum(kinds.values()) >= 0.85 * sum(per_step) / len(per_step)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -129,9 +130,9 @@ def test_wrong_kernel_fails_the_comparison(tmp_path):
     """An indexing bug in the weight gradient of the convolution kernel is caught."""
     out = _export(tmp_path, "epidenet", "full")
     src = (out / "kernels.c").read_text()
-    good = "acc += AT(dy, n, co, oh, ow) * AT(x, n, c0 + ci, ih, iw);"
+    good = "r->nu = dy->d[0], r->O = dy->d[3], r->A = x->d[3], r->off = -c->pw;"  # the fast path's x column
     assert good in src
-    (out / "kernels.c").write_text(src.replace(good, "acc += AT(dy, n, co, oh, ow) * AT(x, n, c0 + ci, ih, ow);"))
+    (out / "kernels.c").write_text(src.replace(good, good.replace("r->off = -c->pw", "r->off = 1 - c->pw")))
     res = run_project(out, "host")
     assert not res["ok"]
     assert res["max_rel_err"] > TOL

@@ -72,9 +72,9 @@ def test_rtl_matches_pytorch_and_counts_cycles(sim, tmp_path, pair):
 def test_rtl_wrong_kernel_fails(sim, tmp_path):
     out = _export(tmp_path, "epidenet", "last_layer")
     src = (out / "kernels.c").read_text()
-    good = "acc += AT(x, n, c0 + ci, ih, iw) * AT(w, co, ci, kh, kw);"
-    assert good in src  # the convolution forward's inner product
-    (out / "kernels.c").write_text(src.replace(good, "acc += AT(x, n, c0 + ci, ih, iw) * AT(w, co, ci, kh, 0);"))
+    good = "r->nu = c->cig, r->K = w->d[3], r->A = x->d[3], r->off = -c->pw, r->init = init;"
+    assert good in src  # the convolution forward's input column (its fast path)
+    (out / "kernels.c").write_text(src.replace(good, good.replace("r->off = -c->pw", "r->off = 1 - c->pw")))
     res = run_project(out, "rtl")
     assert not res["ok"] and res["max_rel_err"] > TOL
 

@@ -104,7 +104,7 @@ void k_zero_border(ten_t full, int h0, int h1, int w0, int w1);     /* zero outs
 void k_sum(ten_t y, ten_t ybc, ten_t x, float scale, int relu, int acc); /* y (+)= scale*sum(x); ybc: y broadcast to x */
 void k_i64_add(int64_t *p, int n, int64_t v);
 
-/* convolution: direct loops, any groups/stride/padding/dilation */
+/* convolution, any groups/stride/padding/dilation: register-blocked direct loops (kernels.c) */
 void k_conv2d(ten_t y, ten_t x, ten_t w, const ten_t *bias, int sh, int sw, int ph, int pw, int dh, int dw,
               int groups);
 void k_conv2d_bwd(ten_t dy, ten_t x, ten_t w, ten_t *dx, ten_t *dwt, int acc_dw, ten_t *db, int acc_db,
