@@ -16,8 +16,9 @@ synchronous): an upper bound on what the DMA adds. Nothing comes from instructio
 A step of MI-BMINet at T = 1900 is about a billion simulated cycles, so it is measured at two shorter
 inputs and every term (each kernel kind's cycles, the barriers, the DMA bytes and copies) is
 extrapolated linearly in T: at fixed channels every kernel's work is linear in T (the update's is
-constant, which the intercept carries). A third, held-out T checks the extrapolation. EpiDeNet is
-measured at its reference shape directly. Run by hand: tens of minutes (not in CI).
+constant, which the intercept carries); the DMA copies and bytes are the program's own counts at
+the reference shape (qemu). A check fits the two shortest inputs and predicts the longest. EpiDeNet
+is measured at its reference shape directly. Run by hand: about 15 minutes on 2 cores (not in CI).
 """
 
 from __future__ import annotations
@@ -40,16 +41,17 @@ from biotrain.device.constants import load_constants
 from biotrain.device.estimate import estimate_step
 from biotrain.device.export.codegen import KINDS
 from biotrain.device.export.project import export_project
-from biotrain.device.export.runner import build, execute, missing_tools, read_profile, read_trace
+from biotrain.device.export.runner import build, execute, missing_tools, read_profile, read_trace, run_project
 from biotrain.models import build_model
 
 CORES = 8
 RESULTS = Path(__file__).parent / "results"
 # model: (channels, reference T, classes), the BioTrain figure (samples/s) per strategy, and the
-# shorter inputs simulated (None: the reference T itself): two to fit, one held out
+# shorter inputs simulated (None: the reference T itself), shortest first: the step is extrapolated
+# from the first and the last; the last is also predicted from the first two (the check)
 MODELS = {
-    "mi_bminet": {"shape": (8, 1900, 2), "paper": {"edge": 17.0}, "fit_t": (128, 256), "held_t": 192},
-    "epidenet": {"shape": (2, 1000, 11), "paper": {"edge": 85.0}, "fit_t": None, "held_t": None},
+    "mi_bminet": {"shape": (8, 1900, 2), "paper": {"edge": 17.0}, "sim_t": (128, 192, 256)},
+    "epidenet": {"shape": (2, 1000, 11), "paper": {"edge": 85.0}, "sim_t": None},
 }
 
 
@@ -115,23 +117,40 @@ def extrapolate(a: dict, b: dict, t: int) -> dict:
             **{k: out[k] for k in ("calls", "dma_bytes", "dma_copies")}}
 
 
-def row(name: str, strategy: str, jobs: int) -> dict:
+def dma_at(name: str, strategy: str, t: int) -> dict:
+    """The DMA copies and bytes of the step at input length ``t``, counted by the program itself
+    on qemu (one core; counts, not time): the L1 plan's tiles at the real shape, not extrapolated."""
+    model, spec = _model(name, t, strategy)
+    with tempfile.TemporaryDirectory(prefix="device-step-dma-") as tmp:
+        export_project(Path(tmp) / "p", model, strategy, model_spec=spec, steps=1)
+        res = run_project(Path(tmp) / "p", "qemu", per_core=False)
+    if not res["ok"]:
+        raise RuntimeError(f"{name} {strategy} T={t}: the program does not match PyTorch on qemu")
+    return {"dma_bytes": int(res["dma_bytes_per_step"]), "dma_copies": int(res["dma_copies_per_step"])}
+
+
+def row(name: str, strategy: str, jobs: int, cache: dict) -> dict:
+    """``cache``: earlier measurements by (model, strategy, T), reused instead of simulating again."""
     cfg = MODELS[name]
     c = load_constants(program="exported")
     f = float(c["freq_mhz"]) * 1e6
     _, t_ref, _ = cfg["shape"]
     model, _ = _model(name, t_ref, strategy)
     est = estimate_step(model, strategy, batch_size=8, program="exported", check=False)
-    if cfg["fit_t"]:
-        a, b = (measure(name, strategy, t, jobs) for t in cfg["fit_t"])
-        held = measure(name, strategy, cfg["held_t"], jobs)
-        pred = terms(extrapolate(a, b, held["t"]), c)["total"]
-        check = {"t": held["t"], "measured": terms(held, c)["total"], "extrapolated": pred}
+
+    def get(t):
+        return cache.get((name, strategy, t)) or measure(name, strategy, t, jobs)
+
+    if cfg["sim_t"]:
+        measured = [get(t) for t in cfg["sim_t"]]
+        first, mid, last = measured[0], measured[-2], measured[-1]
+        pred = terms(extrapolate(first, mid, last["t"]), c)["total"]
+        check = {"fit_t": [first["t"], mid["t"]], "t": last["t"], "measured": terms(last, c)["total"],
+                 "extrapolated": pred}
         check["error"] = pred / check["measured"] - 1
-        at_ref = extrapolate(a, b, t_ref)
-        measured = [a, b, held]
+        at_ref = {**extrapolate(first, last, t_ref), **dma_at(name, strategy, t_ref)}
     else:
-        at_ref = measure(name, strategy, t_ref, jobs)
+        at_ref = get(t_ref)
         check, measured = None, [at_ref]
     parts = terms(at_ref, c)
     seconds = parts["total"] / f
@@ -152,7 +171,9 @@ def markdown(rows: list, load: tuple, wall: float) -> str:
              "core + `barrier_cycles`; the cluster DMA for the copies, not overlapped: gap9.yaml's "
              "`dma_setup_cycles`, `dma_bytes_per_cycle`).", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average before {load[0]:.2f} / {load[1]:.2f} / "
-             f"{load[2]:.2f}; total {wall:.0f} s.", "",
+             f"{load[2]:.2f}; total {wall:.0f} s, of which RTL simulation "
+             f"{sum(m['sim_wall_s'] for r in rows for m in r['measured']):.0f} s (8 solo runs per input, 2 side by side; "
+             "with --reuse, the simulations of the earlier run).", "",
              "| model | strategy | T | cycles per step | samples/s | BioTrain (paper) | GFLOP/s | share of the 5.92 GFLOP/s "
              "ceiling | kernels / barriers / DMA (M cycles) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -160,21 +181,24 @@ def markdown(rows: list, load: tuple, wall: float) -> str:
         lines.append(f"| {r['model']} | `{r['strategy']}` | {r['t']} | {r['cycles_per_step']:,} | {r['samples_per_s']:.1f} | "
                      f"{r['paper_samples_per_s'] or '-'} | {r['gflops']:.2f} | {r['ceiling_share']:.0%} | "
                      f"{p['kernels'] / 1e6:.1f} / {p['barriers'] / 1e6:.2f} / {p['dma'] / 1e6:.1f} |")
-    lines += ["", "## Kernel cycles per kind (slowest core per call, summed over the step)", ""]
+    lines += ["", "DMA bytes and copies are the program's own counts at the reference shape (qemu, one core); "
+              "at a shorter simulated input the kernel cycles and barriers are extrapolated in T.",
+              "", "## Kernel cycles per kind (slowest core per call, summed over the step)", ""]
     for r in rows:
         top = sorted(r["kernel_cycles"].items(), key=lambda kv: -kv[1])
         lines.append(f"- {r['model']} `{r['strategy']}`: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in top))
     checks = [r for r in rows if r["extrapolation_check"]]
     if checks:
-        lines += ["", "## Extrapolation in T, checked on a held-out input length", "",
-                  "| model | strategy | measured at T | fitted on T | held-out T | extrapolated | measured | error |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "## Extrapolation in T, checked beyond the inputs it is fitted on", "",
+                  "The step is extrapolated from the shortest and the longest simulated input; the check fits the "
+                  "two shortest and predicts the longest (the whole step, every term).", "",
+                  "| model | strategy | simulated at T | check: fitted on T | predicted T | extrapolated | measured | "
+                  "error |", "|---|---|---|---|---|---|---|---|"]
         for r in checks:
             ch = r["extrapolation_check"]
-            fit_t = ", ".join(str(m["t"]) for m in r["measured"][:2])
             lines.append(f"| {r['model']} | `{r['strategy']}` | {', '.join(str(m['t']) for m in r['measured'])} | "
-                         f"{fit_t} | {ch['t']} | {ch['extrapolated']:,.0f} | {ch['measured']:,.0f} | "
-                         f"{ch['error']:+.1%} |")
+                         f"{', '.join(map(str, ch['fit_t']))} | {ch['t']} | {ch['extrapolated']:,.0f} | "
+                         f"{ch['measured']:,.0f} | {ch['error']:+.1%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -185,12 +209,19 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="RTL simulations side by side")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--name", default="device_step", help="results file name (benchmarks/results/NAME.md/.json)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the simulations of benchmarks/results/NAME.json (same model, strategy and T)")
     args = ap.parse_args(argv)
     if missing_tools("rtl"):
         print(missing_tools("rtl"), file=sys.stderr)
         return 3
     load, t0 = os.getloadavg(), time.perf_counter()
-    rows = [row(m, s, args.jobs) for m in args.models for s in args.strategies]
+    cache = {}
+    if args.reuse and (RESULTS / f"{args.name}.json").exists():
+        for r in json.loads((RESULTS / f"{args.name}.json").read_text()):
+            for m in r["measured"]:
+                cache[(r["model"], r["strategy"], m["t"])] = m
+    rows = [row(m, s, args.jobs, cache) for m in args.models for s in args.strategies]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / f"{args.name}.md").write_text(markdown(rows, load, time.perf_counter() - t0))
