@@ -2,6 +2,7 @@
 random shapes reach the border, padding, stride and dilation cases the models' shapes do not, and
 every core's share of 1, 3 and 8 cores is run (conv_kernels_check.c says how)."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from biotrain.device import export as export_pkg
+from biotrain.device.export.runner import missing_tools
 
 C_DIR = Path(export_pkg.__file__).parent / "c"
 CHECK = Path(__file__).parent / "conv_kernels_check.c"
@@ -16,9 +18,9 @@ CHECK = Path(__file__).parent / "conv_kernels_check.c"
 
 @pytest.mark.parametrize("cores", [1, 3, 8])
 def test_conv_kernels_match_a_direct_reference(tmp_path, cores):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no host C compiler (cc)")
+    if missing_tools("host"):
+        pytest.skip(missing_tools("host"))  # names the Debian package
+    cc = shutil.which(os.environ.get("CC", "cc"))
     exe, solo = tmp_path / "check", tmp_path / "solo.h"
     solo.write_text("extern int bt_solo; /* the core whose share runs (BT_SOLO_CORE) */\n")
     subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-include", str(solo), f"-DBT_NCORES={cores}",
