@@ -187,8 +187,10 @@ def plot_sessions(df: pd.DataFrame, path: Path, dpi: int) -> None:
         for k, strategy in enumerate(strategies):
             c = curve[(curve["modality"] == modality) & (curve["strategy"] == strategy)]
             dodge = (k - (len(strategies) - 1) / 2) * 0.06  # error bars side by side, not on one x
+            sixteen = hatch_of(strategy) is not None  # a 16-bit run: dashed, hollow markers beside its fp32 twin
             ax.errorbar(c["session_index"] + dodge, 100 * c["mean"], yerr=100 * c["std"].fillna(0), marker=marker_of(strategy),
-                        capsize=3, label=strategy, color=color_of(strategy), clip_on=False)
+                        capsize=3, label=strategy, color=color_of(strategy), clip_on=False,
+                        linestyle="--" if sixteen else "-", markerfacecolor="white" if sixteen else None)
         ax.set_xlabel("session (day 1, then longitudinal: each starts from the previous one's model)", fontsize=8)
         ax.set_ylabel("test accuracy after adaptation (%)")
         ax.set_ylim(0, 105)
